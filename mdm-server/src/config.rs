@@ -1,0 +1,145 @@
+//! Configuration: an optional TOML file, then `MDM_*` environment variables on top, into one
+//! typed struct that refuses keys it does not know.
+
+use chrono_tz::Tz;
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the HTTP API listens.
+    pub listen: SocketAddr,
+    /// Where the SQLite database and (later) the device CA live.
+    pub data_dir: PathBuf,
+    /// `sqlite://...` or `postgres://...`; empty means SQLite in the data directory.
+    #[serde(default)]
+    pub database_url: DatabaseUrl,
+    /// The municipality's IT unit, shown in notices and the console.
+    pub operator_name: String,
+    /// Where times are shown and working days are counted.
+    pub time_zone: Tz,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Backward compatibility the contracts promise: models recommended before the current one
+    /// that stay supported.
+    pub supported_generations_back: usize,
+    /// Log lines as JSON instead of text.
+    pub log_json: bool,
+}
+
+#[derive(Serialize)]
+struct Defaults {
+    listen: &'static str,
+    data_dir: &'static str,
+    operator_name: &'static str,
+    time_zone: &'static str,
+    max_body_bytes: usize,
+    supported_generations_back: usize,
+    log_json: bool,
+}
+
+const DEFAULTS: Defaults = Defaults {
+    listen: "127.0.0.1:8080",
+    data_dir: "./data",
+    operator_name: "Kommunens IT – vård och omsorg",
+    time_zone: "Europe/Stockholm",
+    max_body_bytes: 256 * 1024,
+    supported_generations_back: 2,
+    log_json: false,
+};
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Defaults, then the file (if given), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(DEFAULTS));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError(format!("the file {} does not exist", file.display())));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        Self::extract(figment.merge(Env::prefixed("MDM_")))
+    }
+
+    /// Defaults with the given overrides; for tests and tools that build a config in code.
+    pub fn from_overrides(overrides: impl Serialize) -> Result<Self, ConfigError> {
+        Self::extract(Figment::from(Serialized::defaults(DEFAULTS)).merge(Serialized::defaults(overrides)))
+    }
+
+    fn extract(figment: Figment) -> Result<Self, ConfigError> {
+        figment.extract().map_err(|e| {
+            let msgs: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
+            ConfigError(msgs.join("; "))
+        })
+    }
+
+    /// The database to open: the configured URL, or the SQLite file in the data directory.
+    pub fn database_url(&self) -> String {
+        match self.database_url.0.as_ref().map(|s| s.expose_secret().to_string()) {
+            Some(url) if !url.is_empty() => url,
+            _ => format!("sqlite://{}", self.data_dir.join("mdm.sqlite3").display()),
+        }
+    }
+}
+
+/// The database URL may carry a password, so it never shows in `Debug` output or logs.
+#[derive(Clone, Default, Deserialize)]
+#[serde(transparent)]
+pub struct DatabaseUrl(Option<SecretString>);
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            None => f.write_str("DatabaseUrl(default)"),
+            Some(url) => {
+                let scheme = url.expose_secret().split(':').next().unwrap_or("");
+                write!(f, "DatabaseUrl({scheme}://[redacted])")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_listen_on_loopback_with_sqlite_in_data() {
+        let c = Config::from_overrides(serde_json::json!({})).expect("defaults");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.database_url(), "sqlite://./data/mdm.sqlite3");
+        assert_eq!(c.time_zone, chrono_tz::Europe::Stockholm);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = Config::from_overrides(serde_json::json!({ "listen_port": 80 })).expect_err("unknown key");
+        assert!(err.to_string().contains("listen_port"), "{err}");
+    }
+
+    #[test]
+    fn database_password_never_shows_in_debug() {
+        let c = Config::from_overrides(serde_json::json!({
+            "database_url": "postgres://mdm:hemligt@db.kommun.se/mdm"
+        }))
+        .expect("config");
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hemligt"), "{shown}");
+        assert!(shown.contains("postgres://[redacted]"));
+        assert_eq!(c.database_url(), "postgres://mdm:hemligt@db.kommun.se/mdm");
+    }
+
+    #[test]
+    fn a_bad_time_zone_is_refused() {
+        assert!(Config::from_overrides(serde_json::json!({ "time_zone": "Mars/Olympus" })).is_err());
+    }
+}

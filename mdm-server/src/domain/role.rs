@@ -1,0 +1,190 @@
+//! Roles and what each may do. Every permission question the API asks is answered here.
+
+use serde::{Deserialize, Serialize};
+
+use super::DomainError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Municipal IT: users, policy, providers, devices, the whole audit trail.
+    OperatorAdmin,
+    /// Municipal service desk: day-to-day device work, no user or policy administration.
+    OperatorStaff,
+    /// A provider's IT contact: the provider's own phones, staff accounts and audit trail.
+    ProviderAdmin,
+    /// A provider's staff member: the phone assigned to them.
+    ProviderUser,
+}
+
+pub const ALL_ROLES: [Role; 4] = [
+    Role::OperatorAdmin,
+    Role::OperatorStaff,
+    Role::ProviderAdmin,
+    Role::ProviderUser,
+];
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::OperatorAdmin => "operator_admin",
+            Role::OperatorStaff => "operator_staff",
+            Role::ProviderAdmin => "provider_admin",
+            Role::ProviderUser => "provider_user",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, DomainError> {
+        ALL_ROLES.into_iter().find(|r| r.as_str() == s).ok_or_else(|| {
+            DomainError::invalid(
+                "role",
+                format!(
+                    "unknown role '{s}'; expected one of operator_admin, operator_staff, provider_admin, provider_user"
+                ),
+            )
+        })
+    }
+
+    pub fn is_operator(self) -> bool {
+        matches!(self, Role::OperatorAdmin | Role::OperatorStaff)
+    }
+}
+
+/// Who is acting: the account, its organisation and its role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Actor {
+    pub account_id: i64,
+    pub org_id: i64,
+    pub role: Role,
+}
+
+/// Which organisations' data an actor may see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Everything,
+    Organisation(i64),
+}
+
+impl Scope {
+    pub fn allows(self, org_id: Option<i64>) -> bool {
+        match self {
+            Scope::Everything => true,
+            Scope::Organisation(own) => org_id == Some(own),
+        }
+    }
+
+    pub fn org(self) -> Option<i64> {
+        match self {
+            Scope::Everything => None,
+            Scope::Organisation(id) => Some(id),
+        }
+    }
+}
+
+/// What the actor asked to do was not allowed. The API answers 403 when the actor may see the
+/// target but not change it, and 404 when the target lies outside its scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forbidden;
+
+impl Actor {
+    pub fn scope(&self) -> Scope {
+        if self.role.is_operator() {
+            Scope::Everything
+        } else {
+            Scope::Organisation(self.org_id)
+        }
+    }
+
+    pub fn require_operator_admin(&self) -> Result<(), Forbidden> {
+        (self.role == Role::OperatorAdmin).then_some(()).ok_or(Forbidden)
+    }
+
+    pub fn require_operator(&self) -> Result<(), Forbidden> {
+        self.role.is_operator().then_some(()).ok_or(Forbidden)
+    }
+
+    /// Whether the actor may list and read accounts at all.
+    pub fn may_read_accounts(&self) -> bool {
+        matches!(self.role, Role::OperatorAdmin | Role::ProviderAdmin)
+    }
+
+    /// Creating, changing or deactivating an account of `target_role` in organisation
+    /// `target_org` (of kind `target_is_operator`). Operator admins manage everyone; provider
+    /// admins manage their own organisation's provider accounts and nothing else.
+    pub fn may_manage_account(
+        &self,
+        target_org: i64,
+        target_org_is_operator: bool,
+        target_role: Role,
+    ) -> Result<(), Forbidden> {
+        if target_role.is_operator() != target_org_is_operator {
+            return Err(Forbidden);
+        }
+        match self.role {
+            Role::OperatorAdmin => Ok(()),
+            Role::ProviderAdmin if target_org == self.org_id && !target_role.is_operator() => Ok(()),
+            _ => Err(Forbidden),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OPERATOR_ORG: i64 = 1;
+    const PROVIDER_A: i64 = 2;
+    const PROVIDER_B: i64 = 3;
+
+    fn actor(role: Role, org_id: i64) -> Actor {
+        Actor { account_id: 10, org_id, role }
+    }
+
+    #[test]
+    fn roles_round_trip_and_unknown_role_is_refused() {
+        for role in ALL_ROLES {
+            assert_eq!(Role::parse(role.as_str()), Ok(role));
+        }
+        assert!(Role::parse("superuser").is_err());
+    }
+
+    #[test]
+    fn operators_see_everything_and_providers_only_their_own() {
+        assert_eq!(actor(Role::OperatorStaff, OPERATOR_ORG).scope(), Scope::Everything);
+        let scope = actor(Role::ProviderUser, PROVIDER_A).scope();
+        assert!(scope.allows(Some(PROVIDER_A)));
+        assert!(!scope.allows(Some(PROVIDER_B)));
+        assert!(!scope.allows(None));
+    }
+
+    #[test]
+    fn operator_admin_manages_everyone() {
+        let admin = actor(Role::OperatorAdmin, OPERATOR_ORG);
+        assert!(admin.may_manage_account(OPERATOR_ORG, true, Role::OperatorStaff).is_ok());
+        assert!(admin.may_manage_account(PROVIDER_B, false, Role::ProviderAdmin).is_ok());
+    }
+
+    #[test]
+    fn roles_must_match_the_kind_of_organisation() {
+        let admin = actor(Role::OperatorAdmin, OPERATOR_ORG);
+        assert!(admin.may_manage_account(PROVIDER_A, false, Role::OperatorAdmin).is_err());
+        assert!(admin.may_manage_account(OPERATOR_ORG, true, Role::ProviderUser).is_err());
+    }
+
+    #[test]
+    fn provider_admin_manages_only_its_own_providers_accounts() {
+        let padmin = actor(Role::ProviderAdmin, PROVIDER_A);
+        assert!(padmin.may_manage_account(PROVIDER_A, false, Role::ProviderUser).is_ok());
+        assert!(padmin.may_manage_account(PROVIDER_A, false, Role::ProviderAdmin).is_ok());
+        assert!(padmin.may_manage_account(PROVIDER_B, false, Role::ProviderUser).is_err());
+        assert!(padmin.may_manage_account(OPERATOR_ORG, true, Role::OperatorAdmin).is_err());
+    }
+
+    #[test]
+    fn staff_and_provider_users_manage_no_accounts() {
+        for who in [actor(Role::OperatorStaff, OPERATOR_ORG), actor(Role::ProviderUser, PROVIDER_A)] {
+            assert!(who.may_manage_account(PROVIDER_A, false, Role::ProviderUser).is_err());
+        }
+        assert!(!actor(Role::OperatorStaff, OPERATOR_ORG).may_read_accounts());
+    }
+}

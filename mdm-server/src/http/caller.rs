@@ -1,0 +1,159 @@
+//! Who is calling: the bearer token resolved to a live session, its account and organisation.
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use std::net::SocketAddr;
+
+use super::{ApiError, AppState};
+use crate::auth::hash_token;
+use crate::domain::audit::{AuditEvent, Outcome};
+use crate::domain::organisation::OrgKind;
+use crate::domain::role::Actor;
+use crate::store::{SessionKind, StoreError};
+
+/// An authenticated caller whose account may use the API. An account that must still change
+/// its one-time password gets 403 `password-change-required` everywhere except
+/// [`PasswordChanger`]'s routes.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub actor: Actor,
+    pub email: String,
+    pub session_id: i64,
+    pub session_kind: SessionKind,
+    pub source: Option<String>,
+}
+
+/// An authenticated caller that may still have to change its password.
+#[derive(Debug, Clone)]
+pub struct PasswordChanger(pub Caller, pub bool);
+
+pub fn source_of(parts: &Parts) -> Option<String> {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip().to_string())
+}
+
+/// The client's address, for the audit trail.
+#[derive(Debug, Clone)]
+pub struct Source(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Source {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Source(source_of(parts)))
+    }
+}
+
+impl Caller {
+    /// An audit event done by this caller, belonging to the caller's own organisation.
+    pub fn event(&self, action: &str, target_kind: &str, target_id: Option<String>) -> AuditEvent {
+        AuditEvent {
+            actor_id: Some(self.actor.account_id),
+            actor_label: self.email.clone(),
+            org_id: Some(self.actor.org_id),
+            source: self.source.clone(),
+            action: action.to_string(),
+            target_kind: Some(target_kind.to_string()),
+            target_id,
+            outcome: Outcome::Success,
+            details: "{}".to_string(),
+        }
+    }
+}
+
+/// Builder-style additions to an audit event.
+pub trait EventExt {
+    /// The event belongs to this organisation (so its provider admin can read it).
+    fn in_org(self, org_id: Option<i64>) -> Self;
+    fn details(self, details: serde_json::Value) -> Self;
+}
+
+impl EventExt for AuditEvent {
+    fn in_org(mut self, org_id: Option<i64>) -> Self {
+        if org_id.is_some() {
+            self.org_id = org_id;
+        }
+        self
+    }
+
+    fn details(mut self, details: serde_json::Value) -> Self {
+        self.details = details.to_string();
+        self
+    }
+}
+
+async fn authenticate(parts: &Parts, state: &AppState) -> Result<(Caller, bool), ApiError> {
+    let token = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| ApiError::unauthenticated("log in and send the session token as 'Authorization: Bearer <token>'"))?;
+    let now = state.clock.now();
+    let ctx = match state.store.session_by_token(&hash_token(token.trim()), now).await {
+        Ok(ctx) => ctx,
+        Err(StoreError::NotFound) => {
+            return Err(ApiError::unauthenticated("the session has expired or was ended; log in again"))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if !ctx.account.active {
+        return Err(ApiError::unauthenticated("the account is deactivated"));
+    }
+    if ctx.org_kind == OrgKind::Provider {
+        let today = state.clock.today(state.config.time_zone);
+        if !ctx.contract.is_some_and(|c| c.is_active_on(today)) {
+            return Err(contract_ended());
+        }
+    }
+    let caller = Caller {
+        actor: Actor {
+            account_id: ctx.account.id,
+            org_id: ctx.account.org_id,
+            role: ctx.account.role,
+        },
+        email: ctx.account.email,
+        session_id: ctx.session_id,
+        session_kind: ctx.kind,
+        source: source_of(parts),
+    };
+    Ok((caller, ctx.account.must_change_password))
+}
+
+pub fn contract_ended() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "contract-ended",
+        "Contract ended",
+        "the provider's contract with the operator is not in force, so its accounts cannot use the system",
+    )
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (caller, must_change) = authenticate(parts, state).await?;
+        if must_change {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "password-change-required",
+                "Password change required",
+                "change the one-time password first: POST /api/v1/me/password",
+            ));
+        }
+        Ok(caller)
+    }
+}
+
+impl FromRequestParts<AppState> for PasswordChanger {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (caller, must_change) = authenticate(parts, state).await?;
+        Ok(PasswordChanger(caller, must_change))
+    }
+}

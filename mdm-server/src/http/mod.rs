@@ -1,0 +1,150 @@
+//! The JSON API under `/api/v1`, health and metrics. Handlers parse and authorise; the
+//! domain decides; the store persists.
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, FixedOffset, Utc};
+use std::sync::Arc;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::domain::account::{LoginThrottle, SessionPolicy};
+use crate::store::Store;
+
+pub mod audit;
+pub mod caller;
+pub mod devices;
+pub mod login;
+pub mod metrics;
+pub mod models;
+pub mod problem;
+pub mod providers;
+mod schemas;
+pub mod users;
+
+pub use problem::{ApiError, ApiJson, ApiPath, ApiQuery};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub config: Arc<Config>,
+    pub clock: Clock,
+    /// Demo mode: no second factor at login. Never the default.
+    pub demo: bool,
+    pub operator_id: i64,
+    pub throttle: LoginThrottle,
+    pub sessions: SessionPolicy,
+    pub metrics: Arc<metrics::Metrics>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("backend", &self.store.backend_name())
+            .field("demo", &self.demo)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// A stored UTC time as the operator's people read it.
+    pub fn local(&self, t: DateTime<Utc>) -> DateTime<FixedOffset> {
+        t.with_timezone(&self.config.time_zone).fixed_offset()
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Municipal phone-fleet MDM",
+        description = "Device inventory, organisations, accounts and audit trail of the municipal phone-fleet MDM. \
+                       Errors are RFC 9457 problem documents with stable `type` values.",
+        version = "1"
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "auth", description = "Login, sessions and API tokens"),
+        (name = "providers", description = "Provider organisations and their IT contacts"),
+        (name = "users", description = "Personal accounts"),
+        (name = "models", description = "The catalogue of supported phone models"),
+        (name = "devices", description = "The device inventory"),
+        (name = "audit", description = "The hash-chained audit trail")
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}
+
+/// The API routes and the OpenAPI document generated from them.
+fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(login::routes())
+        .merge(providers::routes())
+        .merge(users::routes())
+        .merge(models::routes())
+        .merge(devices::routes())
+        .merge(audit::routes())
+        .split_for_parts()
+}
+
+/// The OpenAPI document as served at `/api/v1/openapi.json`.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    api().1
+}
+
+pub fn router(state: AppState) -> Router {
+    let (api, doc) = api();
+    let doc = Arc::new(doc);
+    let max_body = state.config.max_body_bytes;
+    Router::new()
+        .merge(api)
+        .route("/api/v1/openapi.json", get(move || async move { Json(doc.as_ref().clone()) }))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::render))
+        .fallback(|| async { ApiError::not_found() })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => "ready".into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "database not reachable");
+            (StatusCode::SERVICE_UNAVAILABLE, "database not reachable").into_response()
+        }
+    }
+}
+
+/// Counts and times every request by route template (never by raw path, which holds ids).
+async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let method = req.method().to_string();
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    state
+        .metrics
+        .record(&method, &route, response.status().as_u16(), started.elapsed());
+    response
+}

@@ -1,0 +1,418 @@
+//! Storage: traits cut by capability, and one implementation per database backend.
+//!
+//! Every method that changes something takes the [`AuditEvent`] describing the change and
+//! writes it in the same transaction, so the trail never misses a change and never records one
+//! that did not happen.
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+
+use crate::domain::account::FailureOutcome;
+use crate::domain::audit::{AuditEntry, AuditEvent};
+use crate::domain::contact::ItContact;
+use crate::domain::device::{DeviceStatus, Imei, Platform, Serial};
+use crate::domain::organisation::{ContractPeriod, OrgKind, OrgNumber};
+use crate::domain::role::{Role, Scope};
+
+pub mod postgres;
+pub mod sqlite;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness rule refused the write; the text names what was duplicated.
+    #[error("{0}")]
+    Conflict(String),
+    /// The backend cannot do this; the text says what to do instead.
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("database error: {0}")]
+    Database(sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                let text = format!("{} {}", db.message(), db.constraint().unwrap_or_default());
+                StoreError::Conflict(duplicate_description(&text).to_string())
+            }
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+                StoreError::Conflict("it refers to a record that does not exist".to_string())
+            }
+            _ => StoreError::Database(e),
+        }
+    }
+}
+
+/// Names what a unique violation was about, from the backend's message or constraint name.
+fn duplicate_description(text: &str) -> &'static str {
+    const KNOWN: [(&str, &str); 6] = [
+        ("serial", "a device with this serial number is already registered"),
+        ("imei", "a device with this IMEI is already registered"),
+        ("email", "an account with this e-mail address already exists"),
+        ("org_number", "an organisation with this organisation number already exists"),
+        ("device_models", "a model with this platform and name already exists"),
+        ("one_operator", "there is already an operator organisation"),
+    ];
+    KNOWN
+        .iter()
+        .find(|(needle, _)| text.contains(needle))
+        .map_or("a record with these values already exists", |(_, what)| what)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Organisation {
+    pub id: i64,
+    pub kind: OrgKind,
+    pub name: String,
+    pub org_number: Option<String>,
+    pub contract: Option<ContractPeriod>,
+    pub it_contacts: Vec<ItContact>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewProvider {
+    pub name: String,
+    pub org_number: OrgNumber,
+    pub contract: ContractPeriod,
+    pub it_contacts: Vec<ItContact>,
+}
+
+/// A change to a provider; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct ProviderChange {
+    pub name: Option<String>,
+    pub contract: Option<ContractPeriod>,
+    pub it_contacts: Option<Vec<ItContact>>,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: i64,
+    pub org_id: i64,
+    pub email: String,
+    pub display_name: String,
+    pub role: Role,
+    pub active: bool,
+    pub must_change_password: bool,
+    pub password_hash: String,
+    pub totp_secret: Option<String>,
+    pub totp_last_step: Option<i64>,
+    pub failed_logins: u32,
+    pub locked_until: Option<DateTime<Utc>>,
+    pub last_login_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for Account {
+    // The password hash and the TOTP secret stay out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Account")
+            .field("id", &self.id)
+            .field("org_id", &self.org_id)
+            .field("email", &self.email)
+            .field("role", &self.role)
+            .field("active", &self.active)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone)]
+pub struct NewAccount {
+    pub org_id: i64,
+    pub email: String,
+    pub display_name: String,
+    pub role: Role,
+    pub password_hash: String,
+    pub must_change_password: bool,
+    pub totp_secret: Option<String>,
+}
+
+impl std::fmt::Debug for NewAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewAccount")
+            .field("org_id", &self.org_id)
+            .field("email", &self.email)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A change to an account. A changed role or a deactivation ends the account's sessions and
+/// tokens in the same transaction.
+#[derive(Debug, Clone, Default)]
+pub struct AccountChange {
+    pub display_name: Option<String>,
+    pub role: Option<Role>,
+    pub active: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionKind {
+    Session,
+    ApiToken,
+}
+
+impl SessionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionKind::Session => "session",
+            SessionKind::ApiToken => "api_token",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub account_id: i64,
+    pub kind: SessionKind,
+    pub name: Option<String>,
+    pub token_hash: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    pub id: i64,
+    pub name: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// A live session or token with everything the request needs to authorise.
+#[derive(Debug, Clone)]
+pub struct SessionContext {
+    pub session_id: i64,
+    pub kind: SessionKind,
+    pub expires_at: DateTime<Utc>,
+    pub account: Account,
+    pub org_kind: OrgKind,
+    pub contract: Option<ContractPeriod>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceModel {
+    pub id: i64,
+    pub platform: Platform,
+    pub name: String,
+    pub recommended_since: Option<NaiveDate>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    pub id: i64,
+    pub serial: String,
+    pub imei: String,
+    pub model_id: i64,
+    pub model_name: String,
+    pub platform: Platform,
+    pub status: DeviceStatus,
+    pub provider_id: Option<i64>,
+    pub purchase_date: Option<NaiveDate>,
+    pub warranty_end: Option<NaiveDate>,
+    pub supplier: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewDevice {
+    pub serial: Serial,
+    pub imei: Imei,
+    pub model_id: i64,
+    pub provider_id: Option<i64>,
+    pub purchase_date: Option<NaiveDate>,
+    pub warranty_end: Option<NaiveDate>,
+    pub supplier: Option<String>,
+}
+
+/// A change to a device record; the outer `Option` says whether to change the field.
+#[derive(Debug, Clone, Default)]
+pub struct DeviceChange {
+    pub model_id: Option<i64>,
+    pub provider_id: Option<Option<i64>>,
+    pub purchase_date: Option<Option<NaiveDate>>,
+    pub warranty_end: Option<Option<NaiveDate>>,
+    pub supplier: Option<Option<String>>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DeviceFilter {
+    pub scope: Option<i64>,
+    pub status: Option<DeviceStatus>,
+    pub provider_id: Option<i64>,
+    pub model_id: Option<i64>,
+    pub platform: Option<Platform>,
+    /// Part of a serial number or IMEI.
+    pub text: Option<String>,
+    /// Devices after this id (the cursor).
+    pub after_id: Option<i64>,
+    pub limit: u32,
+}
+
+/// The result of an import: how many rows were new and how many were already registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ImportSummary {
+    pub inserted: u64,
+    pub already_present: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub scope: Option<i64>,
+    /// Entries before this sequence number (newest first).
+    pub before_seq: Option<i64>,
+    pub limit: u32,
+}
+
+#[async_trait]
+pub trait OrganisationStore: Send + Sync {
+    /// The single operator organisation, created on first use with the configured name.
+    async fn ensure_operator(&self, name: &str, now: DateTime<Utc>) -> StoreResult<Organisation>;
+    async fn create_provider(&self, p: &NewProvider, now: DateTime<Utc>, audit: AuditEvent) -> StoreResult<Organisation>;
+    async fn organisation(&self, id: i64) -> StoreResult<Organisation>;
+    async fn list_providers(&self) -> StoreResult<Vec<Organisation>>;
+    async fn update_provider(
+        &self,
+        id: i64,
+        change: &ProviderChange,
+        now: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<Organisation>;
+}
+
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    async fn create_account(&self, a: &NewAccount, now: DateTime<Utc>, audit: AuditEvent) -> StoreResult<Account>;
+    async fn account(&self, id: i64) -> StoreResult<Account>;
+    async fn account_by_email(&self, email: &str) -> StoreResult<Account>;
+    async fn list_accounts(&self, scope: Scope) -> StoreResult<Vec<Account>>;
+    async fn update_account(
+        &self,
+        id: i64,
+        change: &AccountChange,
+        now: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<Account>;
+    /// Sets a new password, clears `must_change_password` and ends every other session.
+    async fn set_password(
+        &self,
+        id: i64,
+        password_hash: &str,
+        keep_session: Option<i64>,
+        now: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<()>;
+    async fn record_login_failure(
+        &self,
+        id: i64,
+        outcome: &FailureOutcome,
+        now: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<()>;
+    /// Clears the failure count, remembers the TOTP step used (no replays) and opens a session.
+    async fn record_login_success(
+        &self,
+        id: i64,
+        totp_step: Option<i64>,
+        session: &NewSession,
+        now: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<i64>;
+}
+
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    async fn create_token(&self, s: &NewSession, now: DateTime<Utc>, audit: AuditEvent) -> StoreResult<i64>;
+    /// The live session for this token hash, or `NotFound` if none is live at `now`.
+    async fn session_by_token(&self, token_hash: &str, now: DateTime<Utc>) -> StoreResult<SessionContext>;
+    async fn list_tokens(&self, account_id: i64, now: DateTime<Utc>) -> StoreResult<Vec<TokenInfo>>;
+    async fn revoke_session(&self, account_id: i64, session_id: i64, kind: SessionKind, now: DateTime<Utc>, audit: AuditEvent) -> StoreResult<()>;
+}
+
+#[async_trait]
+pub trait ModelStore: Send + Sync {
+    async fn create_model(
+        &self,
+        platform: Platform,
+        name: &str,
+        recommended_since: Option<NaiveDate>,
+        now: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<DeviceModel>;
+    async fn list_models(&self) -> StoreResult<Vec<DeviceModel>>;
+    async fn set_model_recommended(
+        &self,
+        id: i64,
+        recommended_since: Option<NaiveDate>,
+        now: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<DeviceModel>;
+}
+
+#[async_trait]
+pub trait DeviceStore: Send + Sync {
+    async fn create_device(&self, d: &NewDevice, now: DateTime<Utc>, audit: AuditEvent) -> StoreResult<Device>;
+    /// The device if it exists and lies inside `scope`; `NotFound` otherwise.
+    async fn device(&self, scope: Scope, id: i64) -> StoreResult<Device>;
+    async fn list_devices(&self, filter: &DeviceFilter) -> StoreResult<Vec<Device>>;
+    async fn update_device(&self, id: i64, change: &DeviceChange, now: DateTime<Utc>, audit: AuditEvent) -> StoreResult<Device>;
+    /// Serials of these that are already registered, with their IMEIs.
+    async fn registered_serials(&self, serials: &[String]) -> StoreResult<Vec<(String, String)>>;
+    /// IMEIs of these that are registered, with their serials.
+    async fn registered_imeis(&self, imeis: &[String]) -> StoreResult<Vec<(String, String)>>;
+    /// Inserts all new devices in one transaction; those whose serial exists are left alone.
+    async fn import_devices(&self, devices: &[NewDevice], now: DateTime<Utc>, audit: AuditEvent) -> StoreResult<ImportSummary>;
+    /// For demo data: put a device into a lifecycle status directly.
+    async fn set_device_status(&self, id: i64, status: DeviceStatus, now: DateTime<Utc>, audit: AuditEvent) -> StoreResult<()>;
+}
+
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Appends an event on its own, for events that change nothing else (reads, refusals).
+    async fn append_audit(&self, event: AuditEvent, now: DateTime<Utc>) -> StoreResult<()>;
+    async fn list_audit(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditEntry>>;
+    /// Every entry in ascending order, in pages, for verification and export.
+    async fn audit_page(&self, scope: Option<i64>, after_seq: i64, limit: u32) -> StoreResult<Vec<AuditEntry>>;
+    async fn audit_head(&self) -> StoreResult<(i64, String)>;
+}
+
+#[async_trait]
+pub trait Maintenance: Send + Sync {
+    async fn ping(&self) -> StoreResult<()>;
+    async fn migrate(&self) -> StoreResult<()>;
+    /// A consistent copy of the database while it is in use, where the backend can make one.
+    async fn backup_to(&self, path: &std::path::Path) -> StoreResult<()>;
+    fn backend_name(&self) -> &'static str;
+}
+
+/// Everything the server needs from storage.
+pub trait Store:
+    OrganisationStore + AccountStore + SessionStore + ModelStore + DeviceStore + AuditStore + Maintenance
+{
+}
+
+impl<T> Store for T where
+    T: OrganisationStore + AccountStore + SessionStore + ModelStore + DeviceStore + AuditStore + Maintenance
+{
+}
+
+/// Opens the store the URL names: `sqlite://path` or `postgres://...`.
+pub async fn open(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(std::sync::Arc::new(postgres::PgStore::connect(url).await?))
+    } else {
+        Ok(std::sync::Arc::new(sqlite::SqliteStore::connect(url).await?))
+    }
+}

@@ -1,0 +1,33 @@
+//! PostgreSQL, for operators that outgrow one machine: several server nodes share one database.
+
+use sqlx::postgres::PgPoolOptions;
+
+use super::{StoreError, StoreResult};
+
+type Db = sqlx::Postgres;
+
+const BEGIN_WRITE: &str = "BEGIN";
+const BACKEND: &str = "postgres";
+
+#[path = "shared_sql.rs"]
+mod shared;
+
+pub use shared::SqlStore as PgStore;
+
+impl PgStore {
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        let pool = PgPoolOptions::new().max_connections(16).connect(url).await?;
+        Ok(PgStore::new(pool))
+    }
+
+    pub(crate) async fn run_migrations(&self) -> StoreResult<()> {
+        sqlx::migrate!("../migrations/postgres").run(&self.pool).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn backup_file(&self, _path: &std::path::Path) -> StoreResult<()> {
+        Err(StoreError::Unsupported(
+            "PostgreSQL is backed up with its own tools: pg_dump --format=custom --file=mdm.dump \"$MDM_DATABASE_URL\"".to_string(),
+        ))
+    }
+}

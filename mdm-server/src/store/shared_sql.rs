@@ -1,0 +1,956 @@
+//! The SQL both backends share. This file is compiled once per backend (see `sqlite.rs` and
+//! `postgres.rs`, which include it with their own `Db`), so the two cannot drift apart; what
+//! differs between them (connection set-up, migrations, backup) lives in those two files.
+//! Queries use `$N` placeholders, which both SQLite and PostgreSQL accept.
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::{Pool, QueryBuilder, Row};
+
+use super::{Db, BACKEND, BEGIN_WRITE};
+use crate::domain::account::FailureOutcome;
+use crate::domain::audit::{entry_hash, AuditEntry, AuditEvent, Outcome};
+use crate::domain::contact::{Email, ItContact, MobileNumber};
+use crate::domain::device::{DeviceStatus, Platform};
+use crate::domain::organisation::{ContractPeriod, OrgKind};
+use crate::domain::role::{Role, Scope};
+use crate::store::*;
+
+type Tx = sqlx::Transaction<'static, Db>;
+type DbRow = <Db as sqlx::Database>::Row;
+
+/// Rows per multi-row INSERT in an import: well under both backends' parameter limits.
+const IMPORT_CHUNK: usize = 1000;
+
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    pub(super) pool: Pool<Db>,
+}
+
+impl SqlStore {
+    pub(super) fn new(pool: Pool<Db>) -> Self {
+        SqlStore { pool }
+    }
+
+    pub fn pool(&self) -> &Pool<Db> {
+        &self.pool
+    }
+
+    async fn write(&self) -> StoreResult<Tx> {
+        Ok(self.pool.begin_with(BEGIN_WRITE).await?)
+    }
+}
+
+fn corrupt(what: &str, value: &str) -> StoreError {
+    StoreError::Database(sqlx::Error::Protocol(format!("stored {what} '{value}' is not valid")))
+}
+
+/// Appends one entry to the hash chain inside the caller's transaction. Updating the head row
+/// first takes its lock, so concurrent appenders (even on other nodes) line up behind it.
+async fn append_audit_tx(tx: &mut Tx, event: &AuditEvent, now: DateTime<Utc>) -> StoreResult<()> {
+    let head = sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
+        .fetch_one(&mut **tx)
+        .await?;
+    let seq: i64 = head.try_get("seq")?;
+    let prev: String = head.try_get("hash")?;
+    let hash = entry_hash(seq, now, &prev, event);
+    sqlx::query(
+        "INSERT INTO audit_log (seq, at, actor_id, actor_label, org_id, source, action, target_kind, \
+         target_id, outcome, details, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(seq)
+    .bind(now)
+    .bind(event.actor_id)
+    .bind(&event.actor_label)
+    .bind(event.org_id)
+    .bind(&event.source)
+    .bind(&event.action)
+    .bind(&event.target_kind)
+    .bind(&event.target_id)
+    .bind(event.outcome.as_str())
+    .bind(&event.details)
+    .bind(&prev)
+    .bind(&hash)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
+        .bind(&hash)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// For create operations the new record's id is only known inside the transaction.
+fn with_target(mut event: AuditEvent, id: i64) -> AuditEvent {
+    if event.target_id.is_none() {
+        event.target_id = Some(id.to_string());
+    }
+    event
+}
+
+fn audit_from_row(row: &DbRow) -> StoreResult<AuditEntry> {
+    let outcome: String = row.try_get("outcome")?;
+    Ok(AuditEntry {
+        seq: row.try_get("seq")?,
+        at: row.try_get("at")?,
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
+        event: AuditEvent {
+            actor_id: row.try_get("actor_id")?,
+            actor_label: row.try_get("actor_label")?,
+            org_id: row.try_get("org_id")?,
+            source: row.try_get("source")?,
+            action: row.try_get("action")?,
+            target_kind: row.try_get("target_kind")?,
+            target_id: row.try_get("target_id")?,
+            outcome: Outcome::parse(&outcome).ok_or_else(|| corrupt("audit outcome", &outcome))?,
+            details: row.try_get("details")?,
+        },
+    })
+}
+
+const AUDIT_COLUMNS: &str = "seq, at, actor_id, actor_label, org_id, source, action, target_kind, target_id, \
+     outcome, details, prev_hash, hash";
+
+// ---------------------------------------------------------------------------------------------
+// Organisations
+
+const ORG_COLUMNS: &str = "id, kind, name, org_number, contract_start, contract_end, created_at, updated_at";
+
+async fn load_organisation(conn: &mut <Db as sqlx::Database>::Connection, id: i64) -> StoreResult<Organisation> {
+    let row = sqlx::query(&format!("SELECT {ORG_COLUMNS} FROM organisations WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    let mut org = organisation_from_row(&row)?;
+    org.it_contacts = load_contacts(conn, id).await?;
+    Ok(org)
+}
+
+fn organisation_from_row(row: &DbRow) -> StoreResult<Organisation> {
+    let kind: String = row.try_get("kind")?;
+    let start: Option<NaiveDate> = row.try_get("contract_start")?;
+    let end: Option<NaiveDate> = row.try_get("contract_end")?;
+    Ok(Organisation {
+        id: row.try_get("id")?,
+        kind: OrgKind::parse(&kind).map_err(|_| corrupt("organisation kind", &kind))?,
+        name: row.try_get("name")?,
+        org_number: row.try_get("org_number")?,
+        contract: start.map(|start| ContractPeriod { start, end }),
+        it_contacts: Vec::new(),
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+async fn load_contacts(conn: &mut <Db as sqlx::Database>::Connection, org_id: i64) -> StoreResult<Vec<ItContact>> {
+    let rows = sqlx::query("SELECT name, email, mobile FROM it_contacts WHERE org_id = $1 ORDER BY position")
+        .bind(org_id)
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let email: String = row.try_get("email")?;
+            let mobile: String = row.try_get("mobile")?;
+            Ok(ItContact {
+                name: row.try_get("name")?,
+                email: Email::parse(&email).map_err(|_| corrupt("e-mail", &email))?,
+                mobile: MobileNumber::parse(&mobile).map_err(|_| corrupt("mobile number", &mobile))?,
+            })
+        })
+        .collect()
+}
+
+async fn replace_contacts(tx: &mut Tx, org_id: i64, contacts: &[ItContact]) -> StoreResult<()> {
+    sqlx::query("DELETE FROM it_contacts WHERE org_id = $1")
+        .bind(org_id)
+        .execute(&mut **tx)
+        .await?;
+    for (position, c) in contacts.iter().enumerate() {
+        sqlx::query("INSERT INTO it_contacts (org_id, position, name, email, mobile) VALUES ($1, $2, $3, $4, $5)")
+            .bind(org_id)
+            .bind(position as i64)
+            .bind(&c.name)
+            .bind(c.email.as_str())
+            .bind(c.mobile.as_str())
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl OrganisationStore for SqlStore {
+    async fn ensure_operator(&self, name: &str, now: DateTime<Utc>) -> StoreResult<Organisation> {
+        let mut tx = self.write().await?;
+        let existing: Option<i64> = sqlx::query_scalar("SELECT id FROM organisations WHERE kind = 'operator'")
+            .fetch_optional(&mut *tx)
+            .await?;
+        let id = match existing {
+            Some(id) => {
+                sqlx::query("UPDATE organisations SET name = $1 WHERE id = $2 AND name <> $1")
+                    .bind(name)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                id
+            }
+            None => {
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO organisations (kind, name, created_at, updated_at) \
+                     VALUES ('operator', $1, $2, $2) RETURNING id",
+                )
+                .bind(name)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                let event = AuditEvent {
+                    actor_id: None,
+                    actor_label: "system".into(),
+                    org_id: Some(id),
+                    source: None,
+                    action: "organisation.create_operator".into(),
+                    target_kind: Some("organisation".into()),
+                    target_id: Some(id.to_string()),
+                    outcome: Outcome::Success,
+                    details: serde_json::json!({ "name": name }).to_string(),
+                };
+                append_audit_tx(&mut tx, &event, now).await?;
+                id
+            }
+        };
+        let org = load_organisation(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(org)
+    }
+
+    async fn create_provider(&self, p: &NewProvider, now: DateTime<Utc>, audit: AuditEvent) -> StoreResult<Organisation> {
+        let mut tx = self.write().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO organisations (kind, name, org_number, contract_start, contract_end, created_at, updated_at) \
+             VALUES ('provider', $1, $2, $3, $4, $5, $5) RETURNING id",
+        )
+        .bind(&p.name)
+        .bind(p.org_number.as_str())
+        .bind(p.contract.start)
+        .bind(p.contract.end)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        replace_contacts(&mut tx, id, &p.it_contacts).await?;
+        let mut audit = with_target(audit, id);
+        audit.org_id = Some(id);
+        append_audit_tx(&mut tx, &audit, now).await?;
+        let org = load_organisation(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(org)
+    }
+
+    async fn organisation(&self, id: i64) -> StoreResult<Organisation> {
+        let mut conn = self.pool.acquire().await?;
+        load_organisation(&mut conn, id).await
+    }
+
+    async fn list_providers(&self) -> StoreResult<Vec<Organisation>> {
+        let mut conn = self.pool.acquire().await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {ORG_COLUMNS} FROM organisations WHERE kind = 'provider' ORDER BY name, id"
+        ))
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut orgs = rows.iter().map(organisation_from_row).collect::<StoreResult<Vec<_>>>()?;
+        for org in &mut orgs {
+            org.it_contacts = load_contacts(&mut conn, org.id).await?;
+        }
+        Ok(orgs)
+    }
+
+    async fn update_provider(
+        &self,
+        id: i64,
+        change: &ProviderChange,
+        now: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<Organisation> {
+        let mut tx = self.write().await?;
+        let current = load_organisation(&mut tx, id).await?;
+        if current.kind != OrgKind::Provider {
+            return Err(StoreError::NotFound);
+        }
+        let name = change.name.as_ref().unwrap_or(&current.name);
+        let contract = change.contract.or(current.contract);
+        sqlx::query(
+            "UPDATE organisations SET name = $1, contract_start = $2, contract_end = $3, updated_at = $4 WHERE id = $5",
+        )
+        .bind(name)
+        .bind(contract.map(|c| c.start))
+        .bind(contract.and_then(|c| c.end))
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(contacts) = &change.it_contacts {
+            replace_contacts(&mut tx, id, contacts).await?;
+        }
+        append_audit_tx(&mut tx, &audit, now).await?;
+        let org = load_organisation(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(org)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Accounts and sessions
+
+const ACCOUNT_COLUMNS: &str = "a.id, a.org_id, a.email, a.display_name, a.role, a.active, a.must_change_password, \
+     a.password_hash, a.totp_secret, a.totp_last_step, a.failed_logins, a.locked_until, a.last_login_at, \
+     a.created_at, a.updated_at";
+
+fn account_from_row(row: &DbRow) -> StoreResult<Account> {
+    let role: String = row.try_get("role")?;
+    let failed: i64 = row.try_get("failed_logins")?;
+    Ok(Account {
+        id: row.try_get("id")?,
+        org_id: row.try_get("org_id")?,
+        email: row.try_get("email")?,
+        display_name: row.try_get("display_name")?,
+        role: Role::parse(&role).map_err(|_| corrupt("role", &role))?,
+        active: row.try_get("active")?,
+        must_change_password: row.try_get("must_change_password")?,
+        password_hash: row.try_get("password_hash")?,
+        totp_secret: row.try_get("totp_secret")?,
+        totp_last_step: row.try_get("totp_last_step")?,
+        failed_logins: u32::try_from(failed).unwrap_or(u32::MAX),
+        locked_until: row.try_get("locked_until")?,
+        last_login_at: row.try_get("last_login_at")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+async fn load_account(conn: &mut <Db as sqlx::Database>::Connection, id: i64) -> StoreResult<Account> {
+    let row = sqlx::query(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts a WHERE a.id = $1"))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    account_from_row(&row)
+}
+
+async fn revoke_all_sessions(tx: &mut Tx, account_id: i64, except: Option<i64>, now: DateTime<Utc>) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE sessions SET revoked_at = $1 WHERE account_id = $2 AND revoked_at IS NULL AND id <> $3",
+    )
+    .bind(now)
+    .bind(account_id)
+    .bind(except.unwrap_or(-1))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_session(tx: &mut Tx, s: &NewSession, now: DateTime<Utc>) -> StoreResult<i64> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO sessions (account_id, kind, name, token_hash, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+    )
+    .bind(s.account_id)
+    .bind(s.kind.as_str())
+    .bind(&s.name)
+    .bind(&s.token_hash)
+    .bind(now)
+    .bind(s.expires_at)
+    .fetch_one(&mut **tx)
+    .await?)
+}
+
+#[async_trait]
+impl AccountStore for SqlStore {
+    async fn create_account(&self, a: &NewAccount, now: DateTime<Utc>, audit: AuditEvent) -> StoreResult<Account> {
+        let mut tx = self.write().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO accounts (org_id, email, display_name, role, active, must_change_password, password_hash, \
+             totp_secret, failed_logins, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $9) RETURNING id",
+        )
+        .bind(a.org_id)
+        .bind(&a.email)
+        .bind(&a.display_name)
+        .bind(a.role.as_str())
+        .bind(true)
+        .bind(a.must_change_password)
+        .bind(&a.password_hash)
+        .bind(&a.totp_secret)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        append_audit_tx(&mut tx, &with_target(audit, id), now).await?;
+        let account = load_account(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(account)
+    }
+
+    async fn account(&self, id: i64) -> StoreResult<Account> {
+        let mut conn = self.pool.acquire().await?;
+        load_account(&mut conn, id).await
+    }
+
+    async fn account_by_email(&self, email: &str) -> StoreResult<Account> {
+        let row = sqlx::query(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts a WHERE a.email = $1"))
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        account_from_row(&row)
+    }
+
+    async fn list_accounts(&self, scope: Scope) -> StoreResult<Vec<Account>> {
+        let mut q = QueryBuilder::<Db>::new(format!("SELECT {ACCOUNT_COLUMNS} FROM accounts a"));
+        if let Some(org) = scope.org() {
+            q.push(" WHERE a.org_id = ").push_bind(org);
+        }
+        q.push(" ORDER BY a.org_id, a.email");
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter().map(account_from_row).collect()
+    }
+
+    async fn update_account(
+        &self,
+        id: i64,
+        change: &AccountChange,
+        now: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<Account> {
+        let mut tx = self.write().await?;
+        let current = load_account(&mut tx, id).await?;
+        let role = change.role.unwrap_or(current.role);
+        let active = change.active.unwrap_or(current.active);
+        sqlx::query("UPDATE accounts SET display_name = $1, role = $2, active = $3, updated_at = $4 WHERE id = $5")
+            .bind(change.display_name.as_ref().unwrap_or(&current.display_name))
+            .bind(role.as_str())
+            .bind(active)
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if role != current.role || !active {
+            revoke_all_sessions(&mut tx, id, None, now).await?;
+        }
+        append_audit_tx(&mut tx, &audit, now).await?;
+        let account = load_account(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(account)
+    }
+
+    async fn set_password(
+        &self,
+        id: i64,
+        password_hash: &str,
+        keep_session: Option<i64>,
+        now: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        let changed = sqlx::query(
+            "UPDATE accounts SET password_hash = $1, must_change_password = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(password_hash)
+        .bind(false)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            return Err(StoreError::NotFound);
+        }
+        revoke_all_sessions(&mut tx, id, keep_session, now).await?;
+        append_audit_tx(&mut tx, &audit, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn record_login_failure(
+        &self,
+        id: i64,
+        outcome: &FailureOutcome,
+        now: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        let mut q = QueryBuilder::<Db>::new("UPDATE accounts SET failed_logins = ");
+        q.push_bind(i64::from(outcome.failures));
+        if let Some(until) = outcome.locked_until {
+            q.push(", locked_until = ").push_bind(until);
+        }
+        q.push(" WHERE id = ").push_bind(id);
+        q.build().execute(&mut *tx).await?;
+        append_audit_tx(&mut tx, &audit, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn record_login_success(
+        &self,
+        id: i64,
+        totp_step: Option<i64>,
+        session: &NewSession,
+        now: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<i64> {
+        let mut tx = self.write().await?;
+        // The step check inside the UPDATE makes a replayed code lose even against a
+        // concurrent login with the same code.
+        let updated = sqlx::query(
+            "UPDATE accounts SET failed_logins = 0, locked_until = NULL, last_login_at = $1, \
+             totp_last_step = COALESCE($2, totp_last_step) \
+             WHERE id = $3 AND ($2 IS NULL OR totp_last_step IS NULL OR totp_last_step < $2)",
+        )
+        .bind(now)
+        .bind(totp_step)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Err(StoreError::Conflict("this one-time code has already been used".into()));
+        }
+        let session_id = insert_session(&mut tx, session, now).await?;
+        append_audit_tx(&mut tx, &audit, now).await?;
+        tx.commit().await?;
+        Ok(session_id)
+    }
+}
+
+#[async_trait]
+impl SessionStore for SqlStore {
+    async fn create_token(&self, s: &NewSession, now: DateTime<Utc>, audit: AuditEvent) -> StoreResult<i64> {
+        let mut tx = self.write().await?;
+        let id = insert_session(&mut tx, s, now).await?;
+        append_audit_tx(&mut tx, &with_target(audit, id), now).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    async fn session_by_token(&self, token_hash: &str, now: DateTime<Utc>) -> StoreResult<SessionContext> {
+        let row = sqlx::query(&format!(
+            "SELECT s.id AS session_id, s.kind AS session_kind, s.expires_at AS session_expires_at, \
+             s.last_used_at AS session_last_used_at, o.kind AS org_kind, o.contract_start, o.contract_end, \
+             {ACCOUNT_COLUMNS} \
+             FROM sessions s JOIN accounts a ON a.id = s.account_id JOIN organisations o ON o.id = a.org_id \
+             WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > $2"
+        ))
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        let kind: String = row.try_get("session_kind")?;
+        let org_kind: String = row.try_get("org_kind")?;
+        let start: Option<NaiveDate> = row.try_get("contract_start")?;
+        let end: Option<NaiveDate> = row.try_get("contract_end")?;
+        let last_used: Option<DateTime<Utc>> = row.try_get("session_last_used_at")?;
+        let session_id: i64 = row.try_get("session_id")?;
+        // Recording use costs a write, so it is kept to once every five minutes per token.
+        if last_used.is_none_or(|t| now - t > chrono::Duration::minutes(5)) {
+            sqlx::query("UPDATE sessions SET last_used_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(session_id)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(SessionContext {
+            session_id,
+            kind: if kind == "api_token" { SessionKind::ApiToken } else { SessionKind::Session },
+            expires_at: row.try_get("session_expires_at")?,
+            account: account_from_row(&row)?,
+            org_kind: OrgKind::parse(&org_kind).map_err(|_| corrupt("organisation kind", &org_kind))?,
+            contract: start.map(|start| ContractPeriod { start, end }),
+        })
+    }
+
+    async fn list_tokens(&self, account_id: i64, now: DateTime<Utc>) -> StoreResult<Vec<TokenInfo>> {
+        let rows = sqlx::query(
+            "SELECT id, name, created_at, expires_at, last_used_at FROM sessions \
+             WHERE account_id = $1 AND kind = 'api_token' AND revoked_at IS NULL AND expires_at > $2 ORDER BY id",
+        )
+        .bind(account_id)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(TokenInfo {
+                    id: row.try_get("id")?,
+                    name: row.try_get("name")?,
+                    created_at: row.try_get("created_at")?,
+                    expires_at: row.try_get("expires_at")?,
+                    last_used_at: row.try_get("last_used_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn revoke_session(
+        &self,
+        account_id: i64,
+        session_id: i64,
+        kind: SessionKind,
+        now: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        let revoked = sqlx::query(
+            "UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND account_id = $3 AND kind = $4 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(session_id)
+        .bind(account_id)
+        .bind(kind.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if revoked == 0 {
+            return Err(StoreError::NotFound);
+        }
+        append_audit_tx(&mut tx, &audit, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Models and devices
+
+fn model_from_row(row: &DbRow) -> StoreResult<DeviceModel> {
+    let platform: String = row.try_get("platform")?;
+    Ok(DeviceModel {
+        id: row.try_get("id")?,
+        platform: Platform::parse(&platform).map_err(|_| corrupt("platform", &platform))?,
+        name: row.try_get("name")?,
+        recommended_since: row.try_get("recommended_since")?,
+    })
+}
+
+const DEVICE_SELECT: &str = "SELECT d.id, d.serial, d.imei, d.model_id, m.name AS model_name, m.platform, d.status, \
+     d.provider_id, d.purchase_date, d.warranty_end, d.supplier, d.created_at, d.updated_at \
+     FROM devices d JOIN device_models m ON m.id = d.model_id";
+
+fn device_from_row(row: &DbRow) -> StoreResult<Device> {
+    let platform: String = row.try_get("platform")?;
+    let status: String = row.try_get("status")?;
+    Ok(Device {
+        id: row.try_get("id")?,
+        serial: row.try_get("serial")?,
+        imei: row.try_get("imei")?,
+        model_id: row.try_get("model_id")?,
+        model_name: row.try_get("model_name")?,
+        platform: Platform::parse(&platform).map_err(|_| corrupt("platform", &platform))?,
+        status: DeviceStatus::parse(&status).map_err(|_| corrupt("device status", &status))?,
+        provider_id: row.try_get("provider_id")?,
+        purchase_date: row.try_get("purchase_date")?,
+        warranty_end: row.try_get("warranty_end")?,
+        supplier: row.try_get("supplier")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+async fn load_device(conn: &mut <Db as sqlx::Database>::Connection, scope: Scope, id: i64) -> StoreResult<Device> {
+    let mut q = QueryBuilder::<Db>::new(DEVICE_SELECT);
+    q.push(" WHERE d.id = ").push_bind(id);
+    if let Some(org) = scope.org() {
+        q.push(" AND d.provider_id = ").push_bind(org);
+    }
+    let row = q.build().fetch_optional(&mut *conn).await?.ok_or(StoreError::NotFound)?;
+    device_from_row(&row)
+}
+
+async fn pairs_in(pool: &Pool<Db>, sql: &str, values: &[String]) -> StoreResult<Vec<(String, String)>> {
+    let mut found = Vec::new();
+    for chunk in values.chunks(IMPORT_CHUNK) {
+        let mut q = QueryBuilder::<Db>::new(sql);
+        q.push(" IN (");
+        let mut list = q.separated(", ");
+        for v in chunk {
+            list.push_bind(v.clone());
+        }
+        q.push(")");
+        for row in q.build().fetch_all(pool).await? {
+            found.push((row.try_get(0)?, row.try_get(1)?));
+        }
+    }
+    Ok(found)
+}
+
+#[async_trait]
+impl ModelStore for SqlStore {
+    async fn create_model(
+        &self,
+        platform: Platform,
+        name: &str,
+        recommended_since: Option<NaiveDate>,
+        now: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<DeviceModel> {
+        let mut tx = self.write().await?;
+        let row = sqlx::query(
+            "INSERT INTO device_models (platform, name, recommended_since, created_at) VALUES ($1, $2, $3, $4) \
+             RETURNING id, platform, name, recommended_since",
+        )
+        .bind(platform.as_str())
+        .bind(name)
+        .bind(recommended_since)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        let model = model_from_row(&row)?;
+        append_audit_tx(&mut tx, &with_target(audit, model.id), now).await?;
+        tx.commit().await?;
+        Ok(model)
+    }
+
+    async fn list_models(&self) -> StoreResult<Vec<DeviceModel>> {
+        let rows = sqlx::query("SELECT id, platform, name, recommended_since FROM device_models ORDER BY platform, name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(model_from_row).collect()
+    }
+
+    async fn set_model_recommended(
+        &self,
+        id: i64,
+        recommended_since: Option<NaiveDate>,
+        now: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<DeviceModel> {
+        let mut tx = self.write().await?;
+        let row = sqlx::query(
+            "UPDATE device_models SET recommended_since = $1 WHERE id = $2 \
+             RETURNING id, platform, name, recommended_since",
+        )
+        .bind(recommended_since)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        let model = model_from_row(&row)?;
+        append_audit_tx(&mut tx, &audit, now).await?;
+        tx.commit().await?;
+        Ok(model)
+    }
+}
+
+#[async_trait]
+impl DeviceStore for SqlStore {
+    async fn create_device(&self, d: &NewDevice, now: DateTime<Utc>, audit: AuditEvent) -> StoreResult<Device> {
+        let mut tx = self.write().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO devices (serial, imei, model_id, status, provider_id, purchase_date, warranty_end, supplier, \
+             created_at, updated_at) VALUES ($1, $2, $3, 'in_stock', $4, $5, $6, $7, $8, $8) RETURNING id",
+        )
+        .bind(d.serial.as_str())
+        .bind(d.imei.as_str())
+        .bind(d.model_id)
+        .bind(d.provider_id)
+        .bind(d.purchase_date)
+        .bind(d.warranty_end)
+        .bind(&d.supplier)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        append_audit_tx(&mut tx, &with_target(audit, id), now).await?;
+        let device = load_device(&mut tx, Scope::Everything, id).await?;
+        tx.commit().await?;
+        Ok(device)
+    }
+
+    async fn device(&self, scope: Scope, id: i64) -> StoreResult<Device> {
+        let mut conn = self.pool.acquire().await?;
+        load_device(&mut conn, scope, id).await
+    }
+
+    async fn list_devices(&self, f: &DeviceFilter) -> StoreResult<Vec<Device>> {
+        let mut q = QueryBuilder::<Db>::new(DEVICE_SELECT);
+        q.push(" WHERE 1 = 1");
+        if let Some(org) = f.scope {
+            q.push(" AND d.provider_id = ").push_bind(org);
+        }
+        if let Some(provider) = f.provider_id {
+            q.push(" AND d.provider_id = ").push_bind(provider);
+        }
+        if let Some(status) = f.status {
+            q.push(" AND d.status = ").push_bind(status.as_str());
+        }
+        if let Some(model) = f.model_id {
+            q.push(" AND d.model_id = ").push_bind(model);
+        }
+        if let Some(platform) = f.platform {
+            q.push(" AND m.platform = ").push_bind(platform.as_str());
+        }
+        if let Some(text) = &f.text {
+            // Serials are stored upper-case and IMEIs are digits, so an upper-case pattern
+            // matches the same rows on both backends.
+            let escaped = text.to_ascii_uppercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            let pattern = format!("%{escaped}%");
+            q.push(" AND (d.serial LIKE ").push_bind(pattern.clone());
+            q.push(" ESCAPE '\\' OR d.imei LIKE ").push_bind(pattern);
+            q.push(" ESCAPE '\\')");
+        }
+        if let Some(after) = f.after_id {
+            q.push(" AND d.id > ").push_bind(after);
+        }
+        q.push(" ORDER BY d.id LIMIT ").push_bind(i64::from(f.limit));
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter().map(device_from_row).collect()
+    }
+
+    async fn update_device(&self, id: i64, c: &DeviceChange, now: DateTime<Utc>, audit: AuditEvent) -> StoreResult<Device> {
+        let mut tx = self.write().await?;
+        let current = load_device(&mut tx, Scope::Everything, id).await?;
+        sqlx::query(
+            "UPDATE devices SET model_id = $1, provider_id = $2, purchase_date = $3, warranty_end = $4, \
+             supplier = $5, updated_at = $6 WHERE id = $7",
+        )
+        .bind(c.model_id.unwrap_or(current.model_id))
+        .bind(c.provider_id.unwrap_or(current.provider_id))
+        .bind(c.purchase_date.unwrap_or(current.purchase_date))
+        .bind(c.warranty_end.unwrap_or(current.warranty_end))
+        .bind(c.supplier.clone().unwrap_or(current.supplier))
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        append_audit_tx(&mut tx, &audit, now).await?;
+        let device = load_device(&mut tx, Scope::Everything, id).await?;
+        tx.commit().await?;
+        Ok(device)
+    }
+
+    async fn registered_serials(&self, serials: &[String]) -> StoreResult<Vec<(String, String)>> {
+        pairs_in(&self.pool, "SELECT serial, imei FROM devices WHERE serial", serials).await
+    }
+
+    async fn registered_imeis(&self, imeis: &[String]) -> StoreResult<Vec<(String, String)>> {
+        pairs_in(&self.pool, "SELECT imei, serial FROM devices WHERE imei", imeis).await
+    }
+
+    async fn import_devices(&self, devices: &[NewDevice], now: DateTime<Utc>, audit: AuditEvent) -> StoreResult<ImportSummary> {
+        let mut tx = self.write().await?;
+        let mut inserted = 0;
+        for chunk in devices.chunks(IMPORT_CHUNK) {
+            let mut q = QueryBuilder::<Db>::new(
+                "INSERT INTO devices (serial, imei, model_id, status, provider_id, purchase_date, warranty_end, \
+                 supplier, created_at, updated_at) ",
+            );
+            q.push_values(chunk, |mut row, d| {
+                row.push_bind(d.serial.as_str().to_string())
+                    .push_bind(d.imei.as_str().to_string())
+                    .push_bind(d.model_id)
+                    .push_bind(DeviceStatus::InStock.as_str())
+                    .push_bind(d.provider_id)
+                    .push_bind(d.purchase_date)
+                    .push_bind(d.warranty_end)
+                    .push_bind(d.supplier.clone())
+                    .push_bind(now)
+                    .push_bind(now);
+            });
+            q.push(" ON CONFLICT (serial) DO NOTHING");
+            inserted += q.build().execute(&mut *tx).await?.rows_affected();
+        }
+        let summary = ImportSummary {
+            inserted,
+            already_present: devices.len() as u64 - inserted,
+        };
+        let mut audit = audit;
+        audit.details = serde_json::json!({
+            "rows": devices.len(),
+            "inserted": summary.inserted,
+            "already_present": summary.already_present,
+            "source": serde_json::from_str::<serde_json::Value>(&audit.details).unwrap_or_default(),
+        })
+        .to_string();
+        append_audit_tx(&mut tx, &audit, now).await?;
+        tx.commit().await?;
+        Ok(summary)
+    }
+
+    async fn set_device_status(&self, id: i64, status: DeviceStatus, now: DateTime<Utc>, audit: AuditEvent) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        sqlx::query("UPDATE devices SET status = $1, updated_at = $2 WHERE id = $3")
+            .bind(status.as_str())
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        append_audit_tx(&mut tx, &audit, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Audit trail and maintenance
+
+#[async_trait]
+impl AuditStore for SqlStore {
+    async fn append_audit(&self, event: AuditEvent, now: DateTime<Utc>) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        append_audit_tx(&mut tx, &event, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_audit(&self, f: &AuditFilter) -> StoreResult<Vec<AuditEntry>> {
+        let mut q = QueryBuilder::<Db>::new(format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE 1 = 1"));
+        if let Some(org) = f.scope {
+            q.push(" AND org_id = ").push_bind(org);
+        }
+        if let Some(before) = f.before_seq {
+            q.push(" AND seq < ").push_bind(before);
+        }
+        q.push(" ORDER BY seq DESC LIMIT ").push_bind(i64::from(f.limit));
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter().map(audit_from_row).collect()
+    }
+
+    async fn audit_page(&self, scope: Option<i64>, after_seq: i64, limit: u32) -> StoreResult<Vec<AuditEntry>> {
+        let mut q = QueryBuilder::<Db>::new(format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > "));
+        q.push_bind(after_seq);
+        if let Some(org) = scope {
+            q.push(" AND org_id = ").push_bind(org);
+        }
+        q.push(" ORDER BY seq LIMIT ").push_bind(i64::from(limit));
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter().map(audit_from_row).collect()
+    }
+
+    async fn audit_head(&self) -> StoreResult<(i64, String)> {
+        let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((row.try_get("seq")?, row.try_get("hash")?))
+    }
+}
+
+#[async_trait]
+impl Maintenance for SqlStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        self.run_migrations().await
+    }
+
+    async fn backup_to(&self, path: &std::path::Path) -> StoreResult<()> {
+        self.backup_file(path).await
+    }
+
+    fn backend_name(&self) -> &'static str {
+        BACKEND
+    }
+}

@@ -1,0 +1,51 @@
+//! The embedded default: one SQLite file in the data directory, WAL mode.
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use std::str::FromStr;
+use std::time::Duration;
+
+use super::{StoreError, StoreResult};
+
+type Db = sqlx::Sqlite;
+
+/// Write transactions take the write lock at once, so two writers queue on the busy timeout
+/// instead of failing halfway through.
+const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+const BACKEND: &str = "sqlite";
+
+#[path = "shared_sql.rs"]
+mod shared;
+
+pub use shared::SqlStore as SqliteStore;
+
+impl SqliteStore {
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        if let Some(parent) = options.get_filename().parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+            }
+        }
+        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+        Ok(SqliteStore::new(pool))
+    }
+
+    pub(crate) async fn run_migrations(&self) -> StoreResult<()> {
+        sqlx::migrate!("../migrations/sqlite").run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// `VACUUM INTO` writes a consistent snapshot of the live database to a new file.
+    pub(crate) async fn backup_file(&self, path: &std::path::Path) -> StoreResult<()> {
+        sqlx::query("VACUUM INTO $1")
+            .bind(path.to_string_lossy().to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
