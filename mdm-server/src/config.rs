@@ -67,7 +67,8 @@ impl Config {
             }
             figment = figment.merge(Toml::file(file));
         }
-        Self::extract(figment.merge(Env::prefixed("MDM_")))
+        // MDM_CONFIG_FILE names the file and MDM_LOG the log filter; neither is a setting.
+        Self::extract(figment.merge(Env::prefixed("MDM_").ignore(&["config_file", "log"])))
     }
 
     /// Defaults with the given overrides; for tests and tools that build a config in code.

@@ -1,0 +1,397 @@
+//! The end-to-end test kit: a real server on a real socket over a fresh real database per test,
+//! on SQLite or PostgreSQL, and a small client that speaks to it over HTTP.
+
+use chrono::Utc;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+
+use mdm_server::clock::Clock;
+use mdm_server::config::Config;
+use mdm_server::server::{self, RunningServer, StartOptions};
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs the same test body once per backend: `backend_tests!(name, ...)` makes
+/// `sqlite::name` and `postgres::name` from `async fn name(backend: Backend)`.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Backend::Sqlite).await
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Backend::Postgres).await
+                }
+            )+
+        }
+    };
+}
+
+/// The PostgreSQL server the suite uses; `scripts/test` starts a throwaway one and sets this.
+pub const POSTGRES_ENV: &str = "TEST_POSTGRES_URL";
+
+/// A fresh, empty database for one test, and the URL to reach it.
+pub async fn fresh_database(backend: Backend, dir: &std::path::Path) -> String {
+    match backend {
+        Backend::Sqlite => format!("sqlite://{}", dir.join("mdm.sqlite3").display()),
+        Backend::Postgres => {
+            let admin_url = std::env::var(POSTGRES_ENV).unwrap_or_else(|_| {
+                panic!(
+                    "{POSTGRES_ENV} is not set: run the suite with scripts/test, which starts a PostgreSQL \
+                     server on loopback, or point {POSTGRES_ENV} at one (postgres://user@127.0.0.1:5432/postgres)"
+                )
+            });
+            let name = format!("mdm_test_{}", rand::random::<u64>());
+            let pool = sqlx::PgPool::connect(&admin_url).await.expect("connect to the test PostgreSQL server");
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&pool)
+                .await
+                .expect("create test database");
+            pool.close().await;
+            let mut url = url::Url::parse(&admin_url).expect("postgres url");
+            url.set_path(&name);
+            url.to_string()
+        }
+    }
+}
+
+/// A server started for one test, its data directory, its configuration file and its clock.
+#[derive(Debug)]
+pub struct TestApp {
+    pub server: RunningServer,
+    pub base: String,
+    pub http: reqwest::Client,
+    pub clock: Clock,
+    pub database_url: String,
+    pub config_file: PathBuf,
+    pub dir: tempfile::TempDir,
+    pub backend: Backend,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> TestApp {
+        Self::spawn_with(backend, false).await
+    }
+
+    pub async fn spawn_with(backend: Backend, demo: bool) -> TestApp {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let database_url = fresh_database(backend, dir.path()).await;
+        Self::spawn_on(backend, dir, database_url, demo).await
+    }
+
+    /// Starts a server on an existing database (for restore tests).
+    pub async fn spawn_on(backend: Backend, dir: tempfile::TempDir, database_url: String, demo: bool) -> TestApp {
+        let config_file = dir.path().join("mdm.toml");
+        let toml = format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\ndatabase_url = \"{}\"\nmax_body_bytes = 65536\n",
+            dir.path().display(),
+            database_url
+        );
+        std::fs::write(&config_file, toml).expect("write config");
+        let config = Config::load(Some(&config_file)).expect("config");
+        let clock = Clock::fixed(Utc::now());
+        let server = server::start(config, StartOptions { demo, clock: clock.clone() })
+            .await
+            .expect("server starts");
+        let base = format!("http://{}", server.addr);
+        TestApp {
+            server,
+            base,
+            http: reqwest::Client::new(),
+            clock,
+            database_url,
+            config_file,
+            dir,
+            backend,
+        }
+    }
+
+    /// Runs an `mdm-server` command line against this server's configuration.
+    pub async fn cli(&self, args: &[&str]) -> anyhow::Result<()> {
+        use clap::Parser;
+        let mut argv = vec!["mdm-server", "--config", self.config_file.to_str().expect("utf-8 path")];
+        argv.extend_from_slice(args);
+        let cli = mdm_server::cli::Cli::try_parse_from(argv)?;
+        mdm_server::cli::run(cli).await
+    }
+
+    pub async fn request(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Response {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        Response::from(req.send().await.expect("request reaches the server")).await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Response {
+        self.request(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Response {
+        self.request(Method::POST, path, Some(token), Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> Response {
+        self.request(Method::PATCH, path, Some(token), Some(body)).await
+    }
+
+    /// A TOTP code for the account, at the server's clock after moving it past the last step
+    /// used (codes cannot be replayed).
+    pub fn totp_code(&self, totp_uri: &str) -> String {
+        self.clock.advance(chrono::Duration::seconds(31));
+        let totp = totp_rs::TOTP::from_url_unchecked(totp_uri).expect("otpauth uri");
+        totp.generate(u64::try_from(self.clock.now().timestamp()).expect("time"))
+    }
+
+    pub async fn login(&self, email: &str, password: &str, totp_uri: &str) -> Response {
+        let code = self.totp_code(totp_uri);
+        self.request(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({ "email": email, "password": password, "totp_code": code })),
+        )
+        .await
+    }
+
+    /// Logs in with a one-time password, changes it and returns a working session token.
+    pub async fn first_login(&self, account: &NewLogin) -> String {
+        let r = self.login(&account.email, &account.one_time_password, &account.totp_uri).await;
+        r.expect(StatusCode::OK);
+        let token = r.body["token"].as_str().expect("token").to_string();
+        assert_eq!(r.body["must_change_password"], true);
+        let r = self
+            .post(
+                "/api/v1/me/password",
+                &token,
+                json!({ "current_password": account.one_time_password, "new_password": STRONG_PASSWORD }),
+            )
+            .await;
+        r.expect(StatusCode::NO_CONTENT);
+        token
+    }
+
+    /// Bootstraps the first operator admin through the CLI, as municipal IT does on day one,
+    /// and logs in.
+    pub async fn bootstrap_admin(&self) -> (NewLogin, String) {
+        let email = "it-chef@kommun.example";
+        let before = self.count("accounts").await;
+        let (one_time_password, totp_uri) = capture_create_user(self, email).await;
+        assert_eq!(self.count("accounts").await, before + 1);
+        let login = NewLogin {
+            id: 0,
+            email: email.to_string(),
+            one_time_password,
+            totp_uri,
+        };
+        let token = self.first_login(&login).await;
+        (login, token)
+    }
+
+    /// Creates a provider through the API and returns its id.
+    pub async fn create_provider(&self, token: &str, name: &str, org_number: &str) -> i64 {
+        let r = self
+            .post(
+                "/api/v1/providers",
+                token,
+                json!({
+                    "name": name,
+                    "org_number": org_number,
+                    "contract_start": "2024-01-01",
+                    "it_contacts": [{ "name": "Kim Kontakt", "email": format!("it@{}.example", org_number.replace('-', "")), "mobile": "+46701234567" }]
+                }),
+            )
+            .await;
+        r.expect(StatusCode::CREATED);
+        r.body["id"].as_i64().expect("id")
+    }
+
+    /// Creates an account through the API and returns its first credentials.
+    pub async fn create_user(&self, token: &str, org_id: i64, email: &str, role: &str) -> NewLogin {
+        let r = self
+            .post(
+                "/api/v1/users",
+                token,
+                json!({ "organisation_id": org_id, "email": email, "display_name": "Test Person", "role": role }),
+            )
+            .await;
+        r.expect(StatusCode::CREATED);
+        NewLogin {
+            id: r.body["user"]["id"].as_i64().expect("id"),
+            email: email.to_string(),
+            one_time_password: r.body["one_time_password"].as_str().expect("otp").to_string(),
+            totp_uri: r.body["totp_uri"].as_str().expect("uri").to_string(),
+        }
+    }
+
+    /// Adds a model to the catalogue and returns its id.
+    pub async fn create_model(&self, token: &str, platform: &str, name: &str, since: Option<&str>) -> i64 {
+        let r = self
+            .post("/api/v1/models", token, json!({ "platform": platform, "name": name, "recommended_since": since }))
+            .await;
+        r.expect(StatusCode::CREATED);
+        r.body["id"].as_i64().expect("id")
+    }
+
+    /// Registers a phone and returns its id.
+    pub async fn register_device(&self, token: &str, serial: &str, imei: &str, provider_id: Option<i64>) -> i64 {
+        let r = self
+            .post(
+                "/api/v1/devices",
+                token,
+                json!({ "platform": "ios", "model": "iPhone 16", "serial": serial, "imei": imei, "provider_id": provider_id }),
+            )
+            .await;
+        r.expect(StatusCode::CREATED);
+        r.body["id"].as_i64().expect("id")
+    }
+
+    /// Direct database access, for tests that play an attacker with access to the files.
+    pub async fn execute_sql(&self, sql: &str) {
+        match self.backend {
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&self.database_url).await.expect("sqlite");
+                sqlx::raw_sql(sql).execute(&pool).await.expect("sql");
+                pool.close().await;
+            }
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&self.database_url).await.expect("postgres");
+                sqlx::raw_sql(sql).execute(&pool).await.expect("sql");
+                pool.close().await;
+            }
+        }
+    }
+
+    pub async fn count(&self, table: &str) -> i64 {
+        let sql = format!("SELECT COUNT(*) FROM {table}");
+        match self.backend {
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&self.database_url).await.expect("sqlite");
+                let n = sqlx::query_scalar(&sql).fetch_one(&pool).await.expect("count");
+                pool.close().await;
+                n
+            }
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&self.database_url).await.expect("postgres");
+                let n = sqlx::query_scalar(&sql).fetch_one(&pool).await.expect("count");
+                pool.close().await;
+                n
+            }
+        }
+    }
+}
+
+/// A password that passes the strength rule.
+pub const STRONG_PASSWORD: &str = "kanelbulle-Fjällräv-ösregn-42";
+
+/// Valid organisation numbers (check digits correct, legal entities).
+pub const ORG_A: &str = "556036-0793";
+pub const ORG_B: &str = "556703-7485";
+
+/// A valid IMEI for a small number.
+pub fn imei(n: u32) -> String {
+    let body = format!("35{n:012}");
+    format!("{body}{}", mdm_server::domain::luhn::check_digit(&body))
+}
+
+/// The first credentials of a new account.
+#[derive(Debug, Clone)]
+pub struct NewLogin {
+    pub id: i64,
+    pub email: String,
+    pub one_time_password: String,
+    pub totp_uri: String,
+}
+
+/// Runs `mdm-server admin create-user` as a child process and reads what it printed.
+async fn capture_create_user(app: &TestApp, email: &str) -> (String, String) {
+    let output = tokio::process::Command::new(server_binary())
+        .args(["--config", app.config_file.to_str().expect("utf-8")])
+        .args(["admin", "create-user", "--email", email, "--name", "Iris Chef", "--role", "operator_admin"])
+        .output()
+        .await
+        .expect("run mdm-server");
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(output.status.success(), "create-user failed: {stdout} {}", String::from_utf8_lossy(&output.stderr));
+    let field = |prefix: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no '{prefix}' in: {stdout}"))
+            .trim()
+            .to_string()
+    };
+    (
+        field("one-time password:"),
+        field("TOTP enrolment URI (scan or paste into an authenticator app):"),
+    )
+}
+
+/// The `mdm-server` binary next to this test binary. `cargo test --workspace` builds it,
+/// because the `mdm-server` package has integration tests of its own binary.
+pub fn server_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let bin = dir.join(format!("mdm-server{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing: run the suite with `cargo test --workspace` (scripts/test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A response read whole: status, headers and the JSON body (or `Null`).
+#[derive(Debug)]
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Response {
+    async fn from(r: reqwest::Response) -> Response {
+        let status = r.status();
+        let headers = r.headers().clone();
+        let text = r.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Response { status, headers, body, text }
+    }
+
+    #[track_caller]
+    pub fn expect(&self, status: StatusCode) {
+        assert_eq!(self.status, status, "unexpected status; body: {}", self.text);
+    }
+
+    /// Asserts a problem response with this status and `type`.
+    #[track_caller]
+    pub fn expect_problem(&self, status: StatusCode, slug: &str) {
+        self.expect(status);
+        assert_eq!(
+            self.headers.get("content-type").and_then(|v| v.to_str().ok()),
+            Some("application/problem+json"),
+            "{}",
+            self.text
+        );
+        assert_eq!(self.body["type"], format!("/problems/{slug}"), "{}", self.text);
+        assert!(self.body["detail"].as_str().is_some_and(|d| !d.is_empty()));
+    }
+}

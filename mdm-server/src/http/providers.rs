@@ -11,7 +11,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::caller::{Caller, EventExt};
 use super::problem::{checked, ApiError, ApiJson, ApiPath, Fields};
 use super::AppState;
-use crate::domain::contact::{ItContact, MAX_IT_CONTACTS};
+use crate::domain::contact::{Email, ItContact, MobileNumber, MAX_IT_CONTACTS};
 use crate::domain::organisation::{parse_name, ContractPeriod, OrgKind, OrgNumber};
 use crate::domain::role::Role;
 use crate::store::{NewProvider, Organisation, ProviderChange};
@@ -77,7 +77,16 @@ fn parse_contacts(fields: &mut Fields, contacts: &[ItContactBody]) -> Option<Vec
     }
     let parsed: Vec<Option<ItContact>> = contacts
         .iter()
-        .map(|c| fields.check(ItContact::parse(&c.name, &c.email, &c.mobile)))
+        .map(|c| {
+            let name = fields.check(parse_name("it_contacts.name", &c.name));
+            let email = fields.check(Email::parse(&c.email));
+            let mobile = fields.check(MobileNumber::parse(&c.mobile));
+            Some(ItContact {
+                name: name?,
+                email: email?,
+                mobile: mobile?,
+            })
+        })
         .collect();
     parsed.into_iter().collect()
 }
