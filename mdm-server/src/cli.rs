@@ -18,7 +18,11 @@ use crate::server::{self, StartOptions};
 use crate::store::NewAccount;
 
 #[derive(Debug, Parser)]
-#[command(name = "mdm-server", version, about = "Municipal phone-fleet MDM server")]
+#[command(
+    name = "mdm-server",
+    version,
+    about = "Municipal phone-fleet MDM server"
+)]
 pub struct Cli {
     /// A TOML configuration file; MDM_* environment variables override it.
     #[arg(long, global = true, env = "MDM_CONFIG_FILE")]
@@ -105,7 +109,12 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn cli_event(action: &str, target_kind: &str, org_id: Option<i64>, details: serde_json::Value) -> AuditEvent {
+fn cli_event(
+    action: &str,
+    target_kind: &str,
+    org_id: Option<i64>,
+    details: serde_json::Value,
+) -> AuditEvent {
     AuditEvent {
         actor_id: None,
         actor_label: "cli".into(),
@@ -131,7 +140,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin {
-            command: AdminCommand::CreateUser { email, name, role, provider_id },
+            command:
+                AdminCommand::CreateUser {
+                    email,
+                    name,
+                    role,
+                    provider_id,
+                },
         } => create_user(config, &email, &name, &role, provider_id).await,
         Command::Devices {
             command: DeviceCommand::Import { file },
@@ -147,13 +162,24 @@ fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MDM_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     init_logging(config.log_json);
     let listen = config.listen;
-    let state = server::build_state(config, StartOptions { demo, clock: Clock::System }).await?;
+    let state = server::build_state(
+        config,
+        StartOptions {
+            demo,
+            clock: Clock::System,
+        },
+    )
+    .await?;
     if demo {
         let logins = crate::demo::seed(&state).await?;
         print!("{}", crate::demo::banner(&logins, listen));
@@ -169,7 +195,13 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn create_user(config: Config, email: &str, name: &str, role: &str, provider_id: Option<i64>) -> anyhow::Result<()> {
+async fn create_user(
+    config: Config,
+    email: &str,
+    name: &str,
+    role: &str,
+    provider_id: Option<i64>,
+) -> anyhow::Result<()> {
     let email = Email::parse(email)?;
     let name = parse_name("name", name)?;
     let role = Role::parse(role)?;
@@ -181,7 +213,10 @@ async fn create_user(config: Config, email: &str, name: &str, role: &str, provid
         (true, Some(_)) => bail!("operator roles belong to the operator; leave out --provider-id"),
         (false, None) => bail!("provider roles need --provider-id"),
         (false, Some(id)) => {
-            let org = store.organisation(id).await.with_context(|| format!("no provider with id {id}"))?;
+            let org = store
+                .organisation(id)
+                .await
+                .with_context(|| format!("no provider with id {id}"))?;
             if org.kind != OrgKind::Provider {
                 bail!("organisation {id} is not a provider");
             }
@@ -205,16 +240,27 @@ async fn create_user(config: Config, email: &str, name: &str, role: &str, provid
         serde_json::json!({ "email": account.email, "role": role.as_str() }),
     );
     let created = store.create_account(&account, now, event).await?;
-    println!("created account {} ({}) in {}", created.email, role.as_str(), org.name);
+    println!(
+        "created account {} ({}) in {}",
+        created.email,
+        role.as_str(),
+        org.name
+    );
     println!("one-time password: {}", issued.one_time_password);
-    println!("TOTP enrolment URI (scan or paste into an authenticator app): {}", issued.totp_uri);
+    println!(
+        "TOTP enrolment URI (scan or paste into an authenticator app): {}",
+        issued.totp_uri
+    );
     println!("The password must be changed at first login.");
     Ok(())
 }
 
 async fn import_devices(config: Config, file: &std::path::Path) -> anyhow::Result<()> {
-    let reader = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
-    let rows = std::fs::read_to_string(file).map(|t| t.lines().count().saturating_sub(1)).unwrap_or(0);
+    let reader =
+        std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+    let rows = std::fs::read_to_string(file)
+        .map(|t| t.lines().count().saturating_sub(1))
+        .unwrap_or(0);
     let store = server::open_store(&config).await?;
     let bar = indicatif::ProgressBar::new(rows as u64);
     bar.set_style(
@@ -224,7 +270,14 @@ async fn import_devices(config: Config, file: &std::path::Path) -> anyhow::Resul
     bar.set_message("checking");
     let progress = |n: u64| bar.set_position(n);
     let name = file.display().to_string();
-    let result = import_csv(reader, &name, store.as_ref(), Clock::System.now(), &progress).await;
+    let result = import_csv(
+        reader,
+        &name,
+        store.as_ref(),
+        Clock::System.now(),
+        &progress,
+    )
+    .await;
     bar.finish_and_clear();
     match result {
         Ok(summary) => {
@@ -255,7 +308,11 @@ async fn verify_audit(config: Config) -> anyhow::Result<()> {
         after = last.seq;
         for entry in &page {
             if let Err(broken) = verifier.check(entry) {
-                bail!("audit trail broken at entry {}: {}", broken.seq, broken.reason);
+                bail!(
+                    "audit trail broken at entry {}: {}",
+                    broken.seq,
+                    broken.reason
+                );
             }
         }
     }
@@ -264,7 +321,11 @@ async fn verify_audit(config: Config) -> anyhow::Result<()> {
             println!("audit trail intact: {count} entries verified");
             Ok(())
         }
-        Err(broken) => bail!("audit trail broken at entry {}: {}", broken.seq, broken.reason),
+        Err(broken) => bail!(
+            "audit trail broken at entry {}: {}",
+            broken.seq,
+            broken.reason
+        ),
     }
 }
 

@@ -63,7 +63,10 @@ impl Config {
         let mut figment = Figment::from(Serialized::defaults(DEFAULTS));
         if let Some(file) = file {
             if !file.exists() {
-                return Err(ConfigError(format!("the file {} does not exist", file.display())));
+                return Err(ConfigError(format!(
+                    "the file {} does not exist",
+                    file.display()
+                )));
             }
             figment = figment.merge(Toml::file(file));
         }
@@ -73,7 +76,9 @@ impl Config {
 
     /// Defaults with the given overrides; for tests and tools that build a config in code.
     pub fn from_overrides(overrides: impl Serialize) -> Result<Self, ConfigError> {
-        Self::extract(Figment::from(Serialized::defaults(DEFAULTS)).merge(Serialized::defaults(overrides)))
+        Self::extract(
+            Figment::from(Serialized::defaults(DEFAULTS)).merge(Serialized::defaults(overrides)),
+        )
     }
 
     fn extract(figment: Figment) -> Result<Self, ConfigError> {
@@ -85,7 +90,12 @@ impl Config {
 
     /// The database to open: the configured URL, or the SQLite file in the data directory.
     pub fn database_url(&self) -> String {
-        match self.database_url.0.as_ref().map(|s| s.expose_secret().to_string()) {
+        match self
+            .database_url
+            .0
+            .as_ref()
+            .map(|s| s.expose_secret().to_string())
+        {
             Some(url) if !url.is_empty() => url,
             _ => format!("sqlite://{}", self.data_dir.join("mdm.sqlite3").display()),
         }
@@ -123,7 +133,8 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_refused() {
-        let err = Config::from_overrides(serde_json::json!({ "listen_port": 80 })).expect_err("unknown key");
+        let err = Config::from_overrides(serde_json::json!({ "listen_port": 80 }))
+            .expect_err("unknown key");
         assert!(err.to_string().contains("listen_port"), "{err}");
     }
 
@@ -141,6 +152,8 @@ mod tests {
 
     #[test]
     fn a_bad_time_zone_is_refused() {
-        assert!(Config::from_overrides(serde_json::json!({ "time_zone": "Mars/Olympus" })).is_err());
+        assert!(
+            Config::from_overrides(serde_json::json!({ "time_zone": "Mars/Olympus" })).is_err()
+        );
     }
 }

@@ -53,34 +53,75 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Vec<DemoLogin>> {
     let today = state.clock.today(state.config.time_zone);
     let operator = store.organisation(state.operator_id).await?;
     let mut logins = vec![
-        (operator.id, operator.name.clone(), "it-admin@kommun.example", "Iris IT-admin", Role::OperatorAdmin),
-        (operator.id, operator.name.clone(), "servicedesk@kommun.example", "Sam Servicedesk", Role::OperatorStaff),
+        (
+            operator.id,
+            operator.name.clone(),
+            "it-admin@kommun.example",
+            "Iris IT-admin",
+            Role::OperatorAdmin,
+        ),
+        (
+            operator.id,
+            operator.name.clone(),
+            "servicedesk@kommun.example",
+            "Sam Servicedesk",
+            Role::OperatorStaff,
+        ),
     ];
     let existing = store.list_providers().await?;
     if existing.is_empty() {
         let providers = [
-            ("Hemtjänst Norr AB", "559012345", "Nora Norr", "it@norr.example", "+46701112233", "norr"),
-            ("Omsorg Syd AB", "559087654", "Sven Syd", "it@syd.example", "+46702223344", "syd"),
+            (
+                "Hemtjänst Norr AB",
+                "559012345",
+                "Nora Norr",
+                "it@norr.example",
+                "+46701112233",
+                "norr",
+            ),
+            (
+                "Omsorg Syd AB",
+                "559087654",
+                "Sven Syd",
+                "it@syd.example",
+                "+46702223344",
+                "syd",
+            ),
         ];
         let mut provider_ids = Vec::new();
         for (name, stem, contact, email, mobile, short) in providers {
             let p = NewProvider {
                 name: name.into(),
                 org_number: org_number(stem)?,
-                contract: ContractPeriod::new(today - Duration::days(400), Some(today + Duration::days(700)))?,
+                contract: ContractPeriod::new(
+                    today - Duration::days(400),
+                    Some(today + Duration::days(700)),
+                )?,
                 it_contacts: vec![ItContact::parse(contact, email, mobile)?],
             };
-            let org = store.create_provider(&p, now, demo_event("provider.create")).await?;
+            let org = store
+                .create_provider(&p, now, demo_event("provider.create"))
+                .await?;
             provider_ids.push((org.id, name, short));
         }
         let models = [
             (Platform::Ios, "iPhone 11", None), // old stock, never recommended: flagged unsupported
-            (Platform::Ios, "iPhone 16", NaiveDate::from_ymd_opt(2024, 9, 20)),
-            (Platform::Android, "Samsung Galaxy XCover7", NaiveDate::from_ymd_opt(2024, 2, 1)),
+            (
+                Platform::Ios,
+                "iPhone 16",
+                NaiveDate::from_ymd_opt(2024, 9, 20),
+            ),
+            (
+                Platform::Android,
+                "Samsung Galaxy XCover7",
+                NaiveDate::from_ymd_opt(2024, 2, 1),
+            ),
         ];
         let mut model_ids = Vec::new();
         for (platform, name, since) in models {
-            let m = store.create_model(platform, name, since, now, demo_event("model.create")).await?;
+            let m = store
+                .create_model(platform, name, since, now, demo_event("model.create"))
+                .await?;
             model_ids.push(m.id);
         }
         let statuses = [
@@ -107,7 +148,9 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Vec<DemoLogin>> {
                 warranty_end: Some(today + Duration::days(530 - 10 * i as i64)),
                 supplier: Some("Telia Företag".into()),
             };
-            let created = store.create_device(&device, now, demo_event("device.register")).await?;
+            let created = store
+                .create_device(&device, now, demo_event("device.register"))
+                .await?;
             if status != DeviceStatus::InStock {
                 store
                     .set_device_status(created.id, status, now, demo_event("device.demo_status"))
@@ -117,8 +160,20 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Vec<DemoLogin>> {
         for (org_id, name, short) in &provider_ids {
             let admin = format!("admin@{short}.example");
             let user = format!("personal@{short}.example");
-            logins.push((*org_id, name.to_string(), leak(admin), "Provider admin", Role::ProviderAdmin));
-            logins.push((*org_id, name.to_string(), leak(user), "Provider user", Role::ProviderUser));
+            logins.push((
+                *org_id,
+                name.to_string(),
+                leak(admin),
+                "Provider admin",
+                Role::ProviderAdmin,
+            ));
+            logins.push((
+                *org_id,
+                name.to_string(),
+                leak(user),
+                "Provider user",
+                Role::ProviderUser,
+            ));
         }
         let hash = crate::auth::hash_password(DEMO_PASSWORD);
         for (org_id, _, email, name, role) in &logins {
@@ -131,14 +186,31 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Vec<DemoLogin>> {
                 must_change_password: false,
                 totp_secret: None,
             };
-            store.create_account(&account, now, demo_event("account.create")).await?;
+            store
+                .create_account(&account, now, demo_event("account.create"))
+                .await?;
         }
     } else {
         for p in existing {
-            let short = p.it_contacts.first().and_then(|c| c.email.as_str().split('@').nth(1).map(str::to_string));
+            let short = p
+                .it_contacts
+                .first()
+                .and_then(|c| c.email.as_str().split('@').nth(1).map(str::to_string));
             if let Some(domain) = short {
-                logins.push((p.id, p.name.clone(), leak(format!("admin@{domain}")), "Provider admin", Role::ProviderAdmin));
-                logins.push((p.id, p.name.clone(), leak(format!("personal@{domain}")), "Provider user", Role::ProviderUser));
+                logins.push((
+                    p.id,
+                    p.name.clone(),
+                    leak(format!("admin@{domain}")),
+                    "Provider admin",
+                    Role::ProviderAdmin,
+                ));
+                logins.push((
+                    p.id,
+                    p.name.clone(),
+                    leak(format!("personal@{domain}")),
+                    "Provider user",
+                    Role::ProviderUser,
+                ));
             }
         }
     }
@@ -164,10 +236,19 @@ pub fn banner(logins: &[DemoLogin], listen: SocketAddr) -> String {
     let line = "=".repeat(78);
     out.push_str(&format!("{line}\n"));
     out.push_str("  DEMO MODE - NOT FOR REAL DATA. Logins need no second factor.\n");
-    out.push_str(&format!("  API: http://{listen}/api/v1   (document: /api/v1/openapi.json)\n"));
-    out.push_str(&format!("  Password for every demo login: {DEMO_PASSWORD}\n\n"));
+    out.push_str(&format!(
+        "  API: http://{listen}/api/v1   (document: /api/v1/openapi.json)\n"
+    ));
+    out.push_str(&format!(
+        "  Password for every demo login: {DEMO_PASSWORD}\n\n"
+    ));
     for l in logins {
-        out.push_str(&format!("  {:<32} {:<16} {}\n", l.email, l.role.as_str(), l.organisation));
+        out.push_str(&format!(
+            "  {:<32} {:<16} {}\n",
+            l.email,
+            l.role.as_str(),
+            l.organisation
+        ));
     }
     out.push_str(&format!(
         "\n  curl -s http://{listen}/api/v1/auth/login -H 'content-type: application/json' \\\n    -d '{{\"email\":\"it-admin@kommun.example\",\"password\":\"{DEMO_PASSWORD}\"}}'\n"

@@ -12,7 +12,15 @@ use crate::http::devices::find_model;
 use crate::store::{DeviceModel, ImportSummary, NewDevice, Store, StoreError};
 
 /// The columns a delivery list has; `purchase_date`, `warranty_end` and `supplier` may be empty.
-pub const COLUMNS: [&str; 7] = ["serial", "imei", "platform", "model", "purchase_date", "warranty_end", "supplier"];
+pub const COLUMNS: [&str; 7] = [
+    "serial",
+    "imei",
+    "platform",
+    "model",
+    "purchase_date",
+    "warranty_end",
+    "supplier",
+];
 
 /// A file larger than this is refused before it is read: ten times the largest delivery seen.
 pub const MAX_ROWS: usize = 1_000_000;
@@ -44,7 +52,10 @@ pub async fn validate(
     store: &dyn Store,
     progress: &dyn Fn(u64),
 ) -> Result<Vec<NewDevice>, ImportError> {
-    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).flexible(false).from_reader(input);
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .flexible(false)
+        .from_reader(input);
     let headers = reader.headers()?.clone();
     let found: Vec<String> = headers.iter().map(|h| h.to_ascii_lowercase()).collect();
     if found != COLUMNS {
@@ -66,7 +77,10 @@ pub async fn validate(
             Ok(r) => r,
             Err(e) => {
                 let line = e.position().map_or(index as u64 + 2, |p| p.line());
-                errors.push(RowError { line, reason: e.to_string() });
+                errors.push(RowError {
+                    line,
+                    reason: e.to_string(),
+                });
                 continue;
             }
         };
@@ -75,11 +89,17 @@ pub async fn validate(
             Ok(device) => {
                 let mut duplicate = false;
                 if let Some(first) = serial_line.insert(device.serial.as_str().to_string(), line) {
-                    errors.push(RowError { line, reason: format!("serial {} is also on line {first}", device.serial) });
+                    errors.push(RowError {
+                        line,
+                        reason: format!("serial {} is also on line {first}", device.serial),
+                    });
                     duplicate = true;
                 }
                 if let Some(first) = imei_line.insert(device.imei.as_str().to_string(), line) {
-                    errors.push(RowError { line, reason: format!("IMEI {} is also on line {first}", device.imei) });
+                    errors.push(RowError {
+                        line,
+                        reason: format!("IMEI {} is also on line {first}", device.imei),
+                    });
                     duplicate = true;
                 }
                 if !duplicate {
@@ -87,7 +107,9 @@ pub async fn validate(
                     devices.push(device);
                 }
             }
-            Err(reasons) => errors.extend(reasons.into_iter().map(|reason| RowError { line, reason })),
+            Err(reasons) => {
+                errors.extend(reasons.into_iter().map(|reason| RowError { line, reason }))
+            }
         }
         if index % 1000 == 0 {
             progress(index as u64);
@@ -158,16 +180,30 @@ async fn check_against_registered(
     store: &dyn Store,
     errors: &mut Vec<RowError>,
 ) -> Result<(), ImportError> {
-    let serials: Vec<String> = devices.iter().map(|d| d.serial.as_str().to_string()).collect();
-    let imeis: Vec<String> = devices.iter().map(|d| d.imei.as_str().to_string()).collect();
-    let by_serial: HashMap<String, String> = store.registered_serials(&serials).await?.into_iter().collect();
-    let by_imei: HashMap<String, String> = store.registered_imeis(&imeis).await?.into_iter().collect();
+    let serials: Vec<String> = devices
+        .iter()
+        .map(|d| d.serial.as_str().to_string())
+        .collect();
+    let imeis: Vec<String> = devices
+        .iter()
+        .map(|d| d.imei.as_str().to_string())
+        .collect();
+    let by_serial: HashMap<String, String> = store
+        .registered_serials(&serials)
+        .await?
+        .into_iter()
+        .collect();
+    let by_imei: HashMap<String, String> =
+        store.registered_imeis(&imeis).await?.into_iter().collect();
     for (device, line) in devices.iter().zip(lines) {
         if let Some(imei) = by_serial.get(device.serial.as_str()) {
             if imei != device.imei.as_str() {
                 errors.push(RowError {
                     line: *line,
-                    reason: format!("serial {} is already registered with IMEI {imei}", device.serial),
+                    reason: format!(
+                        "serial {} is already registered with IMEI {imei}",
+                        device.serial
+                    ),
                 });
             }
         }
@@ -175,7 +211,10 @@ async fn check_against_registered(
             if serial != device.serial.as_str() {
                 errors.push(RowError {
                     line: *line,
-                    reason: format!("IMEI {} is already registered to serial {serial}", device.imei),
+                    reason: format!(
+                        "IMEI {} is already registered to serial {serial}",
+                        device.imei
+                    ),
                 });
             }
         }

@@ -36,7 +36,9 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 
 pub async fn build_state(config: Config, options: StartOptions) -> anyhow::Result<AppState> {
     let store = open_store(&config).await?;
-    let operator = store.ensure_operator(&config.operator_name, options.clock.now()).await?;
+    let operator = store
+        .ensure_operator(&config.operator_name, options.clock.now())
+        .await?;
     Ok(AppState {
         store,
         config: Arc::new(config),
@@ -74,7 +76,9 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// Starts a server on the configured address (port 0 picks a free one) in the background.

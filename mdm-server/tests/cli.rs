@@ -14,7 +14,16 @@ fn mdm_server(args: &[&str], data: &std::path::Path) -> std::process::Output {
 fn create_user_with_an_unknown_role_exits_non_zero_and_names_the_role() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = mdm_server(
-        &["admin", "create-user", "--email", "a@kommun.example", "--name", "A", "--role", "superuser"],
+        &[
+            "admin",
+            "create-user",
+            "--email",
+            "a@kommun.example",
+            "--name",
+            "A",
+            "--role",
+            "superuser",
+        ],
         dir.path(),
     );
     assert!(!out.status.success());
@@ -40,14 +49,21 @@ fn an_unknown_configuration_key_in_the_environment_is_refused() {
 fn migrate_creates_the_sqlite_database_in_the_data_directory() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = mdm_server(&["migrate"], dir.path());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(dir.path().join("mdm.sqlite3").exists());
 }
 
 #[test]
 fn import_of_a_missing_file_exits_non_zero() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = mdm_server(&["devices", "import", "/nonexistent/delivery.csv"], dir.path());
+    let out = mdm_server(
+        &["devices", "import", "/nonexistent/delivery.csv"],
+        dir.path(),
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open"));
 }

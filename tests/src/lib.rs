@@ -56,7 +56,9 @@ pub async fn fresh_database(backend: Backend, dir: &std::path::Path) -> String {
                 )
             });
             let name = format!("mdm_test_{}", rand::random::<u64>());
-            let pool = sqlx::PgPool::connect(&admin_url).await.expect("connect to the test PostgreSQL server");
+            let pool = sqlx::PgPool::connect(&admin_url)
+                .await
+                .expect("connect to the test PostgreSQL server");
             sqlx::query(&format!("CREATE DATABASE {name}"))
                 .execute(&pool)
                 .await
@@ -94,7 +96,12 @@ impl TestApp {
     }
 
     /// Starts a server on an existing database (for restore tests).
-    pub async fn spawn_on(backend: Backend, dir: tempfile::TempDir, database_url: String, demo: bool) -> TestApp {
+    pub async fn spawn_on(
+        backend: Backend,
+        dir: tempfile::TempDir,
+        database_url: String,
+        demo: bool,
+    ) -> TestApp {
         let config_file = dir.path().join("mdm.toml");
         let toml = format!(
             "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\ndatabase_url = \"{}\"\nmax_body_bytes = 65536\n",
@@ -104,9 +111,15 @@ impl TestApp {
         std::fs::write(&config_file, toml).expect("write config");
         let config = Config::load(Some(&config_file)).expect("config");
         let clock = Clock::fixed(Utc::now());
-        let server = server::start(config, StartOptions { demo, clock: clock.clone() })
-            .await
-            .expect("server starts");
+        let server = server::start(
+            config,
+            StartOptions {
+                demo,
+                clock: clock.clone(),
+            },
+        )
+        .await
+        .expect("server starts");
         let base = format!("http://{}", server.addr);
         TestApp {
             server,
@@ -123,13 +136,23 @@ impl TestApp {
     /// Runs an `mdm-server` command line against this server's configuration.
     pub async fn cli(&self, args: &[&str]) -> anyhow::Result<()> {
         use clap::Parser;
-        let mut argv = vec!["mdm-server", "--config", self.config_file.to_str().expect("utf-8 path")];
+        let mut argv = vec![
+            "mdm-server",
+            "--config",
+            self.config_file.to_str().expect("utf-8 path"),
+        ];
         argv.extend_from_slice(args);
         let cli = mdm_server::cli::Cli::try_parse_from(argv)?;
         mdm_server::cli::run(cli).await
     }
 
-    pub async fn request(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Response {
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Response {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(token) = token {
             req = req.bearer_auth(token);
@@ -145,11 +168,13 @@ impl TestApp {
     }
 
     pub async fn post(&self, path: &str, token: &str, body: Value) -> Response {
-        self.request(Method::POST, path, Some(token), Some(body)).await
+        self.request(Method::POST, path, Some(token), Some(body))
+            .await
     }
 
     pub async fn patch(&self, path: &str, token: &str, body: Value) -> Response {
-        self.request(Method::PATCH, path, Some(token), Some(body)).await
+        self.request(Method::PATCH, path, Some(token), Some(body))
+            .await
     }
 
     /// A TOTP code for the account, at the server's clock after moving it past the last step
@@ -173,7 +198,13 @@ impl TestApp {
 
     /// Logs in with a one-time password, changes it and returns a working session token.
     pub async fn first_login(&self, account: &NewLogin) -> String {
-        let r = self.login(&account.email, &account.one_time_password, &account.totp_uri).await;
+        let r = self
+            .login(
+                &account.email,
+                &account.one_time_password,
+                &account.totp_uri,
+            )
+            .await;
         r.expect(StatusCode::OK);
         let token = r.body["token"].as_str().expect("token").to_string();
         assert_eq!(r.body["must_change_password"], true);
@@ -236,22 +267,41 @@ impl TestApp {
         NewLogin {
             id: r.body["user"]["id"].as_i64().expect("id"),
             email: email.to_string(),
-            one_time_password: r.body["one_time_password"].as_str().expect("otp").to_string(),
+            one_time_password: r.body["one_time_password"]
+                .as_str()
+                .expect("otp")
+                .to_string(),
             totp_uri: r.body["totp_uri"].as_str().expect("uri").to_string(),
         }
     }
 
     /// Adds a model to the catalogue and returns its id.
-    pub async fn create_model(&self, token: &str, platform: &str, name: &str, since: Option<&str>) -> i64 {
+    pub async fn create_model(
+        &self,
+        token: &str,
+        platform: &str,
+        name: &str,
+        since: Option<&str>,
+    ) -> i64 {
         let r = self
-            .post("/api/v1/models", token, json!({ "platform": platform, "name": name, "recommended_since": since }))
+            .post(
+                "/api/v1/models",
+                token,
+                json!({ "platform": platform, "name": name, "recommended_since": since }),
+            )
             .await;
         r.expect(StatusCode::CREATED);
         r.body["id"].as_i64().expect("id")
     }
 
     /// Registers a phone and returns its id.
-    pub async fn register_device(&self, token: &str, serial: &str, imei: &str, provider_id: Option<i64>) -> i64 {
+    pub async fn register_device(
+        &self,
+        token: &str,
+        serial: &str,
+        imei: &str,
+        provider_id: Option<i64>,
+    ) -> i64 {
         let r = self
             .post(
                 "/api/v1/devices",
@@ -267,12 +317,16 @@ impl TestApp {
     pub async fn execute_sql(&self, sql: &str) {
         match self.backend {
             Backend::Sqlite => {
-                let pool = sqlx::SqlitePool::connect(&self.database_url).await.expect("sqlite");
+                let pool = sqlx::SqlitePool::connect(&self.database_url)
+                    .await
+                    .expect("sqlite");
                 sqlx::raw_sql(sql).execute(&pool).await.expect("sql");
                 pool.close().await;
             }
             Backend::Postgres => {
-                let pool = sqlx::PgPool::connect(&self.database_url).await.expect("postgres");
+                let pool = sqlx::PgPool::connect(&self.database_url)
+                    .await
+                    .expect("postgres");
                 sqlx::raw_sql(sql).execute(&pool).await.expect("sql");
                 pool.close().await;
             }
@@ -283,14 +337,24 @@ impl TestApp {
         let sql = format!("SELECT COUNT(*) FROM {table}");
         match self.backend {
             Backend::Sqlite => {
-                let pool = sqlx::SqlitePool::connect(&self.database_url).await.expect("sqlite");
-                let n = sqlx::query_scalar(&sql).fetch_one(&pool).await.expect("count");
+                let pool = sqlx::SqlitePool::connect(&self.database_url)
+                    .await
+                    .expect("sqlite");
+                let n = sqlx::query_scalar(&sql)
+                    .fetch_one(&pool)
+                    .await
+                    .expect("count");
                 pool.close().await;
                 n
             }
             Backend::Postgres => {
-                let pool = sqlx::PgPool::connect(&self.database_url).await.expect("postgres");
-                let n = sqlx::query_scalar(&sql).fetch_one(&pool).await.expect("count");
+                let pool = sqlx::PgPool::connect(&self.database_url)
+                    .await
+                    .expect("postgres");
+                let n = sqlx::query_scalar(&sql)
+                    .fetch_one(&pool)
+                    .await
+                    .expect("count");
                 pool.close().await;
                 n
             }
@@ -324,12 +388,25 @@ pub struct NewLogin {
 async fn capture_create_user(app: &TestApp, email: &str) -> (String, String) {
     let output = tokio::process::Command::new(server_binary())
         .args(["--config", app.config_file.to_str().expect("utf-8")])
-        .args(["admin", "create-user", "--email", email, "--name", "Iris Chef", "--role", "operator_admin"])
+        .args([
+            "admin",
+            "create-user",
+            "--email",
+            email,
+            "--name",
+            "Iris Chef",
+            "--role",
+            "operator_admin",
+        ])
         .output()
         .await
         .expect("run mdm-server");
     let stdout = String::from_utf8_lossy(&output.stdout).to_string();
-    assert!(output.status.success(), "create-user failed: {stdout} {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "create-user failed: {stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let field = |prefix: &str| {
         stdout
             .lines()
@@ -373,12 +450,21 @@ impl Response {
         let headers = r.headers().clone();
         let text = r.text().await.expect("body");
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Response { status, headers, body, text }
+        Response {
+            status,
+            headers,
+            body,
+            text,
+        }
     }
 
     #[track_caller]
     pub fn expect(&self, status: StatusCode) {
-        assert_eq!(self.status, status, "unexpected status; body: {}", self.text);
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.text
+        );
     }
 
     /// Asserts a problem response with this status and `type`.
@@ -386,12 +472,19 @@ impl Response {
     pub fn expect_problem(&self, status: StatusCode, slug: &str) {
         self.expect(status);
         assert_eq!(
-            self.headers.get("content-type").and_then(|v| v.to_str().ok()),
+            self.headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok()),
             Some("application/problem+json"),
             "{}",
             self.text
         );
-        assert_eq!(self.body["type"], format!("/problems/{slug}"), "{}", self.text);
+        assert_eq!(
+            self.body["type"],
+            format!("/problems/{slug}"),
+            "{}",
+            self.text
+        );
         assert!(self.body["detail"].as_str().is_some_and(|d| !d.is_empty()));
     }
 }

@@ -2,7 +2,9 @@
 //! bearer tokens stored as hashes. The rules about when these are required live in
 //! `domain::account`.
 
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
 use argon2::Argon2;
 use base64::Engine;
 use rand::RngCore;
@@ -19,7 +21,11 @@ pub fn hash_password(password: &str) -> String {
 
 pub fn verify_password(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash)
-        .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
         .unwrap_or(false)
 }
 
@@ -41,7 +47,10 @@ pub fn generate_one_time_password() -> String {
 pub fn generate_token() -> (String, String) {
     let mut bytes = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut bytes);
-    let token = format!("mdm_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes));
+    let token = format!(
+        "mdm_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    );
     let hash = hash_token(&token);
     (token, hash)
 }
@@ -130,7 +139,9 @@ mod tests {
     fn rfc6238_test_vector_for_sha1() {
         // RFC 6238 appendix B: secret "12345678901234567890", T = 59 s gives 94287082 (8 digits);
         // its last six digits are what a six-digit authenticator shows.
-        let secret = Secret::Raw(b"12345678901234567890".to_vec()).to_encoded().to_string();
+        let secret = Secret::Raw(b"12345678901234567890".to_vec())
+            .to_encoded()
+            .to_string();
         let totp = Totp::new(&secret, "a@b.se", "MDM").expect("totp");
         assert_eq!(totp.code_at(59), "287082");
     }

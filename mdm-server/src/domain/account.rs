@@ -101,13 +101,20 @@ impl Default for SessionPolicy {
 }
 
 impl SessionPolicy {
-    pub fn token_expiry(&self, now: DateTime<Utc>, days: Option<u32>) -> Result<DateTime<Utc>, DomainError> {
+    pub fn token_expiry(
+        &self,
+        now: DateTime<Utc>,
+        days: Option<u32>,
+    ) -> Result<DateTime<Utc>, DomainError> {
         let days = days.unwrap_or(90);
         let lifetime = Duration::days(i64::from(days));
         if days == 0 || lifetime > self.max_token_lifetime {
             return Err(DomainError::invalid(
                 "expires_in_days",
-                format!("must be between 1 and {}", self.max_token_lifetime.num_days()),
+                format!(
+                    "must be between 1 and {}",
+                    self.max_token_lifetime.num_days()
+                ),
             ));
         }
         Ok(now + lifetime)
@@ -154,7 +161,10 @@ mod tests {
     #[test]
     fn token_lifetime_is_bounded() {
         let policy = SessionPolicy::default();
-        assert_eq!(policy.token_expiry(now(), None).expect("ok"), now() + Duration::days(90));
+        assert_eq!(
+            policy.token_expiry(now(), None).expect("ok"),
+            now() + Duration::days(90)
+        );
         assert!(policy.token_expiry(now(), Some(0)).is_err());
         assert!(policy.token_expiry(now(), Some(366)).is_err());
     }

@@ -110,11 +110,17 @@ impl Default for ChainVerifier {
 
 impl ChainVerifier {
     pub fn check(&mut self, entry: &AuditEntry) -> Result<(), ChainBreak> {
-        let fail = |reason: String| ChainBreak { seq: entry.seq, reason };
+        let fail = |reason: String| ChainBreak {
+            seq: entry.seq,
+            reason,
+        };
         if entry.seq != self.expected_seq {
             return Err(ChainBreak {
                 seq: self.expected_seq,
-                reason: format!("entry {} is missing (next stored entry is {})", self.expected_seq, entry.seq),
+                reason: format!(
+                    "entry {} is missing (next stored entry is {})",
+                    self.expected_seq, entry.seq
+                ),
             });
         }
         if entry.prev_hash != self.prev_hash {
@@ -168,7 +174,13 @@ mod tests {
             .map(|seq| {
                 let ev = event(&format!("action.{seq}"));
                 let hash = entry_hash(seq, at, &prev, &ev);
-                let entry = AuditEntry { seq, at, event: ev, prev_hash: prev.clone(), hash: hash.clone() };
+                let entry = AuditEntry {
+                    seq,
+                    at,
+                    event: ev,
+                    prev_hash: prev.clone(),
+                    hash: hash.clone(),
+                };
                 prev = hash;
                 entry
             })
@@ -205,7 +217,10 @@ mod tests {
     fn a_truncated_tail_is_caught_by_the_head() {
         let entries = chain(5);
         let mut v = ChainVerifier::default();
-        entries[..3].iter().try_for_each(|e| v.check(e)).expect("prefix ok");
+        entries[..3]
+            .iter()
+            .try_for_each(|e| v.check(e))
+            .expect("prefix ok");
         assert!(v.finish(5, &entries[4].hash).is_err());
     }
 }

@@ -14,13 +14,21 @@ impl Email {
     pub fn parse(input: &str) -> Result<Self, DomainError> {
         let trimmed = input.trim();
         if trimmed.len() > 254 {
-            return Err(DomainError::invalid("email", "must be at most 254 characters"));
+            return Err(DomainError::invalid(
+                "email",
+                "must be at most 254 characters",
+            ));
         }
         let parsed = email_address::EmailAddress::parse_with_options(
             trimmed,
             email_address::Options::default().without_display_text(),
         )
-        .map_err(|e| DomainError::invalid("email", format!("'{trimmed}' is not an e-mail address: {e}")))?;
+        .map_err(|e| {
+            DomainError::invalid(
+                "email",
+                format!("'{trimmed}' is not an e-mail address: {e}"),
+            )
+        })?;
         if !parsed.domain().contains('.') {
             return Err(DomainError::invalid(
                 "email",
@@ -66,7 +74,9 @@ impl MobileNumber {
         let digits = compact.strip_prefix('+').ok_or_else(|| {
             DomainError::invalid(
                 "mobile",
-                format!("'{input}' must be in E.164 form with a country code, such as +46701234567"),
+                format!(
+                    "'{input}' must be in E.164 form with a country code, such as +46701234567"
+                ),
             )
         })?;
         let ok = (8..=15).contains(&digits.len())
@@ -126,7 +136,10 @@ mod tests {
 
     #[test]
     fn email_is_lower_cased_and_needs_a_dotted_domain() {
-        assert_eq!(Email::parse(" Anna.Berg@Omsorg.SE ").expect("ok").as_str(), "anna.berg@omsorg.se");
+        assert_eq!(
+            Email::parse(" Anna.Berg@Omsorg.SE ").expect("ok").as_str(),
+            "anna.berg@omsorg.se"
+        );
         assert!(Email::parse("anna@localhost").is_err());
         assert!(Email::parse("not an address").is_err());
         assert!(Email::parse("Anna <anna@omsorg.se>").is_err());
@@ -134,7 +147,12 @@ mod tests {
 
     #[test]
     fn mobile_number_must_be_e164() {
-        assert_eq!(MobileNumber::parse("+46 70-123 45 67").expect("ok").as_str(), "+46701234567");
+        assert_eq!(
+            MobileNumber::parse("+46 70-123 45 67")
+                .expect("ok")
+                .as_str(),
+            "+46701234567"
+        );
         assert!(MobileNumber::parse("070-123 45 67").is_err());
         assert!(MobileNumber::parse("+0701234567").is_err());
         assert!(MobileNumber::parse("+4670123456789012").is_err());

@@ -133,11 +133,15 @@ impl Serial {
     pub fn parse(input: &str) -> Result<Self, DomainError> {
         let serial = input.trim().to_ascii_uppercase();
         let ok = (4..=32).contains(&serial.len())
-            && serial.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            && serial
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
         if !ok {
             return Err(DomainError::invalid(
                 "serial",
-                format!("'{input}' is not a serial number; expected 4 to 32 letters, digits or hyphens"),
+                format!(
+                    "'{input}' is not a serial number; expected 4 to 32 letters, digits or hyphens"
+                ),
             ));
         }
         Ok(Serial(serial))
@@ -187,7 +191,10 @@ mod tests {
 
     #[test]
     fn imei_needs_fifteen_digits_and_the_check_digit() {
-        assert_eq!(Imei::parse("49-015420-323751-8").expect("ok").as_str(), "490154203237518");
+        assert_eq!(
+            Imei::parse("49-015420-323751-8").expect("ok").as_str(),
+            "490154203237518"
+        );
         assert!(Imei::parse("490154203237517").is_err());
         assert!(Imei::parse("49015420323751").is_err());
         assert!(Imei::parse("49015420323751X").is_err());
@@ -195,7 +202,10 @@ mod tests {
 
     #[test]
     fn serial_is_upper_cased_and_bounded() {
-        assert_eq!(Serial::parse(" r58n12abcde ").expect("ok").as_str(), "R58N12ABCDE");
+        assert_eq!(
+            Serial::parse(" r58n12abcde ").expect("ok").as_str(),
+            "R58N12ABCDE"
+        );
         assert!(Serial::parse("ab").is_err());
         assert!(Serial::parse("AB CD EF").is_err());
         assert!(Serial::parse(&"A".repeat(33)).is_err());

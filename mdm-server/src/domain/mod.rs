@@ -23,7 +23,9 @@ mod boundary {
     #[test]
     fn domain_has_no_io_imports() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/domain");
-        let forbidden = ["axum", "sqlx", "tokio", "reqwest", "tower", "std::fs", "std::net"];
+        let forbidden = [
+            "axum", "sqlx", "tokio", "reqwest", "tower", "std::fs", "std::net",
+        ];
         for entry in std::fs::read_dir(&dir).expect("domain dir") {
             let path = entry.expect("entry").path();
             if path.file_name().and_then(|n| n.to_str()) == Some("mod.rs") {

@@ -28,10 +28,19 @@ pub fn supported_models(
         let mut recommended: Vec<(NaiveDate, i64)> = models
             .iter()
             .filter(|m| m.platform == platform)
-            .filter_map(|m| m.recommended_since.filter(|d| *d <= today).map(|d| (d, m.id)))
+            .filter_map(|m| {
+                m.recommended_since
+                    .filter(|d| *d <= today)
+                    .map(|d| (d, m.id))
+            })
             .collect();
         recommended.sort_unstable_by(|a, b| b.cmp(a));
-        supported.extend(recommended.iter().take(generations_back + 1).map(|(_, id)| *id));
+        supported.extend(
+            recommended
+                .iter()
+                .take(generations_back + 1)
+                .map(|(_, id)| *id),
+        );
     }
     supported
 }

@@ -25,7 +25,10 @@ impl OrgKind {
         match s {
             "operator" => Ok(OrgKind::Operator),
             "provider" => Ok(OrgKind::Provider),
-            other => Err(DomainError::invalid("kind", format!("unknown organisation kind '{other}'"))),
+            other => Err(DomainError::invalid(
+                "kind",
+                format!("unknown organisation kind '{other}'"),
+            )),
         }
     }
 }
@@ -48,7 +51,9 @@ impl OrgNumber {
         if digits.len() != 10 || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return Err(DomainError::invalid(
                 "org_number",
-                format!("'{input}' is not an organisation number; expected ten digits as NNNNNN-NNNN"),
+                format!(
+                    "'{input}' is not an organisation number; expected ten digits as NNNNNN-NNNN"
+                ),
             ));
         }
         if digits.as_bytes()[2] < b'2' {
@@ -124,10 +129,16 @@ pub fn parse_name(field: &'static str, input: &str) -> Result<String, DomainErro
         return Err(DomainError::invalid(field, "must not be empty"));
     }
     if name.chars().count() > 200 {
-        return Err(DomainError::invalid(field, "must be at most 200 characters"));
+        return Err(DomainError::invalid(
+            field,
+            "must be at most 200 characters",
+        ));
     }
     if name.chars().any(char::is_control) {
-        return Err(DomainError::invalid(field, "must not contain control characters"));
+        return Err(DomainError::invalid(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(name.to_string())
 }
@@ -143,7 +154,10 @@ mod tests {
     #[test]
     fn org_number_accepts_hyphenated_plain_and_century_forms() {
         for input in ["556036-0793", "5560360793", "165560360793", " 556036-0793 "] {
-            assert_eq!(OrgNumber::parse(input).expect(input).as_str(), "556036-0793");
+            assert_eq!(
+                OrgNumber::parse(input).expect(input).as_str(),
+                "556036-0793"
+            );
         }
     }
 

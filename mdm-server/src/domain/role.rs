@@ -96,7 +96,9 @@ impl Actor {
     }
 
     pub fn require_operator_admin(&self) -> Result<(), Forbidden> {
-        (self.role == Role::OperatorAdmin).then_some(()).ok_or(Forbidden)
+        (self.role == Role::OperatorAdmin)
+            .then_some(())
+            .ok_or(Forbidden)
     }
 
     pub fn require_operator(&self) -> Result<(), Forbidden> {
@@ -122,7 +124,9 @@ impl Actor {
         }
         match self.role {
             Role::OperatorAdmin => Ok(()),
-            Role::ProviderAdmin if target_org == self.org_id && !target_role.is_operator() => Ok(()),
+            Role::ProviderAdmin if target_org == self.org_id && !target_role.is_operator() => {
+                Ok(())
+            }
             _ => Err(Forbidden),
         }
     }
@@ -137,7 +141,11 @@ mod tests {
     const PROVIDER_B: i64 = 3;
 
     fn actor(role: Role, org_id: i64) -> Actor {
-        Actor { account_id: 10, org_id, role }
+        Actor {
+            account_id: 10,
+            org_id,
+            role,
+        }
     }
 
     #[test]
@@ -150,7 +158,10 @@ mod tests {
 
     #[test]
     fn operators_see_everything_and_providers_only_their_own() {
-        assert_eq!(actor(Role::OperatorStaff, OPERATOR_ORG).scope(), Scope::Everything);
+        assert_eq!(
+            actor(Role::OperatorStaff, OPERATOR_ORG).scope(),
+            Scope::Everything
+        );
         let scope = actor(Role::ProviderUser, PROVIDER_A).scope();
         assert!(scope.allows(Some(PROVIDER_A)));
         assert!(!scope.allows(Some(PROVIDER_B)));
@@ -160,30 +171,51 @@ mod tests {
     #[test]
     fn operator_admin_manages_everyone() {
         let admin = actor(Role::OperatorAdmin, OPERATOR_ORG);
-        assert!(admin.may_manage_account(OPERATOR_ORG, true, Role::OperatorStaff).is_ok());
-        assert!(admin.may_manage_account(PROVIDER_B, false, Role::ProviderAdmin).is_ok());
+        assert!(admin
+            .may_manage_account(OPERATOR_ORG, true, Role::OperatorStaff)
+            .is_ok());
+        assert!(admin
+            .may_manage_account(PROVIDER_B, false, Role::ProviderAdmin)
+            .is_ok());
     }
 
     #[test]
     fn roles_must_match_the_kind_of_organisation() {
         let admin = actor(Role::OperatorAdmin, OPERATOR_ORG);
-        assert!(admin.may_manage_account(PROVIDER_A, false, Role::OperatorAdmin).is_err());
-        assert!(admin.may_manage_account(OPERATOR_ORG, true, Role::ProviderUser).is_err());
+        assert!(admin
+            .may_manage_account(PROVIDER_A, false, Role::OperatorAdmin)
+            .is_err());
+        assert!(admin
+            .may_manage_account(OPERATOR_ORG, true, Role::ProviderUser)
+            .is_err());
     }
 
     #[test]
     fn provider_admin_manages_only_its_own_providers_accounts() {
         let padmin = actor(Role::ProviderAdmin, PROVIDER_A);
-        assert!(padmin.may_manage_account(PROVIDER_A, false, Role::ProviderUser).is_ok());
-        assert!(padmin.may_manage_account(PROVIDER_A, false, Role::ProviderAdmin).is_ok());
-        assert!(padmin.may_manage_account(PROVIDER_B, false, Role::ProviderUser).is_err());
-        assert!(padmin.may_manage_account(OPERATOR_ORG, true, Role::OperatorAdmin).is_err());
+        assert!(padmin
+            .may_manage_account(PROVIDER_A, false, Role::ProviderUser)
+            .is_ok());
+        assert!(padmin
+            .may_manage_account(PROVIDER_A, false, Role::ProviderAdmin)
+            .is_ok());
+        assert!(padmin
+            .may_manage_account(PROVIDER_B, false, Role::ProviderUser)
+            .is_err());
+        assert!(padmin
+            .may_manage_account(OPERATOR_ORG, true, Role::OperatorAdmin)
+            .is_err());
     }
 
     #[test]
     fn staff_and_provider_users_manage_no_accounts() {
-        for who in [actor(Role::OperatorStaff, OPERATOR_ORG), actor(Role::ProviderUser, PROVIDER_A)] {
-            assert!(who.may_manage_account(PROVIDER_A, false, Role::ProviderUser).is_err());
+        for who in [
+            actor(Role::OperatorStaff, OPERATOR_ORG),
+            actor(Role::ProviderUser, PROVIDER_A),
+        ] {
+            assert!(who
+                .may_manage_account(PROVIDER_A, false, Role::ProviderUser)
+                .is_err());
         }
         assert!(!actor(Role::OperatorStaff, OPERATOR_ORG).may_read_accounts());
     }

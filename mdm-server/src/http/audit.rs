@@ -76,7 +76,9 @@ fn audit_scope(caller: &Caller) -> Result<Scope, ApiError> {
     match caller.actor.role {
         Role::OperatorAdmin => Ok(Scope::Everything),
         Role::ProviderAdmin => Ok(Scope::Organisation(caller.actor.org_id)),
-        _ => Err(ApiError::forbidden("your role does not allow reading the audit trail")),
+        _ => Err(ApiError::forbidden(
+            "your role does not allow reading the audit trail",
+        )),
     }
 }
 
@@ -96,7 +98,9 @@ async fn list_audit(
     }
     fields.finish()?;
     // Reading the trail is itself recorded: it shows who did what.
-    let event = caller.event("audit.read", "audit", None).in_org(scope.org());
+    let event = caller
+        .event("audit.read", "audit", None)
+        .in_org(scope.org());
     state.store.append_audit(event, state.clock.now()).await?;
     let mut entries = state
         .store
@@ -113,7 +117,10 @@ async fn list_audit(
         None
     };
     Ok(Json(AuditPage {
-        items: entries.into_iter().map(|e| AuditView::new(&state, e)).collect(),
+        items: entries
+            .into_iter()
+            .map(|e| AuditView::new(&state, e))
+            .collect(),
         next_before,
     }))
 }
@@ -121,15 +128,31 @@ async fn list_audit(
 /// The whole trail the caller may read, as CSV, oldest first.
 #[utoipa::path(get, path = "/api/v1/audit/export.csv", tag = "audit", security(("bearer" = [])),
     responses((status = 200, content_type = "text/csv", body = String), (status = 403, body = super::problem::Problem)))]
-async fn export_audit(State(state): State<AppState>, caller: Caller) -> Result<impl IntoResponse, ApiError> {
+async fn export_audit(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<impl IntoResponse, ApiError> {
     let scope = audit_scope(&caller)?;
-    let event = caller.event("audit.export", "audit", None).in_org(scope.org());
+    let event = caller
+        .event("audit.export", "audit", None)
+        .in_org(scope.org());
     state.store.append_audit(event, state.clock.now()).await?;
     let mut out = csv::Writer::from_writer(Vec::new());
-    let internal = |e: csv::Error| ApiError::from(crate::store::StoreError::Unsupported(e.to_string()));
+    let internal =
+        |e: csv::Error| ApiError::from(crate::store::StoreError::Unsupported(e.to_string()));
     out.write_record([
-        "seq", "at", "actor_id", "actor", "organisation_id", "source", "action", "target_kind", "target_id", "outcome",
-        "details", "hash",
+        "seq",
+        "at",
+        "actor_id",
+        "actor",
+        "organisation_id",
+        "source",
+        "action",
+        "target_kind",
+        "target_id",
+        "outcome",
+        "details",
+        "hash",
     ])
     .map_err(internal)?;
     let mut after = 0;
@@ -156,11 +179,16 @@ async fn export_audit(State(state): State<AppState>, caller: Caller) -> Result<i
             .map_err(internal)?;
         }
     }
-    let body = out.into_inner().map_err(|e| internal(e.into_error().into()))?;
+    let body = out
+        .into_inner()
+        .map_err(|e| internal(e.into_error().into()))?;
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (header::CONTENT_DISPOSITION, "attachment; filename=\"audit.csv\""),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"audit.csv\"",
+            ),
         ],
         body,
     ))

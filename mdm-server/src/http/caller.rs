@@ -91,12 +91,22 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<(Caller, bool),
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| ApiError::unauthenticated("log in and send the session token as 'Authorization: Bearer <token>'"))?;
+        .ok_or_else(|| {
+            ApiError::unauthenticated(
+                "log in and send the session token as 'Authorization: Bearer <token>'",
+            )
+        })?;
     let now = state.clock.now();
-    let ctx = match state.store.session_by_token(&hash_token(token.trim()), now).await {
+    let ctx = match state
+        .store
+        .session_by_token(&hash_token(token.trim()), now)
+        .await
+    {
         Ok(ctx) => ctx,
         Err(StoreError::NotFound) => {
-            return Err(ApiError::unauthenticated("the session has expired or was ended; log in again"))
+            return Err(ApiError::unauthenticated(
+                "the session has expired or was ended; log in again",
+            ))
         }
         Err(e) => return Err(e.into()),
     };
@@ -135,7 +145,10 @@ pub fn contract_ended() -> ApiError {
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let (caller, must_change) = authenticate(parts, state).await?;
         if must_change {
             return Err(ApiError::new(
@@ -152,7 +165,10 @@ impl FromRequestParts<AppState> for Caller {
 impl FromRequestParts<AppState> for PasswordChanger {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let (caller, must_change) = authenticate(parts, state).await?;
         Ok(PasswordChanger(caller, must_change))
     }

@@ -100,8 +100,14 @@ fn encode_cursor(id: i64) -> String {
 }
 
 fn decode_cursor(cursor: &str) -> Option<i64> {
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).ok()?;
-    String::from_utf8(bytes).ok()?.strip_prefix("d:")?.parse().ok()
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()?;
+    String::from_utf8(bytes)
+        .ok()?
+        .strip_prefix("d:")?
+        .parse()
+        .ok()
 }
 
 /// Devices the caller may see, filtered, oldest first, one page at a time.
@@ -113,8 +119,14 @@ async fn list_devices(
     ApiQuery(query): ApiQuery<DeviceQuery>,
 ) -> Result<Json<DevicePage>, ApiError> {
     let mut fields = Fields::default();
-    let status = query.status.as_deref().map(|s| fields.check(DeviceStatus::parse(s)));
-    let platform = query.platform.as_deref().map(|p| fields.check(Platform::parse(p)));
+    let status = query
+        .status
+        .as_deref()
+        .map(|s| fields.check(DeviceStatus::parse(s)));
+    let platform = query
+        .platform
+        .as_deref()
+        .map(|p| fields.check(Platform::parse(p)));
     let limit = query.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
         fields.push("limit", format!("must be between 1 and {MAX_PAGE}"));
@@ -153,7 +165,10 @@ async fn list_devices(
     };
     let (_, supported) = catalogue(&state).await?;
     Ok(Json(DevicePage {
-        items: devices.into_iter().map(|d| DeviceView::new(&state, d, &supported)).collect(),
+        items: devices
+            .into_iter()
+            .map(|d| DeviceView::new(&state, d, &supported))
+            .collect(),
         next_cursor,
     }))
 }
@@ -175,7 +190,11 @@ pub struct NewDeviceBody {
 }
 
 /// Finds a model by platform and name, as a field error if it is not in the catalogue.
-pub fn find_model<'a>(models: &'a [DeviceModel], platform: Platform, name: &str) -> Result<&'a DeviceModel, String> {
+pub fn find_model<'a>(
+    models: &'a [DeviceModel],
+    platform: Platform,
+    name: &str,
+) -> Result<&'a DeviceModel, String> {
     models
         .iter()
         .find(|m| m.platform == platform && m.name.eq_ignore_ascii_case(name.trim()))
@@ -188,11 +207,17 @@ pub fn find_model<'a>(models: &'a [DeviceModel], platform: Platform, name: &str)
         })
 }
 
-async fn check_provider(state: &AppState, fields: &mut Fields, provider_id: Option<i64>) -> Result<(), ApiError> {
+async fn check_provider(
+    state: &AppState,
+    fields: &mut Fields,
+    provider_id: Option<i64>,
+) -> Result<(), ApiError> {
     if let Some(id) = provider_id {
         match state.store.organisation(id).await {
             Ok(org) if org.kind == OrgKind::Provider => {}
-            Ok(_) | Err(crate::store::StoreError::NotFound) => fields.push("provider_id", "no such provider"),
+            Ok(_) | Err(crate::store::StoreError::NotFound) => {
+                fields.push("provider_id", "no such provider")
+            }
             Err(e) => return Err(e.into()),
         }
     }
@@ -245,9 +270,17 @@ async fn register_device(
     let event = caller
         .event("device.register", "device", None)
         .in_org(device.provider_id)
-        .details(serde_json::json!({ "serial": device.serial.as_str(), "imei": device.imei.as_str() }));
-    let created = state.store.create_device(&device, state.clock.now(), event).await?;
-    Ok((StatusCode::CREATED, Json(DeviceView::new(&state, created, &supported))))
+        .details(
+            serde_json::json!({ "serial": device.serial.as_str(), "imei": device.imei.as_str() }),
+        );
+    let created = state
+        .store
+        .create_device(&device, state.clock.now(), event)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(DeviceView::new(&state, created, &supported)),
+    ))
 }
 
 /// One device, if the caller may see it.
@@ -298,7 +331,11 @@ async fn update_device(
     caller.actor.require_operator()?;
     let (models, supported) = catalogue(&state).await?;
     let mut fields = Fields::default();
-    let model_id = match body.model.as_deref().map(|name| find_model(&models, current.platform, name)) {
+    let model_id = match body
+        .model
+        .as_deref()
+        .map(|name| find_model(&models, current.platform, name))
+    {
         None => None,
         Some(Ok(m)) => Some(m.id),
         Some(Err(message)) => {
@@ -331,7 +368,10 @@ async fn update_device(
             "purchase_date": change.purchase_date,
             "warranty_end": change.warranty_end,
         }));
-    let updated = state.store.update_device(id, &change, state.clock.now(), event).await?;
+    let updated = state
+        .store
+        .update_device(id, &change, state.clock.now(), event)
+        .await?;
     Ok(Json(DeviceView::new(&state, updated, &supported)))
 }
 
@@ -343,6 +383,9 @@ mod tests {
     fn cursors_round_trip_and_foreign_cursors_are_refused() {
         assert_eq!(decode_cursor(&encode_cursor(4711)), Some(4711));
         assert_eq!(decode_cursor("not-a-cursor"), None);
-        assert_eq!(decode_cursor(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("x:1")), None);
+        assert_eq!(
+            decode_cursor(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("x:1")),
+            None
+        );
     }
 }

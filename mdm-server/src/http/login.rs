@@ -30,7 +30,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 /// Shown at every login: the contracts require that people are told their actions are logged.
-pub const LOGGING_NOTICE: &str = "Dina åtgärder loggas och följs upp. / Your actions are logged and reviewed.";
+pub const LOGGING_NOTICE: &str =
+    "Dina åtgärder loggas och följs upp. / Your actions are logged and reviewed.";
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -60,7 +61,13 @@ fn login_failed() -> ApiError {
     )
 }
 
-fn login_event(account: Option<&Account>, email: &str, source: Option<String>, outcome: Outcome, reason: &str) -> AuditEvent {
+fn login_event(
+    account: Option<&Account>,
+    email: &str,
+    source: Option<String>,
+    outcome: Outcome,
+    reason: &str,
+) -> AuditEvent {
     AuditEvent {
         actor_id: account.map(|a| a.id),
         actor_label: email.to_string(),
@@ -84,7 +91,9 @@ async fn login(
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
     let now = state.clock.now();
-    let email = Email::parse(&req.email).map(String::from).unwrap_or_else(|_| req.email.trim().to_lowercase());
+    let email = Email::parse(&req.email)
+        .map(String::from)
+        .unwrap_or_else(|_| req.email.trim().to_lowercase());
     let account = match state.store.account_by_email(&email).await {
         Ok(a) => a,
         Err(StoreError::NotFound) => {
@@ -93,7 +102,10 @@ async fn login(
             let outcome = state.throttle.after_failure(0, now);
             state
                 .store
-                .append_audit(login_event(None, &email, source, Outcome::Denied, "unknown account"), now)
+                .append_audit(
+                    login_event(None, &email, source, Outcome::Denied, "unknown account"),
+                    now,
+                )
                 .await?;
             tokio::time::sleep(outcome.delay).await;
             return Err(login_failed());
@@ -102,7 +114,13 @@ async fn login(
     };
     if state.throttle.is_locked(account.locked_until, now) {
         let until = account.locked_until.unwrap_or(now);
-        let event = login_event(Some(&account), &email, source, Outcome::Denied, "account locked");
+        let event = login_event(
+            Some(&account),
+            &email,
+            source,
+            Outcome::Denied,
+            "account locked",
+        );
         state.store.append_audit(event, now).await?;
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -113,7 +131,11 @@ async fn login(
                 state.local(until).format("%Y-%m-%d %H:%M")
             ),
         )
-        .with_retry_after(u64::try_from((until - now).num_seconds()).unwrap_or(0).max(1)));
+        .with_retry_after(
+            u64::try_from((until - now).num_seconds())
+                .unwrap_or(0)
+                .max(1),
+        ));
     }
     let password_ok = auth::verify_password(&req.password, &account.password_hash);
     let totp_step = if state.demo {
@@ -129,16 +151,30 @@ async fn login(
             .map(Some)
             .ok_or(())
     };
-    let Ok(totp_step) = totp_step.and_then(|step| if password_ok { Ok(step) } else { Err(()) }) else {
+    let Ok(totp_step) = totp_step.and_then(|step| if password_ok { Ok(step) } else { Err(()) })
+    else {
         let outcome = state.throttle.after_failure(account.failed_logins, now);
-        let reason = if password_ok { "wrong one-time code" } else { "wrong password" };
+        let reason = if password_ok {
+            "wrong one-time code"
+        } else {
+            "wrong password"
+        };
         let event = login_event(Some(&account), &email, source, Outcome::Denied, reason);
-        state.store.record_login_failure(account.id, &outcome, now, event).await?;
+        state
+            .store
+            .record_login_failure(account.id, &outcome, now, event)
+            .await?;
         tokio::time::sleep(outcome.delay).await;
         return Err(login_failed());
     };
     if !account.active {
-        let event = login_event(Some(&account), &email, source, Outcome::Denied, "account deactivated");
+        let event = login_event(
+            Some(&account),
+            &email,
+            source,
+            Outcome::Denied,
+            "account deactivated",
+        );
         state.store.append_audit(event, now).await?;
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -149,9 +185,17 @@ async fn login(
     }
     let org = state.store.organisation(account.org_id).await?;
     if org.kind == OrgKind::Provider
-        && !org.contract.is_some_and(|c| c.is_active_on(state.clock.today(state.config.time_zone)))
+        && !org
+            .contract
+            .is_some_and(|c| c.is_active_on(state.clock.today(state.config.time_zone)))
     {
-        let event = login_event(Some(&account), &email, source, Outcome::Denied, "contract not in force");
+        let event = login_event(
+            Some(&account),
+            &email,
+            source,
+            Outcome::Denied,
+            "contract not in force",
+        );
         state.store.append_audit(event, now).await?;
         return Err(contract_ended());
     }
@@ -164,8 +208,18 @@ async fn login(
         token_hash,
         expires_at,
     };
-    let event = login_event(Some(&account), &email, source, Outcome::Success, "password and second factor");
-    match state.store.record_login_success(account.id, totp_step, &session, now, event).await {
+    let event = login_event(
+        Some(&account),
+        &email,
+        source,
+        Outcome::Success,
+        "password and second factor",
+    );
+    match state
+        .store
+        .record_login_success(account.id, totp_step, &session, now, event)
+        .await
+    {
         Ok(_) => {}
         Err(StoreError::Conflict(_)) => return Err(login_failed()),
         Err(e) => return Err(e.into()),
@@ -181,11 +235,24 @@ async fn login(
 /// End the session (or revoke the API token) this request was made with.
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),
     responses((status = 204)))]
-async fn logout(State(state): State<AppState>, PasswordChanger(caller, _): PasswordChanger) -> Result<StatusCode, ApiError> {
-    let event = caller.event("auth.logout", "session", Some(caller.session_id.to_string()));
+async fn logout(
+    State(state): State<AppState>,
+    PasswordChanger(caller, _): PasswordChanger,
+) -> Result<StatusCode, ApiError> {
+    let event = caller.event(
+        "auth.logout",
+        "session",
+        Some(caller.session_id.to_string()),
+    );
     state
         .store
-        .revoke_session(caller.actor.account_id, caller.session_id, caller.session_kind, state.clock.now(), event)
+        .revoke_session(
+            caller.actor.account_id,
+            caller.session_id,
+            caller.session_kind,
+            state.clock.now(),
+            event,
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -204,7 +271,10 @@ pub struct Me {
 /// The caller's own account.
 #[utoipa::path(get, path = "/api/v1/me", tag = "auth", security(("bearer" = [])),
     responses((status = 200, body = Me)))]
-async fn me(State(state): State<AppState>, PasswordChanger(caller, must_change): PasswordChanger) -> Result<Json<Me>, ApiError> {
+async fn me(
+    State(state): State<AppState>,
+    PasswordChanger(caller, must_change): PasswordChanger,
+) -> Result<Json<Me>, ApiError> {
     let account = state.store.account(caller.actor.account_id).await?;
     let org = state.store.organisation(account.org_id).await?;
     Ok(Json(Me {
@@ -247,10 +317,20 @@ async fn change_password(
     ));
     fields.finish()?;
     let hash = auth::hash_password(&req.new_password);
-    let event = caller.event("account.change_password", "account", Some(account.id.to_string()));
+    let event = caller.event(
+        "account.change_password",
+        "account",
+        Some(account.id.to_string()),
+    );
     state
         .store
-        .set_password(account.id, &hash, Some(caller.session_id), state.clock.now(), event)
+        .set_password(
+            account.id,
+            &hash,
+            Some(caller.session_id),
+            state.clock.now(),
+            event,
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -267,8 +347,14 @@ pub struct TokenView {
 /// The caller's live API tokens (never the secrets).
 #[utoipa::path(get, path = "/api/v1/me/tokens", tag = "auth", security(("bearer" = [])),
     responses((status = 200, body = Vec<TokenView>)))]
-async fn list_tokens(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<TokenView>>, ApiError> {
-    let tokens = state.store.list_tokens(caller.actor.account_id, state.clock.now()).await?;
+async fn list_tokens(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<TokenView>>, ApiError> {
+    let tokens = state
+        .store
+        .list_tokens(caller.actor.account_id, state.clock.now())
+        .await?;
     Ok(Json(
         tokens
             .into_iter()
@@ -324,7 +410,9 @@ async fn create_token(
         token_hash,
         expires_at,
     };
-    let event = caller.event("auth.create_token", "api_token", None).details(serde_json::json!({ "name": name }));
+    let event = caller
+        .event("auth.create_token", "api_token", None)
+        .details(serde_json::json!({ "name": name }));
     let id = state.store.create_token(&session, now, event).await?;
     Ok((
         StatusCode::CREATED,
@@ -347,7 +435,13 @@ async fn revoke_token(
     let event = caller.event("auth.revoke_token", "api_token", Some(id.to_string()));
     state
         .store
-        .revoke_session(caller.actor.account_id, id, SessionKind::ApiToken, state.clock.now(), event)
+        .revoke_session(
+            caller.actor.account_id,
+            id,
+            SessionKind::ApiToken,
+            state.clock.now(),
+            event,
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -43,7 +43,11 @@ impl Default for Metrics {
         let durations = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.0005, 2.0, 14))
         });
-        registry.register("http_requests", "HTTP requests by route and status", requests.clone());
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status",
+            requests.clone(),
+        );
         registry.register(
             "http_request_duration_seconds",
             "HTTP request durations by route",
@@ -67,19 +71,28 @@ impl Metrics {
             })
             .inc();
         self.durations
-            .get_or_create(&RouteLabels { route: route.to_string() })
+            .get_or_create(&RouteLabels {
+                route: route.to_string(),
+            })
             .observe(elapsed.as_secs_f64());
     }
 }
 
 pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
     let mut text = String::new();
-    let registry = state.metrics.registry.lock().unwrap_or_else(|p| p.into_inner());
+    let registry = state
+        .metrics
+        .registry
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     if encode(&mut text, &registry).is_err() {
         text.clear();
     }
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         text,
     )
 }

@@ -66,9 +66,14 @@ fn view(m: DeviceModel, supported: &HashSet<i64>) -> ModelView {
 /// Every model in the catalogue with whether it is supported today.
 #[utoipa::path(get, path = "/api/v1/models", tag = "models", security(("bearer" = [])),
     responses((status = 200, body = Vec<ModelView>)))]
-async fn list_models(State(state): State<AppState>, _caller: Caller) -> Result<Json<Vec<ModelView>>, ApiError> {
+async fn list_models(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> Result<Json<Vec<ModelView>>, ApiError> {
     let (models, supported) = catalogue(&state).await?;
-    Ok(Json(models.into_iter().map(|m| view(m, &supported)).collect()))
+    Ok(Json(
+        models.into_iter().map(|m| view(m, &supported)).collect(),
+    ))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -101,7 +106,13 @@ async fn create_model(
         .details(serde_json::json!({ "platform": platform.as_str(), "name": name }));
     let model = state
         .store
-        .create_model(platform, &name, body.recommended_since, state.clock.now(), event)
+        .create_model(
+            platform,
+            &name,
+            body.recommended_since,
+            state.clock.now(),
+            event,
+        )
         .await?;
     let (_, supported) = catalogue(&state).await?;
     Ok((StatusCode::CREATED, Json(view(model, &supported))))

@@ -43,7 +43,12 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, slug: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
+    pub fn new(
+        status: StatusCode,
+        slug: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
         ApiError {
             status,
             slug,
@@ -55,7 +60,12 @@ impl ApiError {
     }
 
     pub fn not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not-found", "Not found", "no such resource")
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "Not found",
+            "no such resource",
+        )
     }
 
     pub fn forbidden(detail: impl Into<String>) -> Self {
@@ -63,7 +73,12 @@ impl ApiError {
     }
 
     pub fn unauthenticated(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", "Not logged in", detail)
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "Not logged in",
+            detail,
+        )
     }
 
     pub fn bad_request(slug: &'static str, detail: impl Into<String>) -> Self {
@@ -78,7 +93,12 @@ impl ApiError {
             .join("; ");
         ApiError {
             errors,
-            ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", "Invalid input", detail)
+            ..Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation",
+                "Invalid input",
+                detail,
+            )
         }
     }
 
@@ -126,10 +146,15 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound => ApiError::not_found(),
-            StoreError::Conflict(what) => ApiError::new(StatusCode::CONFLICT, "conflict", "Conflict", what),
-            StoreError::Unsupported(what) => {
-                ApiError::new(StatusCode::NOT_IMPLEMENTED, "unsupported", "Not supported here", what)
+            StoreError::Conflict(what) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", "Conflict", what)
             }
+            StoreError::Unsupported(what) => ApiError::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "unsupported",
+                "Not supported here",
+                what,
+            ),
             other => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -215,12 +240,18 @@ where
 
 fn json_rejection(r: JsonRejection) -> ApiError {
     match r {
-        JsonRejection::JsonSyntaxError(e) => ApiError::bad_request("malformed-json", format!("the body is not valid JSON: {}", e.body_text())),
+        JsonRejection::JsonSyntaxError(e) => ApiError::bad_request(
+            "malformed-json",
+            format!("the body is not valid JSON: {}", e.body_text()),
+        ),
         JsonRejection::JsonDataError(e) => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid-body",
             "Invalid body",
-            format!("the body does not have the expected fields and types: {}", e.body_text()),
+            format!(
+                "the body does not have the expected fields and types: {}",
+                e.body_text()
+            ),
         ),
         JsonRejection::MissingJsonContentType(_) => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -228,7 +259,9 @@ fn json_rejection(r: JsonRejection) -> ApiError {
             "Unsupported media type",
             "send the body as JSON with Content-Type: application/json",
         ),
-        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => body_too_large(),
+        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            body_too_large()
+        }
         other => ApiError::bad_request("bad-request", other.body_text()),
     }
 }
@@ -253,7 +286,10 @@ where
 {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| ApiQuery(q.0))
@@ -273,7 +309,10 @@ where
 {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|p| ApiPath(p.0))

@@ -72,7 +72,10 @@ impl ProviderView {
 
 fn parse_contacts(fields: &mut Fields, contacts: &[ItContactBody]) -> Option<Vec<ItContact>> {
     if contacts.len() > MAX_IT_CONTACTS {
-        fields.push("it_contacts", format!("at most {MAX_IT_CONTACTS} IT contacts"));
+        fields.push(
+            "it_contacts",
+            format!("at most {MAX_IT_CONTACTS} IT contacts"),
+        );
         return None;
     }
     let parsed: Vec<Option<ItContact>> = contacts
@@ -92,7 +95,11 @@ fn parse_contacts(fields: &mut Fields, contacts: &[ItContactBody]) -> Option<Vec
 }
 
 /// A provider inside the caller's view, or 404.
-async fn visible_provider(state: &AppState, caller: &Caller, id: i64) -> Result<Organisation, ApiError> {
+async fn visible_provider(
+    state: &AppState,
+    caller: &Caller,
+    id: i64,
+) -> Result<Organisation, ApiError> {
     if !caller.actor.scope().allows(Some(id)) {
         return Err(ApiError::not_found());
     }
@@ -106,7 +113,10 @@ async fn visible_provider(state: &AppState, caller: &Caller, id: i64) -> Result<
 /// Providers the caller may see: all for the operator, its own for a provider's people.
 #[utoipa::path(get, path = "/api/v1/providers", tag = "providers", security(("bearer" = [])),
     responses((status = 200, body = Vec<ProviderView>)))]
-async fn list_providers(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<ProviderView>>, ApiError> {
+async fn list_providers(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<ProviderView>>, ApiError> {
     let orgs = match caller.actor.scope().org() {
         None => state.store.list_providers().await?,
         Some(own) => vec![state.store.organisation(own).await?],
@@ -114,9 +124,16 @@ async fn list_providers(State(state): State<AppState>, caller: Caller) -> Result
     // The list shows the IT contacts' names and numbers: a read of personal data.
     state
         .store
-        .append_audit(caller.event("provider.list", "organisation", None), state.clock.now())
+        .append_audit(
+            caller.event("provider.list", "organisation", None),
+            state.clock.now(),
+        )
         .await?;
-    Ok(Json(orgs.into_iter().map(|o| ProviderView::new(&state, o)).collect()))
+    Ok(Json(
+        orgs.into_iter()
+            .map(|o| ProviderView::new(&state, o))
+            .collect(),
+    ))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -157,7 +174,10 @@ async fn create_provider(
     let event = caller
         .event("provider.create", "organisation", None)
         .details(serde_json::json!({ "name": provider.name, "org_number": provider.org_number.as_str() }));
-    let org = state.store.create_provider(&provider, state.clock.now(), event).await?;
+    let org = state
+        .store
+        .create_provider(&provider, state.clock.now(), event)
+        .await?;
     Ok((StatusCode::CREATED, Json(ProviderView::new(&state, org))))
 }
 
@@ -170,7 +190,9 @@ async fn get_provider(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<ProviderView>, ApiError> {
     let org = visible_provider(&state, &caller, id).await?;
-    let event = caller.event("provider.read", "organisation", Some(id.to_string())).in_org(Some(id));
+    let event = caller
+        .event("provider.read", "organisation", Some(id.to_string()))
+        .in_org(Some(id));
     state.store.append_audit(event, state.clock.now()).await?;
     Ok(Json(ProviderView::new(&state, org)))
 }
@@ -210,16 +232,23 @@ async fn update_provider(
     ApiJson(body): ApiJson<ProviderChangeBody>,
 ) -> Result<Json<ProviderView>, ApiError> {
     let current = visible_provider(&state, &caller, id).await?;
-    let only_contacts = body.name.is_none() && body.contract_start.is_none() && body.contract_end.is_none();
-    let allowed = caller.actor.role == Role::OperatorAdmin || (caller.actor.role == Role::ProviderAdmin && only_contacts);
+    let only_contacts =
+        body.name.is_none() && body.contract_start.is_none() && body.contract_end.is_none();
+    let allowed = caller.actor.role == Role::OperatorAdmin
+        || (caller.actor.role == Role::ProviderAdmin && only_contacts);
     if !allowed {
         return Err(ApiError::forbidden("your role does not allow this change"));
     }
     let mut fields = Fields::default();
-    let name = body.name.as_deref().map(|n| fields.check(parse_name("name", n)));
+    let name = body
+        .name
+        .as_deref()
+        .map(|n| fields.check(parse_name("name", n)));
     let contract = if body.contract_start.is_some() || body.contract_end.is_some() {
         let start = body.contract_start.or(current.contract.map(|c| c.start));
-        let end = body.contract_end.unwrap_or(current.contract.and_then(|c| c.end));
+        let end = body
+            .contract_end
+            .unwrap_or(current.contract.and_then(|c| c.end));
         match start {
             Some(start) => fields.check(ContractPeriod::new(start, end)),
             None => {
@@ -230,7 +259,10 @@ async fn update_provider(
     } else {
         None
     };
-    let contacts = body.it_contacts.as_ref().map(|c| parse_contacts(&mut fields, c));
+    let contacts = body
+        .it_contacts
+        .as_ref()
+        .map(|c| parse_contacts(&mut fields, c));
     fields.finish()?;
     let change = ProviderChange {
         name: name.flatten(),
@@ -246,6 +278,9 @@ async fn update_provider(
             "contract_end": change.contract.and_then(|c| c.end),
             "it_contacts_replaced": change.it_contacts.is_some(),
         }));
-    let org = state.store.update_provider(id, &change, state.clock.now(), event).await?;
+    let org = state
+        .store
+        .update_provider(id, &change, state.clock.now(), event)
+        .await?;
     Ok(Json(ProviderView::new(&state, org)))
 }

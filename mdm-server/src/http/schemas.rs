@@ -30,6 +30,14 @@ macro_rules! string_enum_schema {
     };
 }
 
-string_enum_schema!(Platform, "Platform", [Platform::Android.as_str(), Platform::Ios.as_str()]);
-string_enum_schema!(DeviceStatus, "DeviceStatus", ALL_STATUSES.map(DeviceStatus::as_str));
+string_enum_schema!(
+    Platform,
+    "Platform",
+    [Platform::Android.as_str(), Platform::Ios.as_str()]
+);
+string_enum_schema!(
+    DeviceStatus,
+    "DeviceStatus",
+    ALL_STATUSES.map(DeviceStatus::as_str)
+);
 string_enum_schema!(Role, "Role", ALL_ROLES.map(Role::as_str));

@@ -49,7 +49,10 @@ impl UserView {
             active: a.active,
             must_change_password: a.must_change_password,
             second_factor_enrolled: a.totp_secret.is_some(),
-            locked_until: a.locked_until.filter(|t| *t > state.clock.now()).map(|t| state.local(t)),
+            locked_until: a
+                .locked_until
+                .filter(|t| *t > state.clock.now())
+                .map(|t| state.local(t)),
             last_login_at: a.last_login_at.map(|t| state.local(t)),
             created_at: state.local(a.created_at),
         }
@@ -73,7 +76,9 @@ async fn list_users(
     ApiQuery(query): ApiQuery<UserQuery>,
 ) -> Result<Json<Vec<UserView>>, ApiError> {
     if !caller.actor.may_read_accounts() {
-        return Err(ApiError::forbidden("your role does not allow reading accounts"));
+        return Err(ApiError::forbidden(
+            "your role does not allow reading accounts",
+        ));
     }
     let scope = match (caller.actor.scope(), query.organisation_id) {
         (Scope::Everything, Some(org)) => Scope::Organisation(org),
@@ -85,7 +90,12 @@ async fn list_users(
         .in_org(scope.org())
         .details(serde_json::json!({ "count": accounts.len() }));
     state.store.append_audit(event, state.clock.now()).await?;
-    Ok(Json(accounts.into_iter().map(|a| UserView::new(&state, a)).collect()))
+    Ok(Json(
+        accounts
+            .into_iter()
+            .map(|a| UserView::new(&state, a))
+            .collect(),
+    ))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -146,7 +156,10 @@ async fn create_user(
         .event("account.create", "account", None)
         .in_org(Some(org.id))
         .details(serde_json::json!({ "email": account.email, "role": role.as_str() }));
-    let created = state.store.create_account(&account, state.clock.now(), event).await?;
+    let created = state
+        .store
+        .create_account(&account, state.clock.now(), event)
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedUser {
@@ -196,7 +209,11 @@ async fn visible_account(state: &AppState, caller: &Caller, id: i64) -> Result<A
 /// One account. Reading it is recorded in the audit trail.
 #[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = [])),
     params(("id" = i64, Path)), responses((status = 200, body = UserView), (status = 404, body = super::problem::Problem)))]
-async fn get_user(State(state): State<AppState>, caller: Caller, ApiPath(id): ApiPath<i64>) -> Result<Json<UserView>, ApiError> {
+async fn get_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<UserView>, ApiError> {
     let account = visible_account(&state, &caller, id).await?;
     let event = caller
         .event("account.read", "account", Some(id.to_string()))
@@ -229,9 +246,14 @@ async fn update_user(
     let account = visible_account(&state, &caller, id).await?;
     let org = state.store.organisation(account.org_id).await?;
     let is_operator_org = org.kind == OrgKind::Operator;
-    caller.actor.may_manage_account(org.id, is_operator_org, account.role)?;
+    caller
+        .actor
+        .may_manage_account(org.id, is_operator_org, account.role)?;
     let mut fields = Fields::default();
-    let name = body.display_name.as_deref().map(|n| fields.check(parse_name("display_name", n)));
+    let name = body
+        .display_name
+        .as_deref()
+        .map(|n| fields.check(parse_name("display_name", n)));
     let role = body.role.as_deref().map(|r| fields.check(Role::parse(r)));
     fields.finish()?;
     let change = AccountChange {
@@ -240,9 +262,13 @@ async fn update_user(
         active: body.active,
     };
     if let Some(role) = change.role {
-        caller.actor.may_manage_account(org.id, is_operator_org, role)?;
+        caller
+            .actor
+            .may_manage_account(org.id, is_operator_org, role)?;
     }
-    if id == caller.actor.account_id && (change.role.is_some_and(|r| r != account.role) || change.active == Some(false)) {
+    if id == caller.actor.account_id
+        && (change.role.is_some_and(|r| r != account.role) || change.active == Some(false))
+    {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "own-account",
@@ -258,6 +284,9 @@ async fn update_user(
             "role": change.role.map(Role::as_str),
             "active": change.active,
         }));
-    let updated = state.store.update_account(id, &change, state.clock.now(), event).await?;
+    let updated = state
+        .store
+        .update_account(id, &change, state.clock.now(), event)
+        .await?;
     Ok(Json(UserView::new(&state, updated)))
 }

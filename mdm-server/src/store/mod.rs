@@ -54,17 +54,31 @@ impl From<sqlx::Error> for StoreError {
 /// Names what a unique violation was about, from the backend's message or constraint name.
 fn duplicate_description(text: &str) -> &'static str {
     const KNOWN: [(&str, &str); 6] = [
-        ("serial", "a device with this serial number is already registered"),
+        (
+            "serial",
+            "a device with this serial number is already registered",
+        ),
         ("imei", "a device with this IMEI is already registered"),
-        ("email", "an account with this e-mail address already exists"),
-        ("org_number", "an organisation with this organisation number already exists"),
-        ("device_models", "a model with this platform and name already exists"),
+        (
+            "email",
+            "an account with this e-mail address already exists",
+        ),
+        (
+            "org_number",
+            "an organisation with this organisation number already exists",
+        ),
+        (
+            "device_models",
+            "a model with this platform and name already exists",
+        ),
         ("one_operator", "there is already an operator organisation"),
     ];
     KNOWN
         .iter()
         .find(|(needle, _)| text.contains(needle))
-        .map_or("a record with these values already exists", |(_, what)| what)
+        .map_or("a record with these values already exists", |(_, what)| {
+            what
+        })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -280,7 +294,12 @@ pub struct AuditFilter {
 pub trait OrganisationStore: Send + Sync {
     /// The single operator organisation, created on first use with the configured name.
     async fn ensure_operator(&self, name: &str, now: DateTime<Utc>) -> StoreResult<Organisation>;
-    async fn create_provider(&self, p: &NewProvider, now: DateTime<Utc>, audit: AuditEvent) -> StoreResult<Organisation>;
+    async fn create_provider(
+        &self,
+        p: &NewProvider,
+        now: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<Organisation>;
     async fn organisation(&self, id: i64) -> StoreResult<Organisation>;
     async fn list_providers(&self) -> StoreResult<Vec<Organisation>>;
     async fn update_provider(
@@ -294,7 +313,12 @@ pub trait OrganisationStore: Send + Sync {
 
 #[async_trait]
 pub trait AccountStore: Send + Sync {
-    async fn create_account(&self, a: &NewAccount, now: DateTime<Utc>, audit: AuditEvent) -> StoreResult<Account>;
+    async fn create_account(
+        &self,
+        a: &NewAccount,
+        now: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<Account>;
     async fn account(&self, id: i64) -> StoreResult<Account>;
     async fn account_by_email(&self, email: &str) -> StoreResult<Account>;
     async fn list_accounts(&self, scope: Scope) -> StoreResult<Vec<Account>>;
@@ -334,11 +358,28 @@ pub trait AccountStore: Send + Sync {
 
 #[async_trait]
 pub trait SessionStore: Send + Sync {
-    async fn create_token(&self, s: &NewSession, now: DateTime<Utc>, audit: AuditEvent) -> StoreResult<i64>;
+    async fn create_token(
+        &self,
+        s: &NewSession,
+        now: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<i64>;
     /// The live session for this token hash, or `NotFound` if none is live at `now`.
-    async fn session_by_token(&self, token_hash: &str, now: DateTime<Utc>) -> StoreResult<SessionContext>;
-    async fn list_tokens(&self, account_id: i64, now: DateTime<Utc>) -> StoreResult<Vec<TokenInfo>>;
-    async fn revoke_session(&self, account_id: i64, session_id: i64, kind: SessionKind, now: DateTime<Utc>, audit: AuditEvent) -> StoreResult<()>;
+    async fn session_by_token(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<SessionContext>;
+    async fn list_tokens(&self, account_id: i64, now: DateTime<Utc>)
+        -> StoreResult<Vec<TokenInfo>>;
+    async fn revoke_session(
+        &self,
+        account_id: i64,
+        session_id: i64,
+        kind: SessionKind,
+        now: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<()>;
 }
 
 #[async_trait]
@@ -363,19 +404,41 @@ pub trait ModelStore: Send + Sync {
 
 #[async_trait]
 pub trait DeviceStore: Send + Sync {
-    async fn create_device(&self, d: &NewDevice, now: DateTime<Utc>, audit: AuditEvent) -> StoreResult<Device>;
+    async fn create_device(
+        &self,
+        d: &NewDevice,
+        now: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<Device>;
     /// The device if it exists and lies inside `scope`; `NotFound` otherwise.
     async fn device(&self, scope: Scope, id: i64) -> StoreResult<Device>;
     async fn list_devices(&self, filter: &DeviceFilter) -> StoreResult<Vec<Device>>;
-    async fn update_device(&self, id: i64, change: &DeviceChange, now: DateTime<Utc>, audit: AuditEvent) -> StoreResult<Device>;
+    async fn update_device(
+        &self,
+        id: i64,
+        change: &DeviceChange,
+        now: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<Device>;
     /// Serials of these that are already registered, with their IMEIs.
     async fn registered_serials(&self, serials: &[String]) -> StoreResult<Vec<(String, String)>>;
     /// IMEIs of these that are registered, with their serials.
     async fn registered_imeis(&self, imeis: &[String]) -> StoreResult<Vec<(String, String)>>;
     /// Inserts all new devices in one transaction; those whose serial exists are left alone.
-    async fn import_devices(&self, devices: &[NewDevice], now: DateTime<Utc>, audit: AuditEvent) -> StoreResult<ImportSummary>;
+    async fn import_devices(
+        &self,
+        devices: &[NewDevice],
+        now: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<ImportSummary>;
     /// For demo data: put a device into a lifecycle status directly.
-    async fn set_device_status(&self, id: i64, status: DeviceStatus, now: DateTime<Utc>, audit: AuditEvent) -> StoreResult<()>;
+    async fn set_device_status(
+        &self,
+        id: i64,
+        status: DeviceStatus,
+        now: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<()>;
 }
 
 #[async_trait]
@@ -384,7 +447,12 @@ pub trait AuditStore: Send + Sync {
     async fn append_audit(&self, event: AuditEvent, now: DateTime<Utc>) -> StoreResult<()>;
     async fn list_audit(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditEntry>>;
     /// Every entry in ascending order, in pages, for verification and export.
-    async fn audit_page(&self, scope: Option<i64>, after_seq: i64, limit: u32) -> StoreResult<Vec<AuditEntry>>;
+    async fn audit_page(
+        &self,
+        scope: Option<i64>,
+        after_seq: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<AuditEntry>>;
     async fn audit_head(&self) -> StoreResult<(i64, String)>;
 }
 
@@ -399,12 +467,24 @@ pub trait Maintenance: Send + Sync {
 
 /// Everything the server needs from storage.
 pub trait Store:
-    OrganisationStore + AccountStore + SessionStore + ModelStore + DeviceStore + AuditStore + Maintenance
+    OrganisationStore
+    + AccountStore
+    + SessionStore
+    + ModelStore
+    + DeviceStore
+    + AuditStore
+    + Maintenance
 {
 }
 
 impl<T> Store for T where
-    T: OrganisationStore + AccountStore + SessionStore + ModelStore + DeviceStore + AuditStore + Maintenance
+    T: OrganisationStore
+        + AccountStore
+        + SessionStore
+        + ModelStore
+        + DeviceStore
+        + AuditStore
+        + Maintenance
 {
 }
 
@@ -413,6 +493,8 @@ pub async fn open(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(std::sync::Arc::new(postgres::PgStore::connect(url).await?))
     } else {
-        Ok(std::sync::Arc::new(sqlite::SqliteStore::connect(url).await?))
+        Ok(std::sync::Arc::new(
+            sqlite::SqliteStore::connect(url).await?,
+        ))
     }
 }

@@ -9,6 +9,8 @@ type Db = sqlx::Postgres;
 const BEGIN_WRITE: &str = "BEGIN";
 const BACKEND: &str = "postgres";
 
+// Compiled once per backend on purpose: one SQL text, two type-checked implementations.
+#[allow(clippy::duplicate_mod)]
 #[path = "shared_sql.rs"]
 mod shared;
 
@@ -16,12 +18,17 @@ pub use shared::SqlStore as PgStore;
 
 impl PgStore {
     pub async fn connect(url: &str) -> StoreResult<Self> {
-        let pool = PgPoolOptions::new().max_connections(16).connect(url).await?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .connect(url)
+            .await?;
         Ok(PgStore::new(pool))
     }
 
     pub(crate) async fn run_migrations(&self) -> StoreResult<()> {
-        sqlx::migrate!("../migrations/postgres").run(&self.pool).await?;
+        sqlx::migrate!("../migrations/postgres")
+            .run(&self.pool)
+            .await?;
         Ok(())
     }
 

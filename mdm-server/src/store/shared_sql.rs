@@ -42,7 +42,9 @@ impl SqlStore {
 }
 
 fn corrupt(what: &str, value: &str) -> StoreError {
-    StoreError::Database(sqlx::Error::Protocol(format!("stored {what} '{value}' is not valid")))
+    StoreError::Database(sqlx::Error::Protocol(format!(
+        "stored {what} '{value}' is not valid"
+    )))
 }
 
 /// Appends one entry to the hash chain inside the caller's transaction. Updating the head row
@@ -110,20 +112,27 @@ fn audit_from_row(row: &DbRow) -> StoreResult<AuditEntry> {
     })
 }
 
-const AUDIT_COLUMNS: &str = "seq, at, actor_id, actor_label, org_id, source, action, target_kind, target_id, \
+const AUDIT_COLUMNS: &str =
+    "seq, at, actor_id, actor_label, org_id, source, action, target_kind, target_id, \
      outcome, details, prev_hash, hash";
 
 // ---------------------------------------------------------------------------------------------
 // Organisations
 
-const ORG_COLUMNS: &str = "id, kind, name, org_number, contract_start, contract_end, created_at, updated_at";
+const ORG_COLUMNS: &str =
+    "id, kind, name, org_number, contract_start, contract_end, created_at, updated_at";
 
-async fn load_organisation(conn: &mut <Db as sqlx::Database>::Connection, id: i64) -> StoreResult<Organisation> {
-    let row = sqlx::query(&format!("SELECT {ORG_COLUMNS} FROM organisations WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?
-        .ok_or(StoreError::NotFound)?;
+async fn load_organisation(
+    conn: &mut <Db as sqlx::Database>::Connection,
+    id: i64,
+) -> StoreResult<Organisation> {
+    let row = sqlx::query(&format!(
+        "SELECT {ORG_COLUMNS} FROM organisations WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(StoreError::NotFound)?;
     let mut org = organisation_from_row(&row)?;
     org.it_contacts = load_contacts(conn, id).await?;
     Ok(org)
@@ -145,11 +154,16 @@ fn organisation_from_row(row: &DbRow) -> StoreResult<Organisation> {
     })
 }
 
-async fn load_contacts(conn: &mut <Db as sqlx::Database>::Connection, org_id: i64) -> StoreResult<Vec<ItContact>> {
-    let rows = sqlx::query("SELECT name, email, mobile FROM it_contacts WHERE org_id = $1 ORDER BY position")
-        .bind(org_id)
-        .fetch_all(&mut *conn)
-        .await?;
+async fn load_contacts(
+    conn: &mut <Db as sqlx::Database>::Connection,
+    org_id: i64,
+) -> StoreResult<Vec<ItContact>> {
+    let rows = sqlx::query(
+        "SELECT name, email, mobile FROM it_contacts WHERE org_id = $1 ORDER BY position",
+    )
+    .bind(org_id)
+    .fetch_all(&mut *conn)
+    .await?;
     rows.iter()
         .map(|row| {
             let email: String = row.try_get("email")?;
@@ -157,7 +171,8 @@ async fn load_contacts(conn: &mut <Db as sqlx::Database>::Connection, org_id: i6
             Ok(ItContact {
                 name: row.try_get("name")?,
                 email: Email::parse(&email).map_err(|_| corrupt("e-mail", &email))?,
-                mobile: MobileNumber::parse(&mobile).map_err(|_| corrupt("mobile number", &mobile))?,
+                mobile: MobileNumber::parse(&mobile)
+                    .map_err(|_| corrupt("mobile number", &mobile))?,
             })
         })
         .collect()
@@ -185,9 +200,10 @@ async fn replace_contacts(tx: &mut Tx, org_id: i64, contacts: &[ItContact]) -> S
 impl OrganisationStore for SqlStore {
     async fn ensure_operator(&self, name: &str, now: DateTime<Utc>) -> StoreResult<Organisation> {
         let mut tx = self.write().await?;
-        let existing: Option<i64> = sqlx::query_scalar("SELECT id FROM organisations WHERE kind = 'operator'")
-            .fetch_optional(&mut *tx)
-            .await?;
+        let existing: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM organisations WHERE kind = 'operator'")
+                .fetch_optional(&mut *tx)
+                .await?;
         let id = match existing {
             Some(id) => {
                 sqlx::query("UPDATE organisations SET name = $1 WHERE id = $2 AND name <> $1")
@@ -226,7 +242,12 @@ impl OrganisationStore for SqlStore {
         Ok(org)
     }
 
-    async fn create_provider(&self, p: &NewProvider, now: DateTime<Utc>, audit: AuditEvent) -> StoreResult<Organisation> {
+    async fn create_provider(
+        &self,
+        p: &NewProvider,
+        now: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<Organisation> {
         let mut tx = self.write().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO organisations (kind, name, org_number, contract_start, contract_end, created_at, updated_at) \
@@ -260,7 +281,10 @@ impl OrganisationStore for SqlStore {
         ))
         .fetch_all(&mut *conn)
         .await?;
-        let mut orgs = rows.iter().map(organisation_from_row).collect::<StoreResult<Vec<_>>>()?;
+        let mut orgs = rows
+            .iter()
+            .map(organisation_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
         for org in &mut orgs {
             org.it_contacts = load_contacts(&mut conn, org.id).await?;
         }
@@ -330,16 +354,26 @@ fn account_from_row(row: &DbRow) -> StoreResult<Account> {
     })
 }
 
-async fn load_account(conn: &mut <Db as sqlx::Database>::Connection, id: i64) -> StoreResult<Account> {
-    let row = sqlx::query(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts a WHERE a.id = $1"))
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?
-        .ok_or(StoreError::NotFound)?;
+async fn load_account(
+    conn: &mut <Db as sqlx::Database>::Connection,
+    id: i64,
+) -> StoreResult<Account> {
+    let row = sqlx::query(&format!(
+        "SELECT {ACCOUNT_COLUMNS} FROM accounts a WHERE a.id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(StoreError::NotFound)?;
     account_from_row(&row)
 }
 
-async fn revoke_all_sessions(tx: &mut Tx, account_id: i64, except: Option<i64>, now: DateTime<Utc>) -> StoreResult<()> {
+async fn revoke_all_sessions(
+    tx: &mut Tx,
+    account_id: i64,
+    except: Option<i64>,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
     sqlx::query(
         "UPDATE sessions SET revoked_at = $1 WHERE account_id = $2 AND revoked_at IS NULL AND id <> $3",
     )
@@ -368,7 +402,12 @@ async fn insert_session(tx: &mut Tx, s: &NewSession, now: DateTime<Utc>) -> Stor
 
 #[async_trait]
 impl AccountStore for SqlStore {
-    async fn create_account(&self, a: &NewAccount, now: DateTime<Utc>, audit: AuditEvent) -> StoreResult<Account> {
+    async fn create_account(
+        &self,
+        a: &NewAccount,
+        now: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<Account> {
         let mut tx = self.write().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO accounts (org_id, email, display_name, role, active, must_change_password, password_hash, \
@@ -398,11 +437,13 @@ impl AccountStore for SqlStore {
     }
 
     async fn account_by_email(&self, email: &str) -> StoreResult<Account> {
-        let row = sqlx::query(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts a WHERE a.email = $1"))
-            .bind(email)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::NotFound)?;
+        let row = sqlx::query(&format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts a WHERE a.email = $1"
+        ))
+        .bind(email)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
         account_from_row(&row)
     }
 
@@ -515,7 +556,9 @@ impl AccountStore for SqlStore {
         .await?
         .rows_affected();
         if updated == 0 {
-            return Err(StoreError::Conflict("this one-time code has already been used".into()));
+            return Err(StoreError::Conflict(
+                "this one-time code has already been used".into(),
+            ));
         }
         let session_id = insert_session(&mut tx, session, now).await?;
         append_audit_tx(&mut tx, &audit, now).await?;
@@ -526,7 +569,12 @@ impl AccountStore for SqlStore {
 
 #[async_trait]
 impl SessionStore for SqlStore {
-    async fn create_token(&self, s: &NewSession, now: DateTime<Utc>, audit: AuditEvent) -> StoreResult<i64> {
+    async fn create_token(
+        &self,
+        s: &NewSession,
+        now: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<i64> {
         let mut tx = self.write().await?;
         let id = insert_session(&mut tx, s, now).await?;
         append_audit_tx(&mut tx, &with_target(audit, id), now).await?;
@@ -534,7 +582,11 @@ impl SessionStore for SqlStore {
         Ok(id)
     }
 
-    async fn session_by_token(&self, token_hash: &str, now: DateTime<Utc>) -> StoreResult<SessionContext> {
+    async fn session_by_token(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<SessionContext> {
         let row = sqlx::query(&format!(
             "SELECT s.id AS session_id, s.kind AS session_kind, s.expires_at AS session_expires_at, \
              s.last_used_at AS session_last_used_at, o.kind AS org_kind, o.contract_start, o.contract_end, \
@@ -563,15 +615,24 @@ impl SessionStore for SqlStore {
         }
         Ok(SessionContext {
             session_id,
-            kind: if kind == "api_token" { SessionKind::ApiToken } else { SessionKind::Session },
+            kind: if kind == "api_token" {
+                SessionKind::ApiToken
+            } else {
+                SessionKind::Session
+            },
             expires_at: row.try_get("session_expires_at")?,
             account: account_from_row(&row)?,
-            org_kind: OrgKind::parse(&org_kind).map_err(|_| corrupt("organisation kind", &org_kind))?,
+            org_kind: OrgKind::parse(&org_kind)
+                .map_err(|_| corrupt("organisation kind", &org_kind))?,
             contract: start.map(|start| ContractPeriod { start, end }),
         })
     }
 
-    async fn list_tokens(&self, account_id: i64, now: DateTime<Utc>) -> StoreResult<Vec<TokenInfo>> {
+    async fn list_tokens(
+        &self,
+        account_id: i64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<TokenInfo>> {
         let rows = sqlx::query(
             "SELECT id, name, created_at, expires_at, last_used_at FROM sessions \
              WHERE account_id = $1 AND kind = 'api_token' AND revoked_at IS NULL AND expires_at > $2 ORDER BY id",
@@ -634,7 +695,8 @@ fn model_from_row(row: &DbRow) -> StoreResult<DeviceModel> {
     })
 }
 
-const DEVICE_SELECT: &str = "SELECT d.id, d.serial, d.imei, d.model_id, m.name AS model_name, m.platform, d.status, \
+const DEVICE_SELECT: &str =
+    "SELECT d.id, d.serial, d.imei, d.model_id, m.name AS model_name, m.platform, d.status, \
      d.provider_id, d.purchase_date, d.warranty_end, d.supplier, d.created_at, d.updated_at \
      FROM devices d JOIN device_models m ON m.id = d.model_id";
 
@@ -658,17 +720,29 @@ fn device_from_row(row: &DbRow) -> StoreResult<Device> {
     })
 }
 
-async fn load_device(conn: &mut <Db as sqlx::Database>::Connection, scope: Scope, id: i64) -> StoreResult<Device> {
+async fn load_device(
+    conn: &mut <Db as sqlx::Database>::Connection,
+    scope: Scope,
+    id: i64,
+) -> StoreResult<Device> {
     let mut q = QueryBuilder::<Db>::new(DEVICE_SELECT);
     q.push(" WHERE d.id = ").push_bind(id);
     if let Some(org) = scope.org() {
         q.push(" AND d.provider_id = ").push_bind(org);
     }
-    let row = q.build().fetch_optional(&mut *conn).await?.ok_or(StoreError::NotFound)?;
+    let row = q
+        .build()
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or(StoreError::NotFound)?;
     device_from_row(&row)
 }
 
-async fn pairs_in(pool: &Pool<Db>, sql: &str, values: &[String]) -> StoreResult<Vec<(String, String)>> {
+async fn pairs_in(
+    pool: &Pool<Db>,
+    sql: &str,
+    values: &[String],
+) -> StoreResult<Vec<(String, String)>> {
     let mut found = Vec::new();
     for chunk in values.chunks(IMPORT_CHUNK) {
         let mut q = QueryBuilder::<Db>::new(sql);
@@ -745,7 +819,12 @@ impl ModelStore for SqlStore {
 
 #[async_trait]
 impl DeviceStore for SqlStore {
-    async fn create_device(&self, d: &NewDevice, now: DateTime<Utc>, audit: AuditEvent) -> StoreResult<Device> {
+    async fn create_device(
+        &self,
+        d: &NewDevice,
+        now: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<Device> {
         let mut tx = self.write().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO devices (serial, imei, model_id, status, provider_id, purchase_date, warranty_end, supplier, \
@@ -793,7 +872,11 @@ impl DeviceStore for SqlStore {
         if let Some(text) = &f.text {
             // Serials are stored upper-case and IMEIs are digits, so an upper-case pattern
             // matches the same rows on both backends.
-            let escaped = text.to_ascii_uppercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            let escaped = text
+                .to_ascii_uppercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
             let pattern = format!("%{escaped}%");
             q.push(" AND (d.serial LIKE ").push_bind(pattern.clone());
             q.push(" ESCAPE '\\' OR d.imei LIKE ").push_bind(pattern);
@@ -802,12 +885,19 @@ impl DeviceStore for SqlStore {
         if let Some(after) = f.after_id {
             q.push(" AND d.id > ").push_bind(after);
         }
-        q.push(" ORDER BY d.id LIMIT ").push_bind(i64::from(f.limit));
+        q.push(" ORDER BY d.id LIMIT ")
+            .push_bind(i64::from(f.limit));
         let rows = q.build().fetch_all(&self.pool).await?;
         rows.iter().map(device_from_row).collect()
     }
 
-    async fn update_device(&self, id: i64, c: &DeviceChange, now: DateTime<Utc>, audit: AuditEvent) -> StoreResult<Device> {
+    async fn update_device(
+        &self,
+        id: i64,
+        c: &DeviceChange,
+        now: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<Device> {
         let mut tx = self.write().await?;
         let current = load_device(&mut tx, Scope::Everything, id).await?;
         sqlx::query(
@@ -830,14 +920,29 @@ impl DeviceStore for SqlStore {
     }
 
     async fn registered_serials(&self, serials: &[String]) -> StoreResult<Vec<(String, String)>> {
-        pairs_in(&self.pool, "SELECT serial, imei FROM devices WHERE serial", serials).await
+        pairs_in(
+            &self.pool,
+            "SELECT serial, imei FROM devices WHERE serial",
+            serials,
+        )
+        .await
     }
 
     async fn registered_imeis(&self, imeis: &[String]) -> StoreResult<Vec<(String, String)>> {
-        pairs_in(&self.pool, "SELECT imei, serial FROM devices WHERE imei", imeis).await
+        pairs_in(
+            &self.pool,
+            "SELECT imei, serial FROM devices WHERE imei",
+            imeis,
+        )
+        .await
     }
 
-    async fn import_devices(&self, devices: &[NewDevice], now: DateTime<Utc>, audit: AuditEvent) -> StoreResult<ImportSummary> {
+    async fn import_devices(
+        &self,
+        devices: &[NewDevice],
+        now: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<ImportSummary> {
         let mut tx = self.write().await?;
         let mut inserted = 0;
         for chunk in devices.chunks(IMPORT_CHUNK) {
@@ -877,7 +982,13 @@ impl DeviceStore for SqlStore {
         Ok(summary)
     }
 
-    async fn set_device_status(&self, id: i64, status: DeviceStatus, now: DateTime<Utc>, audit: AuditEvent) -> StoreResult<()> {
+    async fn set_device_status(
+        &self,
+        id: i64,
+        status: DeviceStatus,
+        now: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<()> {
         let mut tx = self.write().await?;
         sqlx::query("UPDATE devices SET status = $1, updated_at = $2 WHERE id = $3")
             .bind(status.as_str())
@@ -904,20 +1015,29 @@ impl AuditStore for SqlStore {
     }
 
     async fn list_audit(&self, f: &AuditFilter) -> StoreResult<Vec<AuditEntry>> {
-        let mut q = QueryBuilder::<Db>::new(format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE 1 = 1"));
+        let mut q =
+            QueryBuilder::<Db>::new(format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE 1 = 1"));
         if let Some(org) = f.scope {
             q.push(" AND org_id = ").push_bind(org);
         }
         if let Some(before) = f.before_seq {
             q.push(" AND seq < ").push_bind(before);
         }
-        q.push(" ORDER BY seq DESC LIMIT ").push_bind(i64::from(f.limit));
+        q.push(" ORDER BY seq DESC LIMIT ")
+            .push_bind(i64::from(f.limit));
         let rows = q.build().fetch_all(&self.pool).await?;
         rows.iter().map(audit_from_row).collect()
     }
 
-    async fn audit_page(&self, scope: Option<i64>, after_seq: i64, limit: u32) -> StoreResult<Vec<AuditEntry>> {
-        let mut q = QueryBuilder::<Db>::new(format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > "));
+    async fn audit_page(
+        &self,
+        scope: Option<i64>,
+        after_seq: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<AuditEntry>> {
+        let mut q = QueryBuilder::<Db>::new(format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > "
+        ));
         q.push_bind(after_seq);
         if let Some(org) = scope {
             q.push(" AND org_id = ").push_bind(org);

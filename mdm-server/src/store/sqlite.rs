@@ -13,6 +13,8 @@ type Db = sqlx::Sqlite;
 const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 const BACKEND: &str = "sqlite";
 
+// Compiled once per backend on purpose: one SQL text, two type-checked implementations.
+#[allow(clippy::duplicate_mod)]
 #[path = "shared_sql.rs"]
 mod shared;
 
@@ -28,15 +30,21 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10));
         if let Some(parent) = options.get_filename().parent() {
             if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
             }
         }
-        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
         Ok(SqliteStore::new(pool))
     }
 
     pub(crate) async fn run_migrations(&self) -> StoreResult<()> {
-        sqlx::migrate!("../migrations/sqlite").run(&self.pool).await?;
+        sqlx::migrate!("../migrations/sqlite")
+            .run(&self.pool)
+            .await?;
         Ok(())
     }
 
