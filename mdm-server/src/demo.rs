@@ -46,188 +46,172 @@ pub fn imei(body: &str) -> anyhow::Result<Imei> {
     Ok(Imei::parse(&format!("{body}{}", check_digit(body)))?)
 }
 
-/// Seeds the demo data unless the installation already has providers, and returns the logins.
+/// The demo logins: e-mail, name, role and which organisation (`None`: the operator, or the
+/// index of the demo provider).
+const DEMO_ACCOUNTS: [(&str, &str, Role, Option<usize>); 6] = [
+    (
+        "it-admin@kommun.example",
+        "Iris IT-admin",
+        Role::OperatorAdmin,
+        None,
+    ),
+    (
+        "servicedesk@kommun.example",
+        "Sam Servicedesk",
+        Role::OperatorStaff,
+        None,
+    ),
+    (
+        "admin@norr.example",
+        "Nora Norr",
+        Role::ProviderAdmin,
+        Some(0),
+    ),
+    (
+        "personal@norr.example",
+        "Per Personal",
+        Role::ProviderUser,
+        Some(0),
+    ),
+    (
+        "admin@syd.example",
+        "Sven Syd",
+        Role::ProviderAdmin,
+        Some(1),
+    ),
+    (
+        "personal@syd.example",
+        "Signe Personal",
+        Role::ProviderUser,
+        Some(1),
+    ),
+];
+
+/// Seeds the demo data into an installation without providers, and returns the demo logins
+/// that exist.
 pub async fn seed(state: &AppState) -> anyhow::Result<Vec<DemoLogin>> {
+    let store = &state.store;
+    if store.list_providers().await?.is_empty() {
+        seed_empty(state).await?;
+    }
+    let mut logins = Vec::new();
+    for (email, _, role, _) in DEMO_ACCOUNTS {
+        if let Ok(account) = store.account_by_email(email).await {
+            let organisation = store.organisation(account.org_id).await?.name;
+            logins.push(DemoLogin {
+                email: email.to_string(),
+                role,
+                organisation,
+            });
+        }
+    }
+    Ok(logins)
+}
+
+async fn seed_empty(state: &AppState) -> anyhow::Result<()> {
     let store = &state.store;
     let now = state.clock.now();
     let today = state.clock.today(state.config.time_zone);
-    let operator = store.organisation(state.operator_id).await?;
-    let mut logins = vec![
+    let providers = [
         (
-            operator.id,
-            operator.name.clone(),
-            "it-admin@kommun.example",
-            "Iris IT-admin",
-            Role::OperatorAdmin,
+            "Hemtjänst Norr AB",
+            "559012345",
+            "Nora Norr",
+            "it@norr.example",
+            "+46701112233",
         ),
         (
-            operator.id,
-            operator.name.clone(),
-            "servicedesk@kommun.example",
-            "Sam Servicedesk",
-            Role::OperatorStaff,
+            "Omsorg Syd AB",
+            "559087654",
+            "Sven Syd",
+            "it@syd.example",
+            "+46702223344",
         ),
     ];
-    let existing = store.list_providers().await?;
-    if existing.is_empty() {
-        let providers = [
-            (
-                "Hemtjänst Norr AB",
-                "559012345",
-                "Nora Norr",
-                "it@norr.example",
-                "+46701112233",
-                "norr",
-            ),
-            (
-                "Omsorg Syd AB",
-                "559087654",
-                "Sven Syd",
-                "it@syd.example",
-                "+46702223344",
-                "syd",
-            ),
-        ];
-        let mut provider_ids = Vec::new();
-        for (name, stem, contact, email, mobile, short) in providers {
-            let p = NewProvider {
-                name: name.into(),
-                org_number: org_number(stem)?,
-                contract: ContractPeriod::new(
-                    today - Duration::days(400),
-                    Some(today + Duration::days(700)),
-                )?,
-                it_contacts: vec![ItContact::parse(contact, email, mobile)?],
-            };
-            let org = store
-                .create_provider(&p, now, demo_event("provider.create"))
-                .await?;
-            provider_ids.push((org.id, name, short));
-        }
-        let models = [
-            (Platform::Ios, "iPhone 11", None), // old stock, never recommended: flagged unsupported
-            (
-                Platform::Ios,
-                "iPhone 16",
-                NaiveDate::from_ymd_opt(2024, 9, 20),
-            ),
-            (
-                Platform::Android,
-                "Samsung Galaxy XCover7",
-                NaiveDate::from_ymd_opt(2024, 2, 1),
-            ),
-        ];
-        let mut model_ids = Vec::new();
-        for (platform, name, since) in models {
-            let m = store
-                .create_model(platform, name, since, now, demo_event("model.create"))
-                .await?;
-            model_ids.push(m.id);
-        }
-        let statuses = [
-            DeviceStatus::Leased,
-            DeviceStatus::Leased,
-            DeviceStatus::Leased,
-            DeviceStatus::InStock,
-            DeviceStatus::InRepair,
-            DeviceStatus::Lost,
-            DeviceStatus::AwaitingWipe,
-        ];
-        for i in 0..20usize {
-            let status = statuses[i % statuses.len()];
-            let provider_id = match status {
-                DeviceStatus::InStock => None,
-                _ => Some(provider_ids[i % 2].0),
-            };
-            let device = NewDevice {
-                serial: Serial::parse(&format!("DEMO{i:04}"))?,
-                imei: imei(&format!("35{:012}", 100_000 + i))?,
-                model_id: model_ids[i % model_ids.len()],
-                provider_id,
-                purchase_date: Some(today - Duration::days(200 + 10 * i as i64)),
-                warranty_end: Some(today + Duration::days(530 - 10 * i as i64)),
-                supplier: Some("Telia Företag".into()),
-            };
-            let created = store
-                .create_device(&device, now, demo_event("device.register"))
-                .await?;
-            if status != DeviceStatus::InStock {
-                store
-                    .set_device_status(created.id, status, now, demo_event("device.demo_status"))
-                    .await?;
-            }
-        }
-        for (org_id, name, short) in &provider_ids {
-            let admin = format!("admin@{short}.example");
-            let user = format!("personal@{short}.example");
-            logins.push((
-                *org_id,
-                name.to_string(),
-                leak(admin),
-                "Provider admin",
-                Role::ProviderAdmin,
-            ));
-            logins.push((
-                *org_id,
-                name.to_string(),
-                leak(user),
-                "Provider user",
-                Role::ProviderUser,
-            ));
-        }
-        let hash = crate::auth::hash_password(DEMO_PASSWORD);
-        for (org_id, _, email, name, role) in &logins {
-            let account = NewAccount {
-                org_id: *org_id,
-                email: email.to_string(),
-                display_name: name.to_string(),
-                role: *role,
-                password_hash: hash.clone(),
-                must_change_password: false,
-                totp_secret: None,
-            };
+    let mut provider_ids = Vec::new();
+    for (name, stem, contact, email, mobile) in providers {
+        let p = NewProvider {
+            name: name.into(),
+            org_number: org_number(stem)?,
+            contract: ContractPeriod::new(
+                today - Duration::days(400),
+                Some(today + Duration::days(700)),
+            )?,
+            it_contacts: vec![ItContact::parse(contact, email, mobile)?],
+        };
+        provider_ids.push(
             store
-                .create_account(&account, now, demo_event("account.create"))
+                .create_provider(&p, now, demo_event("provider.create"))
+                .await?
+                .id,
+        );
+    }
+    let models = [
+        (Platform::Ios, "iPhone 11", None), // old stock, never recommended: flagged unsupported
+        (
+            Platform::Ios,
+            "iPhone 16",
+            NaiveDate::from_ymd_opt(2024, 9, 20),
+        ),
+        (
+            Platform::Android,
+            "Samsung Galaxy XCover7",
+            NaiveDate::from_ymd_opt(2024, 2, 1),
+        ),
+    ];
+    let mut model_ids = Vec::new();
+    for (platform, name, since) in models {
+        let m = store
+            .create_model(platform, name, since, now, demo_event("model.create"))
+            .await?;
+        model_ids.push(m.id);
+    }
+    let statuses = [
+        DeviceStatus::Leased,
+        DeviceStatus::Leased,
+        DeviceStatus::Leased,
+        DeviceStatus::InStock,
+        DeviceStatus::InRepair,
+        DeviceStatus::Lost,
+        DeviceStatus::AwaitingWipe,
+    ];
+    for i in 0..20usize {
+        let status = statuses[i % statuses.len()];
+        let provider_id = (status != DeviceStatus::InStock).then(|| provider_ids[i % 2]);
+        let device = NewDevice {
+            serial: Serial::parse(&format!("DEMO{i:04}"))?,
+            imei: imei(&format!("35{:012}", 100_000 + i))?,
+            model_id: model_ids[i % model_ids.len()],
+            provider_id,
+            purchase_date: Some(today - Duration::days(200 + 10 * i as i64)),
+            warranty_end: Some(today + Duration::days(530 - 10 * i as i64)),
+            supplier: Some("Telia Företag".into()),
+        };
+        let created = store
+            .create_device(&device, now, demo_event("device.register"))
+            .await?;
+        if status != DeviceStatus::InStock {
+            store
+                .set_device_status(created.id, status, now, demo_event("device.demo_status"))
                 .await?;
-        }
-    } else {
-        for p in existing {
-            let short = p
-                .it_contacts
-                .first()
-                .and_then(|c| c.email.as_str().split('@').nth(1).map(str::to_string));
-            if let Some(domain) = short {
-                logins.push((
-                    p.id,
-                    p.name.clone(),
-                    leak(format!("admin@{domain}")),
-                    "Provider admin",
-                    Role::ProviderAdmin,
-                ));
-                logins.push((
-                    p.id,
-                    p.name.clone(),
-                    leak(format!("personal@{domain}")),
-                    "Provider user",
-                    Role::ProviderUser,
-                ));
-            }
         }
     }
-    Ok(logins
-        .into_iter()
-        .map(|(_, organisation, email, _, role)| DemoLogin {
+    let hash = crate::auth::hash_password(DEMO_PASSWORD);
+    for (email, name, role, provider) in DEMO_ACCOUNTS {
+        let account = NewAccount {
+            org_id: provider.map_or(state.operator_id, |i| provider_ids[i]),
             email: email.to_string(),
+            display_name: name.to_string(),
             role,
-            organisation,
-        })
-        .collect())
-}
-
-// Demo logins live for the whole process; leaking a handful of short strings keeps the table
-// above simple.
-fn leak(s: String) -> &'static str {
-    Box::leak(s.into_boxed_str())
+            password_hash: hash.clone(),
+            must_change_password: false,
+            totp_secret: None,
+        };
+        store
+            .create_account(&account, now, demo_event("account.create"))
+            .await?;
+    }
+    Ok(())
 }
 
 /// The loud banner printed when the server starts in demo mode.

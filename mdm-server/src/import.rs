@@ -8,7 +8,6 @@ use std::io::Read;
 
 use crate::domain::audit::{AuditEvent, Outcome};
 use crate::domain::device::{check_warranty, Imei, Platform, Serial};
-use crate::http::devices::find_model;
 use crate::store::{DeviceModel, ImportSummary, NewDevice, Store, StoreError};
 
 /// The columns a delivery list has; `purchase_date`, `warranty_end` and `supplier` may be empty.
@@ -147,7 +146,7 @@ fn parse_row(record: &csv::StringRecord, models: &[DeviceModel]) -> Result<NewDe
     if let Err(e) = check_warranty(purchase_date, warranty_end) {
         reasons.push(e.to_string());
     }
-    let model_id = platform.and_then(|p| match find_model(models, p, field(3)) {
+    let model_id = platform.and_then(|p| match DeviceModel::find_in(models, p, field(3)) {
         Ok(m) => Some(m.id),
         Err(message) => {
             reasons.push(format!("model: {message}"));

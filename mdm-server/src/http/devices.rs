@@ -88,7 +88,7 @@ pub struct DeviceQuery {
     pub model_id: Option<i64>,
     /// android or ios.
     pub platform: Option<String>,
-    /// Part of a serial number or IMEI.
+    /// The beginning of a serial number or IMEI (case ignored).
     pub q: Option<String>,
     /// Page size, 1 to 500 (default 50).
     pub limit: Option<u32>,
@@ -189,24 +189,6 @@ pub struct NewDeviceBody {
     pub provider_id: Option<i64>,
 }
 
-/// Finds a model by platform and name, as a field error if it is not in the catalogue.
-pub fn find_model<'a>(
-    models: &'a [DeviceModel],
-    platform: Platform,
-    name: &str,
-) -> Result<&'a DeviceModel, String> {
-    models
-        .iter()
-        .find(|m| m.platform == platform && m.name.eq_ignore_ascii_case(name.trim()))
-        .ok_or_else(|| {
-            format!(
-                "'{}' is not an {} model in the catalogue; add it first",
-                name.trim(),
-                platform.as_str()
-            )
-        })
-}
-
 async fn check_provider(
     state: &AppState,
     fields: &mut Fields,
@@ -247,7 +229,7 @@ async fn register_device(
     let serial = fields.check(Serial::parse(&body.serial));
     let imei = fields.check(Imei::parse(&body.imei));
     let platform = fields.check(Platform::parse(&body.platform));
-    let model_id = platform.and_then(|p| match find_model(&models, p, &body.model) {
+    let model_id = platform.and_then(|p| match DeviceModel::find_in(&models, p, &body.model) {
         Ok(m) => Some(m.id),
         Err(message) => {
             fields.push("model", message);
@@ -334,7 +316,7 @@ async fn update_device(
     let model_id = match body
         .model
         .as_deref()
-        .map(|name| find_model(&models, current.platform, name))
+        .map(|name| DeviceModel::find_in(&models, current.platform, name))
     {
         None => None,
         Some(Ok(m)) => Some(m.id),

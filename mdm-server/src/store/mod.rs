@@ -223,6 +223,27 @@ pub struct DeviceModel {
     pub recommended_since: Option<NaiveDate>,
 }
 
+impl DeviceModel {
+    /// The catalogue entry for a platform and a model name as people type it (case ignored);
+    /// otherwise a sentence for the person saying it is not in the catalogue.
+    pub fn find_in<'a>(
+        models: &'a [DeviceModel],
+        platform: Platform,
+        name: &str,
+    ) -> Result<&'a DeviceModel, String> {
+        models
+            .iter()
+            .find(|m| m.platform == platform && m.name.eq_ignore_ascii_case(name.trim()))
+            .ok_or_else(|| {
+                format!(
+                    "'{}' is not an {} model in the catalogue; add it first",
+                    name.trim(),
+                    platform.as_str()
+                )
+            })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Device {
     pub id: i64,
@@ -268,7 +289,7 @@ pub struct DeviceFilter {
     pub provider_id: Option<i64>,
     pub model_id: Option<i64>,
     pub platform: Option<Platform>,
-    /// Part of a serial number or IMEI.
+    /// The beginning of a serial number or IMEI.
     pub text: Option<String>,
     /// Devices after this id (the cursor).
     pub after_id: Option<i64>,

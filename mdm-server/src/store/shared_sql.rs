@@ -870,17 +870,19 @@ impl DeviceStore for SqlStore {
             q.push(" AND m.platform = ").push_bind(platform.as_str());
         }
         if let Some(text) = &f.text {
-            // Serials are stored upper-case and IMEIs are digits, so an upper-case pattern
-            // matches the same rows on both backends.
-            let escaped = text
-                .to_ascii_uppercase()
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_");
-            let pattern = format!("%{escaped}%");
-            q.push(" AND (d.serial LIKE ").push_bind(pattern.clone());
-            q.push(" ESCAPE '\\' OR d.imei LIKE ").push_bind(pattern);
-            q.push(" ESCAPE '\\')");
+            // The beginning of a serial (stored upper-case) or IMEI, as two index range scans;
+            // '\u{7f}' sorts after every character a serial or IMEI can hold.
+            let low = text.to_ascii_uppercase();
+            let high = format!("{low}\u{7f}");
+            q.push(" AND d.id IN (SELECT id FROM devices WHERE serial >= ")
+                .push_bind(low.clone())
+                .push(" AND serial < ")
+                .push_bind(high.clone())
+                .push(" UNION SELECT id FROM devices WHERE imei >= ")
+                .push_bind(low)
+                .push(" AND imei < ")
+                .push_bind(high)
+                .push(")");
         }
         if let Some(after) = f.after_id {
             q.push(" AND d.id > ").push_bind(after);
