@@ -164,7 +164,7 @@ async fn seed_empty(state: &AppState) -> anyhow::Result<()> {
         let m = store
             .create_model(platform, name, since, now, demo_event("model.create"))
             .await?;
-        model_ids.push(m.id);
+        model_ids.push((m.id, platform));
     }
     let statuses = [
         DeviceStatus::Leased,
@@ -181,7 +181,8 @@ async fn seed_empty(state: &AppState) -> anyhow::Result<()> {
         let device = NewDevice {
             serial: Serial::parse(&format!("DEMO{i:04}"))?,
             imei: imei(&format!("35{:012}", 100_000 + i))?,
-            model_id: model_ids[i % model_ids.len()],
+            model_id: model_ids[i % model_ids.len()].0,
+            platform: model_ids[i % model_ids.len()].1,
             provider_id,
             purchase_date: Some(today - Duration::days(200 + 10 * i as i64)),
             warranty_end: Some(today + Duration::days(530 - 10 * i as i64)),

@@ -157,11 +157,12 @@ fn parse_row(record: &csv::StringRecord, models: &[DeviceModel]) -> Result<NewDe
     if supplier.as_ref().is_some_and(|s| s.chars().count() > 200) {
         reasons.push("supplier: must be at most 200 characters".into());
     }
-    match (serial, imei, model_id) {
-        (Some(serial), Some(imei), Some(model_id)) if reasons.is_empty() => Ok(NewDevice {
+    match (serial, imei, model_id, platform) {
+        (Some(serial), Some(imei), Some(model_id), Some(platform)) if reasons.is_empty() => Ok(NewDevice {
             serial,
             imei,
             model_id,
+            platform,
             provider_id: None,
             purchase_date,
             warranty_end,

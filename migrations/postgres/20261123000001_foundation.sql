@@ -69,6 +69,8 @@ CREATE TABLE devices (
     serial         TEXT        COLLATE "C" NOT NULL UNIQUE,
     imei           TEXT        COLLATE "C" NOT NULL UNIQUE,
     model_id       BIGINT      NOT NULL REFERENCES device_models (id),
+    -- The model's platform, kept on the device so that list filters are index range scans.
+    platform       TEXT        NOT NULL CHECK (platform IN ('android', 'ios')),
     status         TEXT        NOT NULL DEFAULT 'in_stock',
     provider_id    BIGINT      REFERENCES organisations (id),
     purchase_date  DATE,
@@ -77,8 +79,12 @@ CREATE TABLE devices (
     created_at     TIMESTAMPTZ NOT NULL,
     updated_at     TIMESTAMPTZ NOT NULL
 );
+-- The inventory list's filters, each an ordered range scan by id for cursor paging.
 CREATE INDEX devices_provider ON devices (provider_id, id);
+CREATE INDEX devices_provider_status ON devices (provider_id, status, id);
+CREATE INDEX devices_provider_platform ON devices (provider_id, platform, id);
 CREATE INDEX devices_status ON devices (status, id);
+CREATE INDEX devices_platform ON devices (platform, id);
 CREATE INDEX devices_model ON devices (model_id, id);
 
 CREATE TABLE audit_log (

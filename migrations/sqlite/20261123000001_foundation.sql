@@ -69,6 +69,7 @@ CREATE TABLE devices (
     serial         TEXT    NOT NULL UNIQUE,
     imei           TEXT    NOT NULL UNIQUE,
     model_id       INTEGER NOT NULL REFERENCES device_models (id),
+    platform       TEXT    NOT NULL CHECK (platform IN ('android', 'ios')),
     status         TEXT    NOT NULL DEFAULT 'in_stock',
     provider_id    INTEGER REFERENCES organisations (id),
     purchase_date  TEXT,
@@ -77,8 +78,12 @@ CREATE TABLE devices (
     created_at     TEXT    NOT NULL,
     updated_at     TEXT    NOT NULL
 );
+-- The inventory list's filters, each an ordered range scan by id for cursor paging.
 CREATE INDEX devices_provider ON devices (provider_id, id);
+CREATE INDEX devices_provider_status ON devices (provider_id, status, id);
+CREATE INDEX devices_provider_platform ON devices (provider_id, platform, id);
 CREATE INDEX devices_status ON devices (status, id);
+CREATE INDEX devices_platform ON devices (platform, id);
 CREATE INDEX devices_model ON devices (model_id, id);
 
 CREATE TABLE audit_log (

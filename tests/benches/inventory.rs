@@ -230,6 +230,13 @@ async fn main() {
     time_requests(&client, &urls[..50], &token).await;
     time_requests(&client, &health[..50], &token).await;
     let list = time_requests(&client, &urls, &token).await;
+    let kinds = ["provider + status", "provider + platform, page", "serial prefix", "status, page"];
+    let mut per_kind = Vec::new();
+    for (k, kind) in kinds.iter().enumerate() {
+        let subset: Vec<String> = urls.iter().skip(k).step_by(4).cloned().collect();
+        let times = time_requests(&client, &subset, &token).await;
+        per_kind.push((kind, percentile(&times, 0.50), percentile(&times, 0.99)));
+    }
     let baseline_http = time_requests(&client, &health, &token).await;
 
     let (p50, p99) = (percentile(&list, 0.50), percentile(&list, 0.99));
@@ -268,5 +275,8 @@ async fn main() {
         "  list p99 / healthz p99:           {:>9.2}x",
         p99.as_secs_f64() / b99.as_secs_f64()
     );
+    for (kind, p50, p99) in per_kind {
+        println!("    {kind:<28} p50 {:>6.2} ms, p99 {:>6.2} ms", ms(p50), ms(p99));
+    }
     server.stop().await.expect("stop");
 }

@@ -244,6 +244,7 @@ async fn register_device(
         serial: checked(serial)?,
         imei: checked(imei)?,
         model_id: checked(model_id)?,
+        platform: checked(platform)?,
         provider_id: body.provider_id,
         purchase_date: body.purchase_date,
         warranty_end: body.warranty_end,

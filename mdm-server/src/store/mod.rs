@@ -266,6 +266,8 @@ pub struct NewDevice {
     pub serial: Serial,
     pub imei: Imei,
     pub model_id: i64,
+    /// The model's platform.
+    pub platform: Platform,
     pub provider_id: Option<i64>,
     pub purchase_date: Option<NaiveDate>,
     pub warranty_end: Option<NaiveDate>,

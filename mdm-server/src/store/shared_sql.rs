@@ -827,12 +827,13 @@ impl DeviceStore for SqlStore {
     ) -> StoreResult<Device> {
         let mut tx = self.write().await?;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO devices (serial, imei, model_id, status, provider_id, purchase_date, warranty_end, supplier, \
-             created_at, updated_at) VALUES ($1, $2, $3, 'in_stock', $4, $5, $6, $7, $8, $8) RETURNING id",
+            "INSERT INTO devices (serial, imei, model_id, platform, status, provider_id, purchase_date, warranty_end, \
+             supplier, created_at, updated_at) VALUES ($1, $2, $3, $4, 'in_stock', $5, $6, $7, $8, $9, $9) RETURNING id",
         )
         .bind(d.serial.as_str())
         .bind(d.imei.as_str())
         .bind(d.model_id)
+        .bind(d.platform.as_str())
         .bind(d.provider_id)
         .bind(d.purchase_date)
         .bind(d.warranty_end)
@@ -867,7 +868,7 @@ impl DeviceStore for SqlStore {
             q.push(" AND d.model_id = ").push_bind(model);
         }
         if let Some(platform) = f.platform {
-            q.push(" AND m.platform = ").push_bind(platform.as_str());
+            q.push(" AND d.platform = ").push_bind(platform.as_str());
         }
         if let Some(text) = &f.text {
             // The beginning of a serial (stored upper-case) or IMEI, as two index range scans;
@@ -949,13 +950,14 @@ impl DeviceStore for SqlStore {
         let mut inserted = 0;
         for chunk in devices.chunks(IMPORT_CHUNK) {
             let mut q = QueryBuilder::<Db>::new(
-                "INSERT INTO devices (serial, imei, model_id, status, provider_id, purchase_date, warranty_end, \
-                 supplier, created_at, updated_at) ",
+                "INSERT INTO devices (serial, imei, model_id, platform, status, provider_id, purchase_date, \
+                 warranty_end, supplier, created_at, updated_at) ",
             );
             q.push_values(chunk, |mut row, d| {
                 row.push_bind(d.serial.as_str().to_string())
                     .push_bind(d.imei.as_str().to_string())
                     .push_bind(d.model_id)
+                    .push_bind(d.platform.as_str())
                     .push_bind(DeviceStatus::InStock.as_str())
                     .push_bind(d.provider_id)
                     .push_bind(d.purchase_date)
