@@ -13,7 +13,7 @@ use crate::domain::contact::Email;
 use crate::domain::organisation::{parse_name, OrgKind};
 use crate::domain::role::Role;
 use crate::http::users::new_credentials;
-use crate::import::{import_csv, ImportError};
+use crate::import::{import_csv, ImportError, ImportPhase};
 use crate::server::{self, StartOptions};
 use crate::store::NewAccount;
 
@@ -181,6 +181,7 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     )
     .await?;
     if demo {
+        crate::demo::check_installation(&state).await?;
         let logins = crate::demo::seed(&state).await?;
         print!("{}", crate::demo::banner(&logins, listen));
     }
@@ -267,8 +268,13 @@ async fn import_devices(config: Config, file: &std::path::Path) -> anyhow::Resul
         indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} rows")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    bar.set_message("checking");
-    let progress = |n: u64| bar.set_position(n);
+    let progress = |phase: ImportPhase, n: u64| {
+        bar.set_message(match phase {
+            ImportPhase::Checking => "checking",
+            ImportPhase::Writing => "writing",
+        });
+        bar.set_position(n);
+    };
     let name = file.display().to_string();
     let result = import_csv(
         reader,
@@ -302,11 +308,12 @@ async fn verify_audit(config: Config) -> anyhow::Result<()> {
     let (head_seq, head_hash) = store.audit_head().await?;
     let mut verifier = ChainVerifier::default();
     let mut after = 0;
-    loop {
+    // Entries written after the head was read belong to the next verification.
+    while after < head_seq {
         let page = store.audit_page(None, after, 5000).await?;
         let Some(last) = page.last() else { break };
         after = last.seq;
-        for entry in &page {
+        for entry in page.iter().filter(|e| e.seq <= head_seq) {
             if let Err(broken) = verifier.check(entry) {
                 bail!(
                     "audit trail broken at entry {}: {}",

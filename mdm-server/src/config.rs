@@ -30,6 +30,9 @@ pub struct Config {
     pub supported_generations_back: usize,
     /// Log lines as JSON instead of text.
     pub log_json: bool,
+    /// Reverse proxies whose `X-Forwarded-For` names the real client in the audit trail.
+    #[serde(default)]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 #[derive(Serialize)]

@@ -87,6 +87,29 @@ const DEMO_ACCOUNTS: [(&str, &str, Role, Option<usize>); 6] = [
     ),
 ];
 
+/// Demo mode turns the second factor off, so it runs only on an installation made for it: an
+/// empty one (which becomes a demo installation) or one that already is.
+pub async fn check_installation(state: &AppState) -> anyhow::Result<()> {
+    let store = &state.store;
+    if store.installation_fact(DEMO_FACT).await?.as_deref() == Some("true") {
+        return Ok(());
+    }
+    let has_accounts = !store
+        .list_accounts(crate::domain::role::Scope::Everything)
+        .await?
+        .is_empty();
+    if has_accounts || !store.list_providers().await?.is_empty() {
+        anyhow::bail!(
+            "this installation holds real data; demo mode would let its accounts in without a second factor. \
+             Start the demo on an empty data directory, e.g. MDM_DATA_DIR=./demo-data mdm-server serve --demo"
+        );
+    }
+    store.set_installation_fact(DEMO_FACT, "true").await?;
+    Ok(())
+}
+
+const DEMO_FACT: &str = "demo";
+
 /// Seeds the demo data into an installation without providers, and returns the demo logins
 /// that exist.
 pub async fn seed(state: &AppState) -> anyhow::Result<Vec<DemoLogin>> {

@@ -8,6 +8,7 @@ use std::io::Read;
 
 use crate::domain::audit::{AuditEvent, Outcome};
 use crate::domain::device::{check_warranty, Imei, Platform, Serial};
+use crate::domain::organisation::optional_text;
 use crate::store::{DeviceModel, ImportSummary, NewDevice, Store, StoreError};
 
 /// The columns a delivery list has; `purchase_date`, `warranty_end` and `supplier` may be empty.
@@ -49,7 +50,7 @@ pub async fn validate(
     input: impl Read,
     models: &[DeviceModel],
     store: &dyn Store,
-    progress: &dyn Fn(u64),
+    progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Vec<NewDevice>, ImportError> {
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
@@ -114,6 +115,7 @@ pub async fn validate(
             progress(index as u64);
         }
     }
+    progress((devices.len() + errors.len()) as u64);
     check_against_registered(&devices, &lines, store, &mut errors).await?;
     if errors.is_empty() {
         Ok(devices)
@@ -153,21 +155,20 @@ fn parse_row(record: &csv::StringRecord, models: &[DeviceModel]) -> Result<NewDe
             None
         }
     });
-    let supplier = Some(field(6)).filter(|s| !s.is_empty()).map(str::to_string);
-    if supplier.as_ref().is_some_and(|s| s.chars().count() > 200) {
-        reasons.push("supplier: must be at most 200 characters".into());
-    }
+    let supplier = keep(&mut reasons, optional_text("supplier", Some(field(6)), 200)).flatten();
     match (serial, imei, model_id, platform) {
-        (Some(serial), Some(imei), Some(model_id), Some(platform)) if reasons.is_empty() => Ok(NewDevice {
-            serial,
-            imei,
-            model_id,
-            platform,
-            provider_id: None,
-            purchase_date,
-            warranty_end,
-            supplier,
-        }),
+        (Some(serial), Some(imei), Some(model_id), Some(platform)) if reasons.is_empty() => {
+            Ok(NewDevice {
+                serial,
+                imei,
+                model_id,
+                platform,
+                provider_id: None,
+                purchase_date,
+                warranty_end,
+                supplier,
+            })
+        }
         _ => Err(reasons),
     }
 }
@@ -222,16 +223,27 @@ async fn check_against_registered(
     Ok(())
 }
 
-/// Validates and imports a delivery list as one transaction.
+/// What an import is doing, for a progress display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportPhase {
+    Checking,
+    Writing,
+}
+
+/// Validates and imports a delivery list as one transaction. `progress` hears the phase and
+/// how many rows it has done.
 pub async fn import_csv(
     input: impl Read,
     file_name: &str,
     store: &dyn Store,
     now: chrono::DateTime<chrono::Utc>,
-    progress: &dyn Fn(u64),
+    progress: &(dyn Fn(ImportPhase, u64) + Sync),
 ) -> Result<ImportSummary, ImportError> {
     let models = store.list_models().await?;
-    let devices = validate(input, &models, store, progress).await?;
+    let devices = validate(input, &models, store, &|n| {
+        progress(ImportPhase::Checking, n)
+    })
+    .await?;
     let event = AuditEvent {
         actor_id: None,
         actor_label: "cli".into(),
@@ -243,5 +255,7 @@ pub async fn import_csv(
         outcome: Outcome::Success,
         details: serde_json::json!({ "file": file_name }).to_string(),
     };
-    Ok(store.import_devices(&devices, now, event).await?)
+    Ok(store
+        .import_devices(&devices, now, event, &|n| progress(ImportPhase::Writing, n))
+        .await?)
 }

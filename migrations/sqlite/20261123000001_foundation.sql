@@ -34,13 +34,27 @@ CREATE TABLE accounts (
     password_hash         TEXT    NOT NULL,
     totp_secret           TEXT,
     totp_last_step        INTEGER,
-    failed_logins         INTEGER NOT NULL DEFAULT 0,
-    locked_until          TEXT,
     last_login_at         TEXT,
     created_at            TEXT    NOT NULL,
     updated_at            TEXT    NOT NULL
 );
 CREATE INDEX accounts_org ON accounts (org_id, id);
+
+-- Failed logins per e-mail address (as a hash), known or not, so that throttling and lockout
+-- behave the same for addresses with and without an account.
+CREATE TABLE login_throttle (
+    key           TEXT    PRIMARY KEY,
+    failures      INTEGER NOT NULL,
+    locked_until  TEXT,
+    updated_at    TEXT    NOT NULL
+);
+CREATE INDEX login_throttle_updated ON login_throttle (updated_at);
+
+-- Facts about this installation, such as whether it holds demo data.
+CREATE TABLE installation (
+    key    TEXT PRIMARY KEY,
+    value  TEXT NOT NULL
+);
 
 CREATE TABLE sessions (
     id            INTEGER PRIMARY KEY,
@@ -68,6 +82,7 @@ CREATE TABLE devices (
     id             INTEGER PRIMARY KEY,
     serial         TEXT    NOT NULL UNIQUE,
     imei           TEXT    NOT NULL UNIQUE,
+    imei_tail      TEXT    NOT NULL,
     model_id       INTEGER NOT NULL REFERENCES device_models (id),
     platform       TEXT    NOT NULL CHECK (platform IN ('android', 'ios')),
     status         TEXT    NOT NULL DEFAULT 'in_stock',
@@ -85,6 +100,7 @@ CREATE INDEX devices_provider_platform ON devices (provider_id, platform, id);
 CREATE INDEX devices_status ON devices (status, id);
 CREATE INDEX devices_platform ON devices (platform, id);
 CREATE INDEX devices_model ON devices (model_id, id);
+CREATE INDEX devices_imei_tail ON devices (imei_tail);
 
 CREATE TABLE audit_log (
     seq           INTEGER PRIMARY KEY,

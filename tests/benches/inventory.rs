@@ -155,7 +155,7 @@ async fn main() {
         "delivery.csv",
         store.as_ref(),
         now,
-        &|_| {},
+        &|_, _| {},
     )
     .await
     .expect("import");
@@ -230,7 +230,12 @@ async fn main() {
     time_requests(&client, &urls[..50], &token).await;
     time_requests(&client, &health[..50], &token).await;
     let list = time_requests(&client, &urls, &token).await;
-    let kinds = ["provider + status", "provider + platform, page", "serial prefix", "status, page"];
+    let kinds = [
+        "provider + status",
+        "provider + platform, page",
+        "serial prefix",
+        "status, page",
+    ];
     let mut per_kind = Vec::new();
     for (k, kind) in kinds.iter().enumerate() {
         let subset: Vec<String> = urls.iter().skip(k).step_by(4).cloned().collect();
@@ -276,7 +281,11 @@ async fn main() {
         p99.as_secs_f64() / b99.as_secs_f64()
     );
     for (kind, p50, p99) in per_kind {
-        println!("    {kind:<28} p50 {:>6.2} ms, p99 {:>6.2} ms", ms(p50), ms(p99));
+        println!(
+            "    {kind:<28} p50 {:>6.2} ms, p99 {:>6.2} ms",
+            ms(p50),
+            ms(p99)
+        );
     }
     server.stop().await.expect("stop");
 }

@@ -12,6 +12,7 @@ backend_tests!(
     ending_a_contract_cuts_off_the_providers_live_session_and_login,
     csv_import_is_idempotent_and_a_file_with_bad_rows_imports_nothing,
     wrong_second_factor_is_refused_and_repeated_failures_lock_the_account,
+    parallel_wrong_passwords_cannot_outrun_the_lock,
     a_used_one_time_code_cannot_log_in_again,
     deactivation_and_role_change_end_sessions_at_once,
     bad_input_gets_problem_responses_and_nothing_is_written,
@@ -95,56 +96,59 @@ async fn provider_people_get_404_for_every_resource_of_another_organisation(back
         .create_user(&admin, norr, "personal@norr.example", "provider_user")
         .await;
     let missing = 999_999;
+    let syd_user = syd_admin_id(&app, &admin).await;
     for who in [&norr_admin, &norr_user] {
         let token = app.first_login(who).await;
         let attempts = [
-            (Method::GET, format!("/api/v1/devices/{syd_device}"), None),
+            (Method::GET, "/api/v1/devices/{}", syd_device, None),
             (
                 Method::PATCH,
-                format!("/api/v1/devices/{syd_device}"),
+                "/api/v1/devices/{}",
+                syd_device,
                 Some(json!({ "supplier": "x" })),
             ),
-            (Method::GET, format!("/api/v1/providers/{syd}"), None),
+            (Method::GET, "/api/v1/providers/{}", syd, None),
             (
                 Method::PATCH,
-                format!("/api/v1/providers/{syd}"),
+                "/api/v1/providers/{}",
+                syd,
                 Some(json!({ "it_contacts": [] })),
             ),
-            (
-                Method::GET,
-                format!("/api/v1/users/{}", syd_admin_id(&app, &admin).await),
-                None,
-            ),
+            (Method::GET, "/api/v1/users/{}", syd_user, None),
             (
                 Method::PATCH,
-                format!("/api/v1/users/{}", syd_admin_id(&app, &admin).await),
+                "/api/v1/users/{}",
+                syd_user,
                 Some(json!({ "active": false })),
             ),
-            (
-                Method::DELETE,
-                format!("/api/v1/me/tokens/{token_id}"),
-                None,
-            ),
+            (Method::DELETE, "/api/v1/me/tokens/{}", token_id, None),
             (
                 Method::POST,
-                "/api/v1/users".to_string(),
+                "/api/v1/users",
+                syd,
                 Some(
-                    json!({ "organisation_id": syd, "email": "x@syd.example", "display_name": "X", "role": "provider_user" }),
+                    json!({ "email": "x@syd.example", "display_name": "X", "role": "provider_user" }),
                 ),
             ),
         ];
-        for (method, path, body) in attempts {
-            let other = app
-                .request(method.clone(), &path, Some(&token), body.clone())
-                .await;
+        for (method, template, id, body) in attempts {
+            // The same request for Syd's resource and for an id that exists nowhere.
+            let request = |id: i64| {
+                let path = template.replace("{}", &id.to_string());
+                let body = body.clone().map(|mut b| {
+                    if template == "/api/v1/users" {
+                        b["organisation_id"] = json!(id);
+                    }
+                    b
+                });
+                let (app, method, token) = (&app, method.clone(), token.clone());
+                async move { app.request(method, &path, Some(&token), body).await }
+            };
+            let other = request(id).await;
             other.expect_problem(StatusCode::NOT_FOUND, "not-found");
-            // ... exactly like an id that does not exist.
-            let nonexistent = path.replace(&syd_device.to_string(), &missing.to_string());
-            if nonexistent != path {
-                let r = app.request(method, &nonexistent, Some(&token), body).await;
-                assert_eq!(r.status, other.status);
-                assert_eq!(r.body, other.body);
-            }
+            let nonexistent = request(missing).await;
+            assert_eq!(nonexistent.status, other.status, "{method} {template}");
+            assert_eq!(nonexistent.body, other.body, "{method} {template}");
         }
         let filtered = app
             .get(&format!("/api/v1/devices?provider_id={syd}"), &token)
@@ -152,6 +156,31 @@ async fn provider_people_get_404_for_every_resource_of_another_organisation(back
         filtered.expect(StatusCode::OK);
         assert_eq!(filtered.body["items"], json!([]));
     }
+    // The lists show nothing of Syd's either.
+    let norr_token = app
+        .login(&norr_admin.email, STRONG_PASSWORD, &norr_admin.totp_uri)
+        .await
+        .body["token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    let users = app.get("/api/v1/users", &norr_token).await;
+    assert!(!users.text.contains("syd.example"), "{}", users.text);
+    let providers = app.get("/api/v1/providers", &norr_token).await;
+    assert_eq!(providers.body.as_array().map(Vec::len), Some(1));
+    assert!(!providers.text.contains("Omsorg Syd"));
+    // Every refused attempt is in the trail for follow-up.
+    let trail = app.get("/api/v1/audit?limit=500", &admin).await;
+    let refused = trail.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|e| e["action"] == "access.refused" && e["outcome"] == "denied")
+        .count();
+    assert_eq!(
+        refused, 32,
+        "8 attempts on Syd and 8 on missing ids, by two people"
+    );
     // Nothing of Syd's was changed.
     let device = app
         .get(&format!("/api/v1/devices/{syd_device}"), &admin)
@@ -327,15 +356,8 @@ async fn csv_import_is_idempotent_and_a_file_with_bad_rows_imports_nothing(backe
     assert_eq!(app.count("audit_log").await, audit_before);
 
     // The rows are named with their line numbers and reasons.
-    let models = vec![];
     let store = app.server.state.store.clone();
     let text = delivery(&bad);
-    match mdm_server::import::validate(text.as_bytes(), &models, store.as_ref(), &|_| {}).await {
-        Err(mdm_server::import::ImportError::Rows(errors)) => {
-            assert!(errors.iter().all(|e| e.line >= 2))
-        }
-        other => panic!("expected row errors, got {other:?}"),
-    }
     let models = store.list_models().await.expect("models");
     match mdm_server::import::validate(text.as_bytes(), &models, store.as_ref(), &|_| {}).await {
         Err(mdm_server::import::ImportError::Rows(errors)) => {
@@ -386,11 +408,39 @@ async fn wrong_second_factor_is_refused_and_repeated_failures_lock_the_account(b
     app.login(&login.email, STRONG_PASSWORD, &login.totp_uri)
         .await
         .expect(StatusCode::OK);
-    // An unknown address gets the same answer as a wrong password.
-    let unknown = app
-        .login("nobody@kommun.example", STRONG_PASSWORD, &login.totp_uri)
+    // An unknown address gets the same answers, including the lock, so addresses cannot be probed.
+    for _ in 0..5 {
+        app.login("nobody@kommun.example", STRONG_PASSWORD, &login.totp_uri)
+            .await
+            .expect_problem(StatusCode::UNAUTHORIZED, "login-failed");
+    }
+    app.login("nobody@kommun.example", STRONG_PASSWORD, &login.totp_uri)
+        .await
+        .expect_problem(StatusCode::TOO_MANY_REQUESTS, "account-locked");
+}
+
+async fn parallel_wrong_passwords_cannot_outrun_the_lock(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (login, _) = app.bootstrap_admin().await;
+    let attempts = (0..12).map(|_| {
+        app.request(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({ "email": login.email, "password": "wrong-password-entirely", "totp_code": "000000" })),
+        )
+    });
+    let answers = futures::future::join_all(attempts).await;
+    assert!(
+        answers
+            .iter()
+            .all(|r| r.status == StatusCode::UNAUTHORIZED
+                || r.status == StatusCode::TOO_MANY_REQUESTS)
+    );
+    let right = app
+        .login(&login.email, STRONG_PASSWORD, &login.totp_uri)
         .await;
-    unknown.expect_problem(StatusCode::UNAUTHORIZED, "login-failed");
+    right.expect_problem(StatusCode::TOO_MANY_REQUESTS, "account-locked");
 }
 
 async fn a_used_one_time_code_cannot_log_in_again(backend: Backend) {
@@ -566,6 +616,34 @@ async fn bad_input_gets_problem_responses_and_nothing_is_written(backend: Backen
     r.expect_problem(StatusCode::CONFLICT, "conflict");
 
     let r = app
+        .post(
+            "/api/v1/users",
+            &admin,
+            json!({ "organisation_id": norr, "email": "IT-Chef@kommun.example", "display_name": "Twin", "role": "provider_user" }),
+        )
+        .await;
+    r.expect_problem(StatusCode::CONFLICT, "conflict");
+    assert!(r.text.contains("e-mail address"), "{}", r.text);
+
+    let r = app
+        .post(
+            "/api/v1/devices",
+            &admin,
+            json!({ "platform": "ios", "model": "iPhone 16", "serial": "NEW00002", "imei": imei(10),
+                    "supplier": "Telia\u{0}", "purchase_date": "1850-01-01" }),
+        )
+        .await;
+    r.expect_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
+    assert!(
+        r.text.contains("control characters") && r.text.contains("plausible"),
+        "{}",
+        r.text
+    );
+    app.get("/api/v1/devices?q=SN%00", &admin)
+        .await
+        .expect_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
+
+    let r = app
         .request(Method::POST, "/api/v1/devices", Some(&admin), None)
         .await;
     r.expect_problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type");
@@ -592,13 +670,25 @@ async fn bad_input_gets_problem_responses_and_nothing_is_written(backend: Backen
     );
 }
 
-async fn row_counts(app: &TestApp) -> (i64, i64, i64, i64) {
-    (
-        app.count("organisations").await,
-        app.count("accounts").await,
-        app.count("devices").await,
-        app.count("it_contacts").await,
-    )
+/// Rows of every table a request could write to. Refused requests are recorded in the audit
+/// trail on purpose (`access.refused`), so those entries are not counted.
+async fn row_counts(app: &TestApp) -> Vec<i64> {
+    let mut counts = Vec::new();
+    for table in [
+        "organisations",
+        "accounts",
+        "devices",
+        "it_contacts",
+        "sessions",
+        "device_models",
+    ] {
+        counts.push(app.count(table).await);
+    }
+    counts.push(
+        app.count("audit_log WHERE action <> 'access.refused'")
+            .await,
+    );
+    counts
 }
 
 async fn a_one_time_password_allows_nothing_but_changing_it(backend: Backend) {
@@ -661,6 +751,14 @@ async fn api_tokens_act_for_their_owner_until_revoked(backend: Backend) {
     created.expect(StatusCode::CREATED);
     let token = created.body["token"].as_str().expect("token").to_string();
     let id = created.body["id"].as_i64().expect("id");
+    // A token cannot mint a longer-lived one.
+    app.post(
+        "/api/v1/me/tokens",
+        &token,
+        json!({ "name": "forever", "expires_in_days": 365 }),
+    )
+    .await
+    .expect_problem(StatusCode::FORBIDDEN, "forbidden");
     app.get("/api/v1/devices", &token)
         .await
         .expect(StatusCode::OK);
@@ -738,8 +836,7 @@ async fn device_list_filters_and_pages_with_a_cursor(backend: Backend) {
         }
     }
     assert_eq!(seen.len(), 13);
-    let mut unique = seen.clone();
-    unique.dedup();
+    let unique: std::collections::HashSet<&String> = seen.iter().collect();
     assert_eq!(unique.len(), 13, "no device twice across pages");
 
     let count = |body: &serde_json::Value| body["items"].as_array().map_or(0, Vec::len);
@@ -878,6 +975,27 @@ async fn provider_admins_read_only_their_own_audit_trail_and_reads_are_recorded(
         .collect();
     assert!(orgs.contains(&syd.to_string()) && orgs.contains(&norr.to_string()));
 
+    // Attacker-chosen text in the trail cannot become a spreadsheet formula.
+    app.request(
+        Method::POST,
+        "/api/v1/auth/login",
+        None,
+        Some(json!({ "email": "=HYPERLINK(\"http://evil.example\")", "password": "x" })),
+    )
+    .await
+    .expect_problem(StatusCode::UNAUTHORIZED, "login-failed");
+    let operator_csv = app
+        .http
+        .get(format!("{}/api/v1/audit/export.csv", app.base))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("csv")
+        .text()
+        .await
+        .expect("text");
+    assert!(operator_csv.contains("'=HYPERLINK"), "{operator_csv}");
+    assert!(!operator_csv.contains(",=HYPERLINK"));
     let csv = app
         .http
         .get(format!("{}/api/v1/audit/export.csv", app.base))

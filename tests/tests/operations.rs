@@ -7,6 +7,7 @@ use serde_json::json;
 
 backend_tests!(
     health_readiness_and_metrics_are_served,
+    demo_mode_refuses_an_installation_with_real_accounts,
     demo_mode_seeds_phones_and_logs_in_without_a_second_factor,
     backup_is_refused_or_taken_as_the_backend_allows,
 );
@@ -39,8 +40,20 @@ async fn health_readiness_and_metrics_are_served(backend: Backend) {
     assert!(metrics.contains("mdm_http_request_duration_seconds_bucket"));
 }
 
+async fn demo_mode_refuses_an_installation_with_real_accounts(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.bootstrap_admin().await;
+    let err = mdm_server::demo::check_installation(&app.server.state)
+        .await
+        .expect_err("real accounts must keep their second factor");
+    assert!(format!("{err}").contains("holds real data"), "{err}");
+}
+
 async fn demo_mode_seeds_phones_and_logs_in_without_a_second_factor(backend: Backend) {
     let app = TestApp::spawn_with(backend, true).await;
+    mdm_server::demo::check_installation(&app.server.state)
+        .await
+        .expect("an empty installation may become a demo");
     let logins = mdm_server::demo::seed(&app.server.state)
         .await
         .expect("seed");
@@ -49,6 +62,9 @@ async fn demo_mode_seeds_phones_and_logs_in_without_a_second_factor(backend: Bac
     mdm_server::demo::seed(&app.server.state)
         .await
         .expect("seed again");
+    mdm_server::demo::check_installation(&app.server.state)
+        .await
+        .expect("a demo installation stays one");
     assert_eq!(app.count("devices").await, 20);
     assert_eq!(app.count("accounts").await, 6);
     let r = app

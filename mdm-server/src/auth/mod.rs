@@ -55,6 +55,12 @@ pub fn generate_token() -> (String, String) {
     (token, hash)
 }
 
+/// The key failed logins are counted under: a hash of the address as typed (trimmed, lower
+/// case), the same for addresses with and without an account, and never the address itself.
+pub fn login_key(email: &str) -> String {
+    hash_token(&format!("login:{}", email.trim().to_lowercase()))
+}
+
 pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+use super::calendar::check_date;
 use super::{luhn, DomainError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -102,6 +103,11 @@ impl Imei {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The digits back to front: the last digits people read off a label become a prefix.
+    pub fn reversed(&self) -> String {
+        self.0.chars().rev().collect()
+    }
 }
 
 impl TryFrom<String> for Imei {
@@ -176,6 +182,8 @@ pub fn check_warranty(
     purchase: Option<chrono::NaiveDate>,
     warranty_end: Option<chrono::NaiveDate>,
 ) -> Result<(), DomainError> {
+    check_date("purchase_date", purchase)?;
+    check_date("warranty_end", warranty_end)?;
     match (purchase, warranty_end) {
         (Some(p), Some(w)) if w < p => Err(DomainError::invalid(
             "warranty_end",

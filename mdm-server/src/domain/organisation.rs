@@ -4,6 +4,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+use super::calendar::check_date;
 use super::{luhn, DomainError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,6 +106,8 @@ pub struct ContractPeriod {
 
 impl ContractPeriod {
     pub fn new(start: NaiveDate, end: Option<NaiveDate>) -> Result<Self, DomainError> {
+        check_date("contract_start", Some(start))?;
+        check_date("contract_end", end)?;
         if let Some(end) = end {
             if end < start {
                 return Err(DomainError::invalid(
@@ -141,6 +144,31 @@ pub fn parse_name(field: &'static str, input: &str) -> Result<String, DomainErro
         ));
     }
     Ok(name.to_string())
+}
+
+/// Free text such as a supplier's name: trimmed, at most `max` characters, no control
+/// characters; empty means none.
+pub fn optional_text(
+    field: &'static str,
+    input: Option<&str>,
+    max: usize,
+) -> Result<Option<String>, DomainError> {
+    let Some(text) = input.map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    if text.chars().count() > max {
+        return Err(DomainError::invalid(
+            field,
+            format!("must be at most {max} characters"),
+        ));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(DomainError::invalid(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(Some(text.to_string()))
 }
 
 #[cfg(test)]
@@ -192,5 +220,16 @@ mod tests {
         assert_eq!(parse_name("name", "  Omsorg AB ").expect("ok"), "Omsorg AB");
         assert!(parse_name("name", "   ").is_err());
         assert!(parse_name("name", &"x".repeat(201)).is_err());
+    }
+
+    #[test]
+    fn optional_text_is_trimmed_bounded_and_free_of_control_characters() {
+        assert_eq!(
+            optional_text("supplier", Some("  Telia "), 200),
+            Ok(Some("Telia".into()))
+        );
+        assert_eq!(optional_text("supplier", Some("   "), 200), Ok(None));
+        assert!(optional_text("supplier", Some("a\u{0}b"), 200).is_err());
+        assert!(optional_text("supplier", Some(&"x".repeat(201)), 200).is_err());
     }
 }

@@ -158,6 +158,14 @@ async fn export_audit(
     let mut after = 0;
     loop {
         let page = state.store.audit_page(scope.org(), after, 1000).await?;
+        // Attempted e-mail addresses are attacker-chosen text; keep spreadsheets from running them.
+        let cell = |text: String| -> String {
+            if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+                format!("'{text}")
+            } else {
+                text
+            }
+        };
         let Some(last) = page.last() else { break };
         after = last.seq;
         for e in page {
@@ -166,12 +174,12 @@ async fn export_audit(
                 e.seq.to_string(),
                 state.local(e.at).to_rfc3339(),
                 opt(e.event.actor_id),
-                e.event.actor_label,
+                cell(e.event.actor_label),
                 opt(e.event.org_id),
-                e.event.source.unwrap_or_default(),
+                cell(e.event.source.unwrap_or_default()),
                 e.event.action,
                 e.event.target_kind.unwrap_or_default(),
-                e.event.target_id.unwrap_or_default(),
+                cell(e.event.target_id.unwrap_or_default()),
                 e.event.outcome.as_str().to_string(),
                 e.event.details,
                 e.hash,

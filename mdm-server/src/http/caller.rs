@@ -3,7 +3,7 @@
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use super::{ApiError, AppState};
 use crate::auth::hash_token;
@@ -28,22 +28,50 @@ pub struct Caller {
 #[derive(Debug, Clone)]
 pub struct PasswordChanger(pub Caller, pub bool);
 
-pub fn source_of(parts: &Parts) -> Option<String> {
-    parts
-        .extensions
+/// The client's address for the audit trail: the socket peer, or, when the peer is a trusted
+/// reverse proxy, the nearest address in `X-Forwarded-For` that is not one of them.
+pub fn source_of(
+    extensions: &axum::http::Extensions,
+    headers: &axum::http::HeaderMap,
+    trusted_proxies: &[IpAddr],
+) -> Option<String> {
+    let peer = extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip().to_string())
+        .map(|ConnectInfo(addr)| addr.ip())?;
+    if !trusted_proxies.contains(&peer) {
+        return Some(peer.to_string());
+    }
+    let forwarded = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse::<IpAddr>().ok())
+        .collect::<Vec<_>>();
+    let client = forwarded
+        .into_iter()
+        .rev()
+        .find(|a| !trusted_proxies.contains(a))
+        .unwrap_or(peer);
+    Some(client.to_string())
 }
 
 /// The client's address, for the audit trail.
 #[derive(Debug, Clone)]
 pub struct Source(pub Option<String>);
 
-impl<S: Send + Sync> FromRequestParts<S> for Source {
+impl FromRequestParts<AppState> for Source {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Source(source_of(parts)))
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Source(source_of(
+            &parts.extensions,
+            &parts.headers,
+            &state.config.trusted_proxies,
+        )))
     }
 }
 
@@ -69,6 +97,7 @@ pub trait EventExt {
     /// The event belongs to this organisation (so its provider admin can read it).
     fn in_org(self, org_id: Option<i64>) -> Self;
     fn details(self, details: serde_json::Value) -> Self;
+    fn outcome(self, outcome: Outcome) -> Self;
 }
 
 impl EventExt for AuditEvent {
@@ -81,6 +110,11 @@ impl EventExt for AuditEvent {
 
     fn details(mut self, details: serde_json::Value) -> Self {
         self.details = details.to_string();
+        self
+    }
+
+    fn outcome(mut self, outcome: Outcome) -> Self {
+        self.outcome = outcome;
         self
     }
 }
@@ -128,7 +162,11 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<(Caller, bool),
         email: ctx.account.email,
         session_id: ctx.session_id,
         session_kind: ctx.kind,
-        source: source_of(parts),
+        source: source_of(
+            &parts.extensions,
+            &parts.headers,
+            &state.config.trusted_proxies,
+        ),
     };
     Ok((caller, ctx.account.must_change_password))
 }
@@ -171,5 +209,51 @@ impl FromRequestParts<AppState> for PasswordChanger {
     ) -> Result<Self, Self::Rejection> {
         let (caller, must_change) = authenticate(parts, state).await?;
         Ok(PasswordChanger(caller, must_change))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::{Extensions, HeaderMap, HeaderValue};
+
+    fn from(peer: &str, forwarded: Option<&str>, trusted: &[&str]) -> Option<String> {
+        let mut extensions = Extensions::new();
+        extensions.insert(ConnectInfo(SocketAddr::new(
+            peer.parse().expect("ip"),
+            40000,
+        )));
+        let mut headers = HeaderMap::new();
+        if let Some(f) = forwarded {
+            headers.insert("x-forwarded-for", HeaderValue::from_str(f).expect("header"));
+        }
+        let trusted: Vec<IpAddr> = trusted.iter().map(|t| t.parse().expect("ip")).collect();
+        source_of(&extensions, &headers, &trusted)
+    }
+
+    #[test]
+    fn the_peer_is_the_source_unless_it_is_a_trusted_proxy() {
+        assert_eq!(
+            from("192.0.2.7", Some("203.0.113.9"), &[]).as_deref(),
+            Some("192.0.2.7")
+        );
+        assert_eq!(
+            from(
+                "10.0.0.2",
+                Some("203.0.113.9, 10.0.0.1"),
+                &["10.0.0.1", "10.0.0.2"]
+            )
+            .as_deref(),
+            Some("203.0.113.9")
+        );
+        // A client cannot hide behind an address it puts in the header itself.
+        assert_eq!(
+            from("10.0.0.2", Some("198.51.100.1, 203.0.113.9"), &["10.0.0.2"]).as_deref(),
+            Some("203.0.113.9")
+        );
+        assert_eq!(
+            from("10.0.0.2", None, &["10.0.0.2"]).as_deref(),
+            Some("10.0.0.2")
+        );
     }
 }

@@ -16,7 +16,7 @@ use super::problem::{checked, ApiError, ApiJson, ApiPath, ApiQuery, Fields};
 use super::providers::present;
 use super::AppState;
 use crate::domain::device::{check_warranty, DeviceStatus, Imei, Platform, Serial};
-use crate::domain::organisation::OrgKind;
+use crate::domain::organisation::{optional_text, OrgKind};
 use crate::store::{Device, DeviceChange, DeviceFilter, DeviceModel, NewDevice};
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -141,9 +141,20 @@ async fn list_devices(
             id
         }
     };
-    let text = query.q.as_deref().map(str::trim).filter(|t| !t.is_empty());
-    if text.is_some_and(|t| t.len() > 64) {
+    // People copy IMEIs with spaces in them; serials never have any.
+    let text: Option<String> = query
+        .q
+        .as_deref()
+        .map(|t| t.chars().filter(|c| !c.is_whitespace()).collect::<String>())
+        .filter(|t| !t.is_empty());
+    if text.as_ref().is_some_and(|t| t.chars().count() > 64) {
         fields.push("q", "must be at most 64 characters");
+    }
+    if text
+        .as_ref()
+        .is_some_and(|t| t.chars().any(char::is_control))
+    {
+        fields.push("q", "must not contain control characters");
     }
     fields.finish()?;
     let filter = DeviceFilter {
@@ -152,7 +163,7 @@ async fn list_devices(
         provider_id: query.provider_id,
         model_id: query.model_id,
         platform: platform.flatten(),
-        text: text.map(str::to_string),
+        text,
         after_id,
         limit: limit + 1,
     };
@@ -207,11 +218,9 @@ async fn check_provider(
 }
 
 fn check_supplier(fields: &mut Fields, supplier: Option<&str>) -> Option<String> {
-    let supplier = supplier.map(str::trim).filter(|s| !s.is_empty())?;
-    if supplier.chars().count() > 200 {
-        fields.push("supplier", "must be at most 200 characters");
-    }
-    Some(supplier.to_string())
+    fields
+        .check(optional_text("supplier", supplier, 200))
+        .flatten()
 }
 
 /// Register one phone (operator). It starts `in_stock`.
@@ -342,18 +351,23 @@ async fn update_device(
         warranty_end: body.warranty_end,
         supplier,
     };
+    let new_provider = change.provider_id.unwrap_or(current.provider_id);
     let event = caller
         .event("device.update", "device", Some(id.to_string()))
-        .in_org(change.provider_id.flatten().or(current.provider_id))
         .details(serde_json::json!({
             "model_id": change.model_id,
-            "provider_id": change.provider_id,
+            "provider_id": { "from": current.provider_id, "to": new_provider },
             "purchase_date": change.purchase_date,
             "warranty_end": change.warranty_end,
         }));
+    // A phone moving between providers shows in both providers' trails.
+    let mut events = vec![event.clone().in_org(new_provider)];
+    if current.provider_id.is_some() && current.provider_id != new_provider {
+        events.push(event.in_org(current.provider_id));
+    }
     let updated = state
         .store
-        .update_device(id, &change, state.clock.now(), event)
+        .update_device(id, &change, state.clock.now(), events)
         .await?;
     Ok(Json(DeviceView::new(&state, updated, &supported)))
 }

@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use chrono::{DateTime, FixedOffset};
+use chrono::{DateTime, FixedOffset, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -81,6 +81,56 @@ fn login_event(
     }
 }
 
+/// An attempted address as the audit trail records it: without control characters, bounded.
+fn audit_label(raw: &str) -> String {
+    raw.trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(254)
+        .collect()
+}
+
+fn account_locked(state: &AppState, until: DateTime<Utc>, now: DateTime<Utc>) -> ApiError {
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "account-locked",
+        "Account locked",
+        format!(
+            "too many failed logins; try again after {}",
+            state.local(until).format("%Y-%m-%d %H:%M")
+        ),
+    )
+    .with_retry_after(
+        u64::try_from((until - now).num_seconds())
+            .unwrap_or(0)
+            .max(1),
+    )
+}
+
+/// The password and (outside demo mode) the one-time code; the TOTP step used on success.
+fn check_credentials(
+    state: &AppState,
+    account: &Account,
+    req: &LoginRequest,
+    now: DateTime<Utc>,
+) -> Result<Option<i64>, &'static str> {
+    if !auth::verify_password(&req.password, &account.password_hash) {
+        return Err("wrong password");
+    }
+    if state.demo {
+        return Ok(None);
+    }
+    let unix = u64::try_from(now.timestamp()).unwrap_or(0);
+    account
+        .totp_secret
+        .as_deref()
+        .and_then(|secret| Totp::new(secret, &account.email, &state.config.operator_name))
+        .zip(req.totp_code.as_deref())
+        .and_then(|(totp, code)| totp.verify(code, unix))
+        .map(Some)
+        .ok_or("wrong or missing one-time code")
+}
+
 /// Log in with e-mail, password and the one-time code.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = LoginResponse), (status = 401, body = super::problem::Problem),
@@ -91,82 +141,52 @@ async fn login(
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
     let now = state.clock.now();
-    let email = Email::parse(&req.email)
-        .map(String::from)
-        .unwrap_or_else(|_| req.email.trim().to_lowercase());
-    let account = match state.store.account_by_email(&email).await {
-        Ok(a) => a,
-        Err(StoreError::NotFound) => {
-            // Same work and the same answer as a wrong password, so addresses cannot be probed.
+    // Failures are counted per address as typed, whether or not an account has it, so the
+    // answers (and the lock) are the same for both and addresses cannot be probed.
+    let key = auth::login_key(&req.email);
+    let label = audit_label(&req.email);
+    if let Some(until) = state.store.login_lock(&key).await? {
+        if state.throttle.is_locked(Some(until), now) {
+            let event = login_event(
+                None,
+                &label,
+                source,
+                Outcome::Denied,
+                "locked after failures",
+            );
+            state.store.append_audit(event, now).await?;
+            return Err(account_locked(&state, until, now));
+        }
+    }
+    let account = match Email::parse(&req.email) {
+        Err(_) => None,
+        Ok(email) => match state.store.account_by_email(email.as_str()).await {
+            Ok(a) => Some(a),
+            Err(StoreError::NotFound) => None,
+            Err(e) => return Err(e.into()),
+        },
+    };
+    let checked = match &account {
+        None => {
             auth::verify_password(&req.password, auth::dummy_hash());
-            let outcome = state.throttle.after_failure(0, now);
-            state
+            Err("unknown account")
+        }
+        Some(account) => check_credentials(&state, account, &req, now),
+    };
+    let (account, totp_step) = match (account, checked) {
+        (Some(account), Ok(step)) => (account, step),
+        (account, result) => {
+            let reason = result.err().unwrap_or("unknown account");
+            let event = login_event(account.as_ref(), &label, source, Outcome::Denied, reason);
+            let outcome = state
                 .store
-                .append_audit(
-                    login_event(None, &email, source, Outcome::Denied, "unknown account"),
-                    now,
-                )
+                .record_login_failure(&key, &state.throttle, now, event)
                 .await?;
             tokio::time::sleep(outcome.delay).await;
             return Err(login_failed());
         }
-        Err(e) => return Err(e.into()),
     };
-    if state.throttle.is_locked(account.locked_until, now) {
-        let until = account.locked_until.unwrap_or(now);
-        let event = login_event(
-            Some(&account),
-            &email,
-            source,
-            Outcome::Denied,
-            "account locked",
-        );
-        state.store.append_audit(event, now).await?;
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "account-locked",
-            "Account locked",
-            format!(
-                "too many failed logins; try again after {}",
-                state.local(until).format("%Y-%m-%d %H:%M")
-            ),
-        )
-        .with_retry_after(
-            u64::try_from((until - now).num_seconds())
-                .unwrap_or(0)
-                .max(1),
-        ));
-    }
-    let password_ok = auth::verify_password(&req.password, &account.password_hash);
-    let totp_step = if state.demo {
-        Ok(None)
-    } else {
-        let unix = u64::try_from(now.timestamp()).unwrap_or(0);
-        account
-            .totp_secret
-            .as_deref()
-            .and_then(|secret| Totp::new(secret, &account.email, &state.config.operator_name))
-            .zip(req.totp_code.as_deref())
-            .and_then(|(totp, code)| totp.verify(code, unix))
-            .map(Some)
-            .ok_or(())
-    };
-    let Ok(totp_step) = totp_step.and_then(|step| if password_ok { Ok(step) } else { Err(()) })
-    else {
-        let outcome = state.throttle.after_failure(account.failed_logins, now);
-        let reason = if password_ok {
-            "wrong one-time code"
-        } else {
-            "wrong password"
-        };
-        let event = login_event(Some(&account), &email, source, Outcome::Denied, reason);
-        state
-            .store
-            .record_login_failure(account.id, &outcome, now, event)
-            .await?;
-        tokio::time::sleep(outcome.delay).await;
-        return Err(login_failed());
-    };
+    let email = account.email.clone();
     if !account.active {
         let event = login_event(
             Some(&account),
@@ -217,7 +237,7 @@ async fn login(
     );
     match state
         .store
-        .record_login_success(account.id, totp_step, &session, now, event)
+        .record_login_success(account.id, &key, totp_step, &session, now, event)
         .await
     {
         Ok(_) => {}
@@ -304,10 +324,34 @@ async fn change_password(
     ApiJson(req): ApiJson<PasswordChange>,
 ) -> Result<StatusCode, ApiError> {
     let account = state.store.account(caller.actor.account_id).await?;
-    let mut fields = Fields::default();
-    if !auth::verify_password(&req.current_password, &account.password_hash) {
-        fields.push("current_password", "is wrong");
+    let now = state.clock.now();
+    // Guessing the current password from a live session is throttled like logging in.
+    let key = auth::login_key(&account.email);
+    if let Some(until) = state.store.login_lock(&key).await? {
+        if state.throttle.is_locked(Some(until), now) {
+            return Err(account_locked(&state, until, now));
+        }
     }
+    if !auth::verify_password(&req.current_password, &account.password_hash) {
+        let event = caller
+            .event(
+                "account.change_password",
+                "account",
+                Some(account.id.to_string()),
+            )
+            .outcome(Outcome::Denied)
+            .details(serde_json::json!({ "reason": "wrong current password" }));
+        let outcome = state
+            .store
+            .record_login_failure(&key, &state.throttle, now, event)
+            .await?;
+        tokio::time::sleep(outcome.delay).await;
+        return Err(ApiError::validation(vec![super::problem::FieldError {
+            field: "current_password".into(),
+            message: "is wrong".into(),
+        }]));
+    }
+    let mut fields = Fields::default();
     if req.new_password == req.current_password {
         fields.push("new_password", "must differ from the current password");
     }
@@ -394,6 +438,12 @@ async fn create_token(
     caller: Caller,
     ApiJson(req): ApiJson<NewToken>,
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
+    if caller.session_kind != SessionKind::Session {
+        // A leaked short-lived token must not be able to mint a long-lived one.
+        return Err(ApiError::forbidden(
+            "API tokens are created from a login session, not with another token",
+        ));
+    }
     let now = state.clock.now();
     let mut fields = Fields::default();
     let name = fields.check(crate::domain::organisation::parse_name("name", &req.name));

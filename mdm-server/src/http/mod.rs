@@ -140,20 +140,71 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Counts and times every request by route template (never by raw path, which holds ids).
+/// Counts and times every request by route template (never by raw path, which holds ids), and
+/// records refused attempts of logged-in callers (403 and 404) in the audit trail.
 async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
-    let method = req.method().to_string();
+    let method = match req.method().as_str() {
+        m @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS") => m.to_string(),
+        _ => "other".to_string(),
+    };
+    let bearer = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string);
+    let path = req.uri().path().to_string();
+    let source = caller::source_of(
+        req.extensions(),
+        req.headers(),
+        &state.config.trusted_proxies,
+    );
     let started = std::time::Instant::now();
     let response = next.run(req).await;
-    state.metrics.record(
-        &method,
-        &route,
-        response.status().as_u16(),
-        started.elapsed(),
-    );
+    let status = response.status();
+    state
+        .metrics
+        .record(&method, &route, status.as_u16(), started.elapsed());
+    if matches!(status, StatusCode::FORBIDDEN | StatusCode::NOT_FOUND) && route != "unmatched" {
+        if let Some(token) = bearer {
+            record_refusal(&state, &token, &format!("{method} {path}"), source, status).await;
+        }
+    }
     response
+}
+
+/// Looking at another organisation's ids or beyond one's role is worth following up.
+async fn record_refusal(
+    state: &AppState,
+    token: &str,
+    request: &str,
+    source: Option<String>,
+    status: StatusCode,
+) {
+    let now = state.clock.now();
+    let Ok(session) = state
+        .store
+        .session_by_token(&crate::auth::hash_token(token), now)
+        .await
+    else {
+        return;
+    };
+    let event = crate::domain::audit::AuditEvent {
+        actor_id: Some(session.account.id),
+        actor_label: session.account.email.clone(),
+        org_id: Some(session.account.org_id),
+        source,
+        action: "access.refused".to_string(),
+        target_kind: Some("request".to_string()),
+        target_id: Some(request.chars().take(300).collect()),
+        outcome: crate::domain::audit::Outcome::Denied,
+        details: serde_json::json!({ "status": status.as_u16() }).to_string(),
+    };
+    if let Err(e) = state.store.append_audit(event, now).await {
+        tracing::warn!(error = %e, "could not record a refused request");
+    }
 }

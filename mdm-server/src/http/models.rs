@@ -13,6 +13,7 @@ use super::caller::{Caller, EventExt};
 use super::problem::{checked, ApiError, ApiJson, ApiPath, Fields};
 use super::providers::present;
 use super::AppState;
+use crate::domain::calendar::check_date;
 use crate::domain::device::Platform;
 use crate::domain::model::{supported_models, ModelGeneration};
 use crate::domain::organisation::parse_name;
@@ -99,6 +100,7 @@ async fn create_model(
     let mut fields = Fields::default();
     let platform = fields.check(Platform::parse(&body.platform));
     let name = fields.check(parse_name("name", &body.name));
+    fields.check(check_date("recommended_since", body.recommended_since));
     fields.finish()?;
     let (platform, name) = (checked(platform)?, checked(name)?);
     let event = caller
@@ -144,6 +146,7 @@ async fn update_model(
             message: "is required (a date, or null)".into(),
         }]));
     };
+    check_date("recommended_since", recommended_since)?;
     let event = caller
         .event("model.update", "model", Some(id.to_string()))
         .details(serde_json::json!({ "recommended_since": recommended_since }));

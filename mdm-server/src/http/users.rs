@@ -39,8 +39,15 @@ pub struct UserView {
 }
 
 impl UserView {
-    fn new(state: &AppState, a: Account) -> Self {
-        UserView {
+    /// The account as the API shows it, with whether logins to it are locked right now.
+    async fn load(state: &AppState, a: Account) -> Result<Self, ApiError> {
+        let now = state.clock.now();
+        let locked_until = state
+            .store
+            .login_lock(&auth::login_key(&a.email))
+            .await?
+            .filter(|t| state.throttle.is_locked(Some(*t), now));
+        Ok(UserView {
             id: a.id,
             organisation_id: a.org_id,
             email: a.email,
@@ -49,13 +56,10 @@ impl UserView {
             active: a.active,
             must_change_password: a.must_change_password,
             second_factor_enrolled: a.totp_secret.is_some(),
-            locked_until: a
-                .locked_until
-                .filter(|t| *t > state.clock.now())
-                .map(|t| state.local(t)),
+            locked_until: locked_until.map(|t| state.local(t)),
             last_login_at: a.last_login_at.map(|t| state.local(t)),
             created_at: state.local(a.created_at),
-        }
+        })
     }
 }
 
@@ -90,12 +94,11 @@ async fn list_users(
         .in_org(scope.org())
         .details(serde_json::json!({ "count": accounts.len() }));
     state.store.append_audit(event, state.clock.now()).await?;
-    Ok(Json(
-        accounts
-            .into_iter()
-            .map(|a| UserView::new(&state, a))
-            .collect(),
-    ))
+    let mut views = Vec::with_capacity(accounts.len());
+    for account in accounts {
+        views.push(UserView::load(&state, account).await?);
+    }
+    Ok(Json(views))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -163,7 +166,7 @@ async fn create_user(
     Ok((
         StatusCode::CREATED,
         Json(CreatedUser {
-            user: UserView::new(&state, created),
+            user: UserView::load(&state, created).await?,
             one_time_password: issued.one_time_password,
             totp_uri: issued.totp_uri,
         }),
@@ -219,7 +222,7 @@ async fn get_user(
         .event("account.read", "account", Some(id.to_string()))
         .in_org(Some(account.org_id));
     state.store.append_audit(event, state.clock.now()).await?;
-    Ok(Json(UserView::new(&state, account)))
+    Ok(Json(UserView::load(&state, account).await?))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -288,5 +291,5 @@ async fn update_user(
         .store
         .update_account(id, &change, state.clock.now(), event)
         .await?;
-    Ok(Json(UserView::new(&state, updated)))
+    Ok(Json(UserView::load(&state, updated).await?))
 }

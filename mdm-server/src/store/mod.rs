@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::domain::account::FailureOutcome;
+use crate::domain::account::{FailureOutcome, LoginThrottle};
 use crate::domain::audit::{AuditEntry, AuditEvent};
 use crate::domain::contact::ItContact;
 use crate::domain::device::{DeviceStatus, Imei, Platform, Serial};
@@ -121,8 +121,6 @@ pub struct Account {
     pub password_hash: String,
     pub totp_secret: Option<String>,
     pub totp_last_step: Option<i64>,
-    pub failed_logins: u32,
-    pub locked_until: Option<DateTime<Utc>>,
     pub last_login_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -361,17 +359,22 @@ pub trait AccountStore: Send + Sync {
         now: DateTime<Utc>,
         audit: AuditEvent,
     ) -> StoreResult<()>;
+    /// When the login key (see `auth::login_key`) is locked until, if it ever was.
+    async fn login_lock(&self, key: &str) -> StoreResult<Option<DateTime<Utc>>>;
+    /// Counts one more failed login for the key, atomically, and locks it when the throttle
+    /// says so.
     async fn record_login_failure(
         &self,
-        id: i64,
-        outcome: &FailureOutcome,
+        key: &str,
+        throttle: &LoginThrottle,
         now: DateTime<Utc>,
         audit: AuditEvent,
-    ) -> StoreResult<()>;
-    /// Clears the failure count, remembers the TOTP step used (no replays) and opens a session.
+    ) -> StoreResult<FailureOutcome>;
+    /// Clears the key's failures, remembers the TOTP step used (no replays) and opens a session.
     async fn record_login_success(
         &self,
         id: i64,
+        key: &str,
         totp_step: Option<i64>,
         session: &NewSession,
         now: DateTime<Utc>,
@@ -436,23 +439,28 @@ pub trait DeviceStore: Send + Sync {
     /// The device if it exists and lies inside `scope`; `NotFound` otherwise.
     async fn device(&self, scope: Scope, id: i64) -> StoreResult<Device>;
     async fn list_devices(&self, filter: &DeviceFilter) -> StoreResult<Vec<Device>>;
+    /// Changes a device; `audit` has one event per organisation the change concerns (a move
+    /// between providers is recorded for both).
     async fn update_device(
         &self,
         id: i64,
         change: &DeviceChange,
         now: DateTime<Utc>,
-        audit: AuditEvent,
+        audit: Vec<AuditEvent>,
     ) -> StoreResult<Device>;
     /// Serials of these that are already registered, with their IMEIs.
     async fn registered_serials(&self, serials: &[String]) -> StoreResult<Vec<(String, String)>>;
     /// IMEIs of these that are registered, with their serials.
     async fn registered_imeis(&self, imeis: &[String]) -> StoreResult<Vec<(String, String)>>;
-    /// Inserts all new devices in one transaction; those whose serial exists are left alone.
+    /// Inserts all new devices in one transaction; those whose serial exists with the same IMEI
+    /// are left alone, and one registered with another IMEI fails the whole import.
+    /// `progress` hears how many rows are written so far.
     async fn import_devices(
         &self,
         devices: &[NewDevice],
         now: DateTime<Utc>,
         audit: AuditEvent,
+        progress: &(dyn Fn(u64) + Sync),
     ) -> StoreResult<ImportSummary>;
     /// For demo data: put a device into a lifecycle status directly.
     async fn set_device_status(
@@ -486,6 +494,9 @@ pub trait Maintenance: Send + Sync {
     /// A consistent copy of the database while it is in use, where the backend can make one.
     async fn backup_to(&self, path: &std::path::Path) -> StoreResult<()>;
     fn backend_name(&self) -> &'static str;
+    /// A fact about the installation, such as `demo`.
+    async fn installation_fact(&self, key: &str) -> StoreResult<Option<String>>;
+    async fn set_installation_fact(&self, key: &str, value: &str) -> StoreResult<()>;
 }
 
 /// Everything the server needs from storage.

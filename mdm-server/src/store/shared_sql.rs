@@ -8,7 +8,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{Pool, QueryBuilder, Row};
 
 use super::{Db, BACKEND, BEGIN_WRITE};
-use crate::domain::account::FailureOutcome;
+use crate::domain::account::{FailureOutcome, LoginThrottle};
 use crate::domain::audit::{entry_hash, AuditEntry, AuditEvent, Outcome};
 use crate::domain::contact::{Email, ItContact, MobileNumber};
 use crate::domain::device::{DeviceStatus, Platform};
@@ -328,13 +328,13 @@ impl OrganisationStore for SqlStore {
 // ---------------------------------------------------------------------------------------------
 // Accounts and sessions
 
-const ACCOUNT_COLUMNS: &str = "a.id, a.org_id, a.email, a.display_name, a.role, a.active, a.must_change_password, \
-     a.password_hash, a.totp_secret, a.totp_last_step, a.failed_logins, a.locked_until, a.last_login_at, \
+const ACCOUNT_COLUMNS: &str =
+    "a.id, a.org_id, a.email, a.display_name, a.role, a.active, a.must_change_password, \
+     a.password_hash, a.totp_secret, a.totp_last_step, a.last_login_at, \
      a.created_at, a.updated_at";
 
 fn account_from_row(row: &DbRow) -> StoreResult<Account> {
     let role: String = row.try_get("role")?;
-    let failed: i64 = row.try_get("failed_logins")?;
     Ok(Account {
         id: row.try_get("id")?,
         org_id: row.try_get("org_id")?,
@@ -346,8 +346,6 @@ fn account_from_row(row: &DbRow) -> StoreResult<Account> {
         password_hash: row.try_get("password_hash")?,
         totp_secret: row.try_get("totp_secret")?,
         totp_last_step: row.try_get("totp_last_step")?,
-        failed_logins: u32::try_from(failed).unwrap_or(u32::MAX),
-        locked_until: row.try_get("locked_until")?,
         last_login_at: row.try_get("last_login_at")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
@@ -411,8 +409,8 @@ impl AccountStore for SqlStore {
         let mut tx = self.write().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO accounts (org_id, email, display_name, role, active, must_change_password, password_hash, \
-             totp_secret, failed_logins, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $9) RETURNING id",
+             totp_secret, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING id",
         )
         .bind(a.org_id)
         .bind(&a.email)
@@ -513,29 +511,64 @@ impl AccountStore for SqlStore {
         Ok(())
     }
 
+    async fn login_lock(&self, key: &str) -> StoreResult<Option<DateTime<Utc>>> {
+        let until: Option<Option<DateTime<Utc>>> =
+            sqlx::query_scalar("SELECT locked_until FROM login_throttle WHERE key = $1")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(until.flatten())
+    }
+
     async fn record_login_failure(
         &self,
-        id: i64,
-        outcome: &FailureOutcome,
+        key: &str,
+        throttle: &LoginThrottle,
         now: DateTime<Utc>,
         audit: AuditEvent,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<FailureOutcome> {
         let mut tx = self.write().await?;
-        let mut q = QueryBuilder::<Db>::new("UPDATE accounts SET failed_logins = ");
-        q.push_bind(i64::from(outcome.failures));
+        // Failures further back than a day do not count towards a lock any more.
+        let stale = now - chrono::Duration::days(1);
+        let failures: i64 = sqlx::query_scalar(
+            "INSERT INTO login_throttle (key, failures, updated_at) VALUES ($1, 1, $2) \
+             ON CONFLICT (key) DO UPDATE SET updated_at = $2, failures = \
+             CASE WHEN login_throttle.updated_at < $3 THEN 1 ELSE login_throttle.failures + 1 END \
+             RETURNING failures",
+        )
+        .bind(key)
+        .bind(now)
+        .bind(stale)
+        .fetch_one(&mut *tx)
+        .await?;
+        let before = u32::try_from(failures - 1).unwrap_or(0);
+        let outcome = throttle.after_failure(before, now);
         if let Some(until) = outcome.locked_until {
-            q.push(", locked_until = ").push_bind(until);
+            sqlx::query("UPDATE login_throttle SET failures = 0, locked_until = $1 WHERE key = $2")
+                .bind(until)
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
         }
-        q.push(" WHERE id = ").push_bind(id);
-        q.build().execute(&mut *tx).await?;
+        if failures == 1 {
+            // Keys of addresses nobody uses again are forgotten after a day.
+            sqlx::query(
+                "DELETE FROM login_throttle WHERE updated_at < $1 AND (locked_until IS NULL OR locked_until < $2)",
+            )
+            .bind(stale)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
         append_audit_tx(&mut tx, &audit, now).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(outcome)
     }
 
     async fn record_login_success(
         &self,
         id: i64,
+        key: &str,
         totp_step: Option<i64>,
         session: &NewSession,
         now: DateTime<Utc>,
@@ -545,7 +578,7 @@ impl AccountStore for SqlStore {
         // The step check inside the UPDATE makes a replayed code lose even against a
         // concurrent login with the same code.
         let updated = sqlx::query(
-            "UPDATE accounts SET failed_logins = 0, locked_until = NULL, last_login_at = $1, \
+            "UPDATE accounts SET last_login_at = $1, \
              totp_last_step = COALESCE($2, totp_last_step) \
              WHERE id = $3 AND ($2 IS NULL OR totp_last_step IS NULL OR totp_last_step < $2)",
         )
@@ -560,6 +593,10 @@ impl AccountStore for SqlStore {
                 "this one-time code has already been used".into(),
             ));
         }
+        sqlx::query("DELETE FROM login_throttle WHERE key = $1")
+            .bind(key)
+            .execute(&mut *tx)
+            .await?;
         let session_id = insert_session(&mut tx, session, now).await?;
         append_audit_tx(&mut tx, &audit, now).await?;
         tx.commit().await?;
@@ -827,11 +864,13 @@ impl DeviceStore for SqlStore {
     ) -> StoreResult<Device> {
         let mut tx = self.write().await?;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO devices (serial, imei, model_id, platform, status, provider_id, purchase_date, warranty_end, \
-             supplier, created_at, updated_at) VALUES ($1, $2, $3, $4, 'in_stock', $5, $6, $7, $8, $9, $9) RETURNING id",
+            "INSERT INTO devices (serial, imei, imei_tail, model_id, platform, status, provider_id, purchase_date, \
+             warranty_end, supplier, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, 'in_stock', $6, $7, $8, $9, $10, $10) RETURNING id",
         )
         .bind(d.serial.as_str())
         .bind(d.imei.as_str())
+        .bind(d.imei.reversed())
         .bind(d.model_id)
         .bind(d.platform.as_str())
         .bind(d.provider_id)
@@ -871,10 +910,11 @@ impl DeviceStore for SqlStore {
             q.push(" AND d.platform = ").push_bind(platform.as_str());
         }
         if let Some(text) = &f.text {
-            // The beginning of a serial (stored upper-case) or IMEI, as two index range scans;
-            // '\u{7f}' sorts after every character a serial or IMEI can hold.
-            let low = text.to_ascii_uppercase();
-            let high = format!("{low}\u{7f}");
+            // The beginning of a serial (stored upper-case) or IMEI, or the end of an IMEI (kept
+            // reversed), each an index range scan; '\u{7f}' sorts after every character they hold.
+            let range = |low: String| (low.clone(), format!("{low}\u{7f}"));
+            let (low, high) = range(text.to_ascii_uppercase());
+            let (tail_low, tail_high) = range(text.chars().rev().collect());
             q.push(" AND d.id IN (SELECT id FROM devices WHERE serial >= ")
                 .push_bind(low.clone())
                 .push(" AND serial < ")
@@ -883,6 +923,10 @@ impl DeviceStore for SqlStore {
                 .push_bind(low)
                 .push(" AND imei < ")
                 .push_bind(high)
+                .push(" UNION SELECT id FROM devices WHERE imei_tail >= ")
+                .push_bind(tail_low)
+                .push(" AND imei_tail < ")
+                .push_bind(tail_high)
                 .push(")");
         }
         if let Some(after) = f.after_id {
@@ -899,7 +943,7 @@ impl DeviceStore for SqlStore {
         id: i64,
         c: &DeviceChange,
         now: DateTime<Utc>,
-        audit: AuditEvent,
+        audit: Vec<AuditEvent>,
     ) -> StoreResult<Device> {
         let mut tx = self.write().await?;
         let current = load_device(&mut tx, Scope::Everything, id).await?;
@@ -916,7 +960,9 @@ impl DeviceStore for SqlStore {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        append_audit_tx(&mut tx, &audit, now).await?;
+        for event in &audit {
+            append_audit_tx(&mut tx, event, now).await?;
+        }
         let device = load_device(&mut tx, Scope::Everything, id).await?;
         tx.commit().await?;
         Ok(device)
@@ -945,17 +991,20 @@ impl DeviceStore for SqlStore {
         devices: &[NewDevice],
         now: DateTime<Utc>,
         audit: AuditEvent,
+        progress: &(dyn Fn(u64) + Sync),
     ) -> StoreResult<ImportSummary> {
         let mut tx = self.write().await?;
         let mut inserted = 0;
+        let mut written_rows = 0;
         for chunk in devices.chunks(IMPORT_CHUNK) {
             let mut q = QueryBuilder::<Db>::new(
-                "INSERT INTO devices (serial, imei, model_id, platform, status, provider_id, purchase_date, \
-                 warranty_end, supplier, created_at, updated_at) ",
+                "INSERT INTO devices (serial, imei, imei_tail, model_id, platform, status, provider_id, \
+                 purchase_date, warranty_end, supplier, created_at, updated_at) ",
             );
             q.push_values(chunk, |mut row, d| {
                 row.push_bind(d.serial.as_str().to_string())
                     .push_bind(d.imei.as_str().to_string())
+                    .push_bind(d.imei.reversed())
                     .push_bind(d.model_id)
                     .push_bind(d.platform.as_str())
                     .push_bind(DeviceStatus::InStock.as_str())
@@ -967,7 +1016,35 @@ impl DeviceStore for SqlStore {
                     .push_bind(now);
             });
             q.push(" ON CONFLICT (serial) DO NOTHING");
-            inserted += q.build().execute(&mut *tx).await?.rows_affected();
+            let written = q.build().execute(&mut *tx).await?.rows_affected();
+            if written < chunk.len() as u64 {
+                // Rows left alone must be the same phones already registered, not another phone
+                // registered under the same serial since the file was checked.
+                let serials: Vec<String> = chunk
+                    .iter()
+                    .map(|d| d.serial.as_str().to_string())
+                    .collect();
+                let mut check =
+                    QueryBuilder::<Db>::new("SELECT serial, imei FROM devices WHERE serial IN (");
+                let mut list = check.separated(", ");
+                for serial in &serials {
+                    list.push_bind(serial.clone());
+                }
+                check.push(")");
+                for row in check.build().fetch_all(&mut *tx).await? {
+                    let (serial, imei): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+                    if let Some(d) = chunk.iter().find(|d| d.serial.as_str() == serial) {
+                        if d.imei.as_str() != imei {
+                            return Err(StoreError::Conflict(format!(
+                                "serial {serial} is already registered with IMEI {imei}"
+                            )));
+                        }
+                    }
+                }
+            }
+            inserted += written;
+            written_rows += chunk.len() as u64;
+            progress(written_rows);
         }
         let summary = ImportSummary {
             inserted,
@@ -1076,5 +1153,25 @@ impl Maintenance for SqlStore {
 
     fn backend_name(&self) -> &'static str {
         BACKEND
+    }
+
+    async fn installation_fact(&self, key: &str) -> StoreResult<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM installation WHERE key = $1")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn set_installation_fact(&self, key: &str, value: &str) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO installation (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = $2",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 }
