@@ -1,0 +1,248 @@
+//! Talking to the server: enrollment (the phone makes its key, sends a CSR, keeps the
+//! certificate), check-ins and renewal over mutual TLS, trusting only the pinned CA.
+
+use anyhow::{anyhow, bail, Context};
+use base64::Engine;
+use chrono::Utc;
+use enrollment::ca::pem_to_der;
+use enrollment::{fingerprint, EnrollmentInvite};
+use rcgen::{CertificateParams, KeyPair, PKCS_ECDSA_P256_SHA256};
+use std::time::Duration;
+
+use crate::protocol::{
+    CheckinRequest, CheckinResponse, DeviceFacts, EnrollRequest, EnrollResponse, RenewRequest,
+    RenewResponse,
+};
+use crate::state::{Enrollment, StateDir};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A server's refusal: the HTTP status and the problem document's `type` and `detail`.
+#[derive(Debug, thiserror::Error)]
+#[error("the server refused ({status}): {detail}")]
+pub struct Refused {
+    pub status: u16,
+    pub problem_type: String,
+    pub detail: String,
+}
+
+async fn refused(response: reqwest::Response) -> anyhow::Error {
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    anyhow!(Refused {
+        status,
+        problem_type: body["type"].as_str().unwrap_or_default().to_string(),
+        detail: body["detail"].as_str().unwrap_or("no detail").to_string(),
+    })
+}
+
+/// The last certificate in a PEM chain: the root.
+fn last_certificate(pem: &str) -> Option<Vec<u8>> {
+    let at = pem.rfind("-----BEGIN CERTIFICATE-----")?;
+    pem_to_der(&pem[at..])
+}
+
+/// Fetches the server's CA chain over an unverified connection and accepts it only if its root
+/// has the fingerprint the token carries. No secret travels on that connection.
+async fn pinned_chain(invite: &EnrollmentInvite) -> anyhow::Result<String> {
+    let insecure = reqwest::Client::builder()
+        .use_rustls_tls()
+        .danger_accept_invalid_certs(true)
+        .timeout(TIMEOUT)
+        .build()?;
+    let chain = insecure
+        .get(format!("{}/agent/v1/ca", invite.url))
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {}", invite.url))?
+        .error_for_status()?
+        .text()
+        .await?;
+    let root =
+        last_certificate(&chain).ok_or_else(|| anyhow!("the server sent no CA certificate"))?;
+    if fingerprint(&root) != invite.ca {
+        bail!("the server's CA does not match the enrollment token; refusing to enroll with it");
+    }
+    Ok(chain)
+}
+
+fn client_trusting(
+    chain_pem: &str,
+    identity: Option<reqwest::Identity>,
+) -> anyhow::Result<reqwest::Client> {
+    let root = last_certificate(chain_pem)
+        .ok_or_else(|| anyhow!("no CA certificate in the state directory"))?;
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_der(&root)?)
+        .timeout(TIMEOUT)
+        .pool_idle_timeout(Duration::from_secs(90));
+    if let Some(identity) = identity {
+        builder = builder.identity(identity);
+    }
+    Ok(builder.build()?)
+}
+
+/// A new P-256 key and a CSR for it. The key stays with the caller.
+pub fn new_key_and_csr(name: &str) -> anyhow::Result<(KeyPair, String)> {
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+    let csr = CertificateParams::new(vec![name.to_string()])?.serialize_request(&key)?;
+    Ok((
+        key,
+        base64::engine::general_purpose::STANDARD.encode(csr.der()),
+    ))
+}
+
+/// A phone's connection to the server after enrollment: its identity and the pinned CA.
+#[derive(Debug, Clone)]
+pub struct DeviceClient {
+    pub server_url: String,
+    http: reqwest::Client,
+}
+
+impl DeviceClient {
+    /// `identity_pem` is the private key followed by the certificate chain.
+    pub fn new(server_url: &str, identity_pem: &str, ca_chain_pem: &str) -> anyhow::Result<Self> {
+        let identity = reqwest::Identity::from_pem(identity_pem.as_bytes())?;
+        Ok(DeviceClient {
+            server_url: server_url.trim_end_matches('/').to_string(),
+            http: client_trusting(ca_chain_pem, Some(identity))?,
+        })
+    }
+
+    pub fn from_state(state: &StateDir) -> anyhow::Result<Self> {
+        let enrollment = state
+            .enrollment()?
+            .ok_or_else(|| anyhow!("not enrolled: run `mdm-agent enroll` first"))?;
+        Self::new(
+            &enrollment.server_url,
+            &state.identity_pem()?,
+            &state.ca_chain()?,
+        )
+    }
+
+    pub async fn checkin(&self, report: &CheckinRequest) -> anyhow::Result<CheckinResponse> {
+        let response = self
+            .http
+            .post(format!("{}/agent/v1/checkin", self.server_url))
+            .json(report)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.server_url))?;
+        if !response.status().is_success() {
+            return Err(refused(response).await);
+        }
+        Ok(response.json().await?)
+    }
+
+    pub async fn renew(&self, csr: String) -> anyhow::Result<RenewResponse> {
+        let response = self
+            .http
+            .post(format!("{}/agent/v1/renew", self.server_url))
+            .json(&RenewRequest { csr })
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.server_url))?;
+        if !response.status().is_success() {
+            return Err(refused(response).await);
+        }
+        Ok(response.json().await?)
+    }
+}
+
+/// Enrolls with an enrollment token: pins the CA, makes a key, sends the CSR and the facts.
+/// Returns the server's answer and the private key (PEM).
+pub async fn enroll_with(
+    invite: &EnrollmentInvite,
+    facts: &DeviceFacts,
+) -> anyhow::Result<(EnrollResponse, String)> {
+    let chain = pinned_chain(invite).await?;
+    let http = client_trusting(&chain, None)?;
+    let (key, csr) = new_key_and_csr(&facts.serial)?;
+    let response = http
+        .post(format!("{}/agent/v1/enroll", invite.url))
+        .json(&EnrollRequest {
+            token: invite.secret.clone(),
+            csr,
+            facts: facts.clone(),
+        })
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {}", invite.url))?;
+    if !response.status().is_success() {
+        return Err(refused(response).await);
+    }
+    Ok((response.json().await?, key.serialize_pem()))
+}
+
+/// Enrolls and keeps the identity in the state directory.
+pub async fn enroll(
+    state: &StateDir,
+    token: &str,
+    facts: &DeviceFacts,
+) -> anyhow::Result<Enrollment> {
+    let invite = EnrollmentInvite::decode(token)?;
+    let (response, key_pem) = enroll_with(&invite, facts).await?;
+    state.save_identity(&key_pem, &response.certificate_pem, &response.ca_chain_pem)?;
+    let enrollment = Enrollment {
+        server_url: invite.url.clone(),
+        ca_fingerprint: invite.ca.clone(),
+        device_id: response.device_id,
+        checkin_interval_seconds: response.checkin_interval_seconds,
+    };
+    state.save_enrollment(&enrollment)?;
+    Ok(enrollment)
+}
+
+/// A new report of the current facts.
+pub fn report(facts: &DeviceFacts) -> CheckinRequest {
+    let mut id = [0u8; 12];
+    rand::Rng::fill(&mut rand::thread_rng(), &mut id);
+    CheckinRequest {
+        report_id: hex::encode(id),
+        reported_at: Utc::now(),
+        facts: facts.clone(),
+    }
+}
+
+/// One check-in: the current facts are queued, then every unacknowledged report is delivered
+/// in order. Reports stay queued when the server cannot be reached.
+pub async fn checkin_once(
+    state: &StateDir,
+    facts: &DeviceFacts,
+) -> anyhow::Result<CheckinResponse> {
+    state.enqueue(&report(facts))?;
+    let client = DeviceClient::from_state(state)?;
+    let mut last = None;
+    for (path, report) in state.pending()? {
+        let answer = client.checkin(&report).await?;
+        if answer.acknowledged == report.report_id {
+            state.acknowledge(&path)?;
+        }
+        last = Some(answer);
+    }
+    last.ok_or_else(|| anyhow!("nothing was sent"))
+}
+
+/// Renews the certificate with a new key: the old certificate stops working once the server
+/// has issued the new one.
+pub async fn renew(state: &StateDir) -> anyhow::Result<()> {
+    let client = DeviceClient::from_state(state)?;
+    let enrollment = state.enrollment()?.ok_or_else(|| anyhow!("not enrolled"))?;
+    let (key, csr) = new_key_and_csr(&format!("device {}", enrollment.device_id))?;
+    let renewed = client.renew(csr).await?;
+    state.save_identity(
+        &key.serialize_pem(),
+        &renewed.certificate_pem,
+        &renewed.ca_chain_pem,
+    )
+}
+
+/// Whether the certificate in the state directory is due for renewal at `now` (seconds).
+pub fn renewal_due(state: &StateDir, now: i64) -> anyhow::Result<bool> {
+    let pem = state.identity_pem()?;
+    let (not_before, not_after) = enrollment::ca::certificate_validity(&pem)
+        .ok_or_else(|| anyhow!("no certificate in the state directory"))?;
+    Ok(crate::schedule::should_renew(not_before, not_after, now))
+}

@@ -1,0 +1,23 @@
+//! The device agent.
+//!
+//! - [`protocol`]: what travels between a device and the server (also used by the server);
+//! - [`schedule`]: when to check in next (interval, jitter, backoff), pure rules;
+//! - with the `client` feature: the phone's description file, its state directory, the HTTP
+//!   client that enrolls and checks in over mutual TLS, and the swarm of simulated phones.
+//!
+//! The protocol and schedule have no platform I/O, so an Android app can embed them.
+
+pub mod protocol;
+pub mod schedule;
+
+#[cfg(feature = "client")]
+pub mod client;
+#[cfg(feature = "client")]
+pub mod device_file;
+#[cfg(feature = "client")]
+pub mod state;
+#[cfg(feature = "client")]
+pub mod swarm;
+
+/// This agent's version, reported at every check-in.
+pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,99 @@
+//! The device protocol: JSON bodies of `/agent/v1/*`. The device listener's TLS client
+//! certificate says which device is speaking; these bodies say what it reports.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// An app installed on the phone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstalledApp {
+    /// Android package name or iOS bundle id.
+    pub id: String,
+    pub version: String,
+}
+
+/// The phone's screen lock as the phone reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PinState {
+    pub set: bool,
+    pub length: Option<u8>,
+    pub numeric: Option<bool>,
+}
+
+/// Everything a phone reports about itself at enrollment and check-in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceFacts {
+    /// `android` or `ios`.
+    pub platform: String,
+    pub model: String,
+    pub os_version: String,
+    pub serial: String,
+    pub imei: String,
+    pub iccid: Option<String>,
+    /// E.164.
+    pub phone_number: Option<String>,
+    pub battery_percent: Option<u8>,
+    pub storage_free_bytes: Option<u64>,
+    pub storage_total_bytes: Option<u64>,
+    #[serde(default)]
+    pub installed_apps: Vec<InstalledApp>,
+    #[serde(default)]
+    pub pin: PinState,
+    #[serde(default)]
+    pub disk_encrypted: bool,
+    pub mobile_data_bytes_this_month: Option<u64>,
+    pub agent_version: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollRequest {
+    /// The secret from the enrollment token.
+    pub token: String,
+    /// The certificate signing request, DER, base64.
+    pub csr: String,
+    pub facts: DeviceFacts,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnrollResponse {
+    pub device_id: i64,
+    /// The device's certificate followed by the issuing CA.
+    pub certificate_pem: String,
+    /// The issuing CA and the root.
+    pub ca_chain_pem: String,
+    pub checkin_interval_seconds: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckinRequest {
+    /// Identifies this report; the server echoes it back when it has stored it.
+    pub report_id: String,
+    /// When the phone made the report (it may arrive later).
+    pub reported_at: DateTime<Utc>,
+    pub facts: DeviceFacts,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckinResponse {
+    pub acknowledged: String,
+    pub next_checkin_seconds: u64,
+    pub server_time: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenewRequest {
+    /// A new certificate signing request, DER, base64.
+    pub csr: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RenewResponse {
+    pub certificate_pem: String,
+    pub ca_chain_pem: String,
+}

@@ -1,0 +1,137 @@
+//! The agent's state directory: its private key with its certificate (mode 0600; the key is
+//! never sent anywhere), the pinned CA, the server's address, and the reports not yet acknowledged.
+//! Reports are written before they are sent and removed only when the server has stored them,
+//! so a network drop or a restart loses nothing.
+
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::protocol::CheckinRequest;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Enrollment {
+    pub server_url: String,
+    pub ca_fingerprint: String,
+    pub device_id: i64,
+    pub checkin_interval_seconds: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    dir: PathBuf,
+}
+
+fn context(path: &Path) -> impl FnOnce(std::io::Error) -> anyhow::Error + '_ {
+    move |e| anyhow::anyhow!("{}: {e}", path.display())
+}
+
+impl StateDir {
+    pub fn open(dir: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir.join("pending")).map_err(context(dir))?;
+        Ok(StateDir {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Writes a file whole or not at all (write to a temporary name, then rename).
+    fn write_atomic(&self, name: &str, bytes: &[u8], private: bool) -> anyhow::Result<()> {
+        let target = self.file(name);
+        let temp = self.file(&format!(".{name}.tmp"));
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        if private {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        #[cfg(not(unix))]
+        let _ = private;
+        let mut f = options.open(&temp).map_err(context(&temp))?;
+        f.write_all(bytes).map_err(context(&temp))?;
+        f.sync_all().map_err(context(&temp))?;
+        std::fs::rename(&temp, &target).map_err(context(&target))
+    }
+
+    fn read(&self, name: &str) -> anyhow::Result<String> {
+        let path = self.file(name);
+        std::fs::read_to_string(&path).map_err(context(&path))
+    }
+
+    /// Keeps the private key and its certificate together in one file, written whole, so a
+    /// crash during renewal never leaves a key with someone else's certificate.
+    pub fn save_identity(
+        &self,
+        key_pem: &str,
+        certificate_pem: &str,
+        ca_chain_pem: &str,
+    ) -> anyhow::Result<()> {
+        self.write_atomic("ca.pem", ca_chain_pem.as_bytes(), false)?;
+        self.write_atomic(
+            "identity.pem",
+            format!("{key_pem}{certificate_pem}").as_bytes(),
+            true,
+        )
+    }
+
+    /// The private key followed by the certificate chain.
+    pub fn identity_pem(&self) -> anyhow::Result<String> {
+        self.read("identity.pem")
+    }
+
+    pub fn ca_chain(&self) -> anyhow::Result<String> {
+        self.read("ca.pem")
+    }
+
+    pub fn save_enrollment(&self, e: &Enrollment) -> anyhow::Result<()> {
+        self.write_atomic("enrollment.json", &serde_json::to_vec_pretty(e)?, false)
+    }
+
+    pub fn enrollment(&self) -> anyhow::Result<Option<Enrollment>> {
+        let path = self.file("enrollment.json");
+        if !path.exists() {
+            return Ok(None);
+        }
+        Ok(Some(serde_json::from_str(&self.read("enrollment.json")?)?))
+    }
+
+    /// Keeps a report until the server acknowledges it. Names sort by time of writing.
+    pub fn enqueue(&self, report: &CheckinRequest) -> anyhow::Result<()> {
+        let name = format!(
+            "pending/{:020}-{}.json",
+            report.reported_at.timestamp_micros(),
+            report.report_id
+        );
+        self.write_atomic(&name, &serde_json::to_vec(report)?, false)
+    }
+
+    /// Unacknowledged reports, oldest first.
+    pub fn pending(&self) -> anyhow::Result<Vec<(PathBuf, CheckinRequest)>> {
+        let dir = self.file("pending");
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map_err(context(&dir))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        entries.sort();
+        entries
+            .into_iter()
+            .map(|p| {
+                let text = std::fs::read_to_string(&p).map_err(context(&p))?;
+                Ok((p, serde_json::from_str(&text)?))
+            })
+            .collect()
+    }
+
+    pub fn acknowledge(&self, path: &Path) -> anyhow::Result<()> {
+        std::fs::remove_file(path).map_err(context(path))
+    }
+}

@@ -1,0 +1,420 @@
+//! The device CA: a root that signs one issuing CA, which signs device certificates, the
+//! server's own TLS certificate for the device listener, and the revocation list.
+//!
+//! Keys are ECDSA P-256, made on first start and kept in the data directory with mode 0600.
+//! They never leave it; phones pin the root by its fingerprint.
+
+use rand::RngCore;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams,
+    CertificateSigningRequestParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason, RevokedCertParams, SanType,
+    SerialNumber, PKCS_ECDSA_P256_SHA256,
+};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use time::{Duration, OffsetDateTime};
+
+use crate::csr::CheckedCsr;
+use crate::fingerprint;
+
+/// Device certificates live a year; phones renew well before.
+pub const DEVICE_CERT_DAYS: i64 = 365;
+const ROOT_YEARS: i64 = 20;
+const ISSUING_YEARS: i64 = 10;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    #[error("CA file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("CA file {path} is not usable: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("signing failed: {0}")]
+    Signing(#[from] rcgen::Error),
+}
+
+/// A certificate the CA issued, with what the server stores about it.
+#[derive(Debug, Clone)]
+pub struct IssuedCertificate {
+    pub der: Vec<u8>,
+    pub pem: String,
+    /// Lower-case hex of the serial number.
+    pub serial: String,
+    pub fingerprint: String,
+    pub not_before: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+}
+
+pub struct DeviceCa {
+    root_pem: String,
+    root_der: Vec<u8>,
+    issuing_pem: String,
+    issuing: Issuer<'static, KeyPair>,
+}
+
+impl std::fmt::Debug for DeviceCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceCa")
+            .field("root_fingerprint", &self.root_fingerprint())
+            .finish_non_exhaustive()
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CaError + '_ {
+    move |source| CaError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writes a private key readable by the owner only.
+fn write_private(path: &Path, pem: &str) -> Result<(), CaError> {
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options.open(path).map_err(io(path))?;
+    file.write_all(pem.as_bytes()).map_err(io(path))?;
+    file.sync_all().map_err(io(path))
+}
+
+fn read(path: &Path) -> Result<String, CaError> {
+    std::fs::read_to_string(path).map_err(io(path))
+}
+
+fn random_serial() -> SerialNumber {
+    let mut bytes = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    bytes[0] &= 0x7f; // positive
+    bytes[0] |= 0x01; // and never shorter than 16 bytes
+    SerialNumber::from_slice(&bytes)
+}
+
+fn name(common_name: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "Municipal phone-fleet MDM");
+    dn.push(DnType::CommonName, common_name);
+    dn
+}
+
+fn ca_params(
+    common_name: &str,
+    years: i64,
+    now: OffsetDateTime,
+    path_len: u8,
+) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = name(common_name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(path_len));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.not_before = now - Duration::minutes(5);
+    params.not_after = now + Duration::days(365 * years);
+    params.serial_number = Some(random_serial());
+    params.key_identifier_method = KeyIdMethod::Sha256;
+    params
+}
+
+impl DeviceCa {
+    /// Loads the CA from `dir`, or makes it there on first start.
+    pub fn load_or_create(dir: &Path, operator_name: &str) -> Result<Self, CaError> {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let paths = [
+            dir.join("root.pem"),
+            dir.join("root.key"),
+            dir.join("issuing.pem"),
+            dir.join("issuing.key"),
+        ];
+        if !paths.iter().any(|p| p.exists()) {
+            Self::create(dir, operator_name)?;
+        }
+        let [root_pem_path, _, issuing_pem_path, issuing_key_path] = &paths;
+        let root_pem = read(root_pem_path)?;
+        let issuing_pem = read(issuing_pem_path)?;
+        let issuing_key =
+            KeyPair::from_pem(&read(issuing_key_path)?).map_err(|e| CaError::Corrupt {
+                path: issuing_key_path.clone(),
+                reason: e.to_string(),
+            })?;
+        let issuing =
+            Issuer::from_ca_cert_pem(&issuing_pem, issuing_key).map_err(|e| CaError::Corrupt {
+                path: issuing_pem_path.clone(),
+                reason: e.to_string(),
+            })?;
+        let root_der = pem_to_der(&root_pem).ok_or_else(|| CaError::Corrupt {
+            path: root_pem_path.clone(),
+            reason: "not a PEM certificate".into(),
+        })?;
+        Ok(DeviceCa {
+            root_pem,
+            root_der,
+            issuing_pem,
+            issuing,
+        })
+    }
+
+    fn create(dir: &Path, operator_name: &str) -> Result<(), CaError> {
+        let now = OffsetDateTime::now_utc();
+        let root_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+        let root_params = ca_params(
+            &format!("{operator_name} device root CA"),
+            ROOT_YEARS,
+            now,
+            1,
+        );
+        let root_cert = root_params.self_signed(&root_key)?;
+        let root_issuer = Issuer::new(root_params, &root_key);
+        let issuing_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+        let issuing_params = ca_params(
+            &format!("{operator_name} device issuing CA"),
+            ISSUING_YEARS,
+            now,
+            0,
+        );
+        let issuing_cert = issuing_params.signed_by(&issuing_key, &root_issuer)?;
+        // Keys first: a half-made CA without its keys is refused at the next start instead of
+        // being silently replaced.
+        write_private(&dir.join("root.key"), &root_key.serialize_pem())?;
+        write_private(&dir.join("issuing.key"), &issuing_key.serialize_pem())?;
+        std::fs::write(dir.join("root.pem"), root_cert.pem()).map_err(io(dir))?;
+        std::fs::write(dir.join("issuing.pem"), issuing_cert.pem()).map_err(io(dir))?;
+        Ok(())
+    }
+
+    pub fn root_pem(&self) -> &str {
+        &self.root_pem
+    }
+
+    pub fn root_der(&self) -> &[u8] {
+        &self.root_der
+    }
+
+    /// The issuing CA and the root, as a client needs them to verify a device certificate.
+    pub fn chain_pem(&self) -> String {
+        format!("{}{}", self.issuing_pem, self.root_pem)
+    }
+
+    pub fn issuing_pem(&self) -> &str {
+        &self.issuing_pem
+    }
+
+    /// What a phone pins: the SHA-256 of the root certificate.
+    pub fn root_fingerprint(&self) -> String {
+        fingerprint(&self.root_der)
+    }
+
+    /// Signs a device certificate for a checked CSR. Everything but the public key comes from
+    /// here: subject, one year of validity, no CA rights, digital signature and `clientAuth`.
+    pub fn issue_device_certificate(
+        &self,
+        csr: &CheckedCsr,
+        subject: &str,
+        now: OffsetDateTime,
+    ) -> Result<IssuedCertificate, CaError> {
+        let request = CertificateSigningRequestParams::from_der(&csr.der.as_slice().into())?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = name(subject);
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.not_before = now - Duration::minutes(5);
+        params.not_after = now + Duration::days(DEVICE_CERT_DAYS);
+        params.use_authority_key_identifier_extension = true;
+        params.key_identifier_method = KeyIdMethod::Sha256;
+        let serial = random_serial();
+        params.serial_number = Some(serial.clone());
+        let cert = params.signed_by(&request.public_key, &self.issuing)?;
+        Ok(IssuedCertificate {
+            der: cert.der().to_vec(),
+            pem: cert.pem(),
+            serial: hex::encode(serial.to_bytes()),
+            fingerprint: fingerprint(cert.der()),
+            not_before: params.not_before,
+            not_after: params.not_after,
+        })
+    }
+
+    /// A fresh TLS server certificate for the device listener, for these host names and
+    /// addresses, with its key. Made at every start; phones pin the root, not this.
+    pub fn issue_server_certificate(
+        &self,
+        hostnames: &[String],
+    ) -> Result<(String, String), CaError> {
+        let now = OffsetDateTime::now_utc();
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = name(hostnames.first().map_or("mdm", String::as_str));
+        params.subject_alt_names = hostnames
+            .iter()
+            .map(|h| match h.parse::<std::net::IpAddr>() {
+                Ok(ip) => Ok(SanType::IpAddress(ip)),
+                Err(_) => h.clone().try_into().map(SanType::DnsName),
+            })
+            .collect::<Result<_, _>>()?;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.not_before = now - Duration::minutes(5);
+        params.not_after = now + Duration::days(90);
+        params.serial_number = Some(random_serial());
+        let cert = params.signed_by(&key, &self.issuing)?;
+        Ok((
+            format!("{}{}", cert.pem(), self.issuing_pem),
+            key.serialize_pem(),
+        ))
+    }
+
+    /// The revocation list: serials (hex) with the time each was revoked.
+    pub fn revocation_list(
+        &self,
+        revoked: &[(String, OffsetDateTime)],
+        number: u64,
+        now: OffsetDateTime,
+    ) -> Result<Vec<u8>, CaError> {
+        let params = CertificateRevocationListParams {
+            this_update: now,
+            next_update: now + Duration::days(1),
+            crl_number: SerialNumber::from_slice(&number.to_be_bytes()),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .filter_map(|(serial, at)| {
+                    Some(RevokedCertParams {
+                        serial_number: SerialNumber::from_slice(&hex::decode(serial).ok()?),
+                        revocation_time: *at,
+                        reason_code: Some(RevocationReason::CessationOfOperation),
+                        invalidity_date: None,
+                    })
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        Ok(params.signed_by(&self.issuing)?.der().to_vec())
+    }
+}
+
+/// The DER bytes of the first certificate in a PEM text.
+pub fn pem_to_der(pem: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let start = pem.find("-----BEGIN CERTIFICATE-----")? + "-----BEGIN CERTIFICATE-----".len();
+    let end = pem[start..].find("-----END CERTIFICATE-----")? + start;
+    let body: String = pem[start..end]
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    base64::engine::general_purpose::STANDARD.decode(body).ok()
+}
+
+/// The validity (not before, not after; seconds since the epoch) of the first certificate in a
+/// PEM text.
+pub fn certificate_validity(pem: &str) -> Option<(i64, i64)> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let der = pem_to_der(pem)?;
+    let (_, cert) = X509Certificate::from_der(&der).ok()?;
+    Some((
+        cert.validity().not_before.timestamp(),
+        cert.validity().not_after.timestamp(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::csr::check_csr;
+    use x509_parser::prelude::*;
+
+    fn ca() -> (tempfile::TempDir, DeviceCa) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = DeviceCa::load_or_create(&dir.path().join("ca"), "Testkommun").expect("ca");
+        (dir, ca)
+    }
+
+    #[test]
+    fn the_ca_is_made_once_with_private_keys_for_the_owner_only() {
+        let (dir, first) = ca();
+        let again = DeviceCa::load_or_create(&dir.path().join("ca"), "Testkommun").expect("reload");
+        assert_eq!(first.root_fingerprint(), again.root_fingerprint());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            for key in ["root.key", "issuing.key"] {
+                let mode = std::fs::metadata(dir.path().join("ca").join(key))
+                    .expect("meta")
+                    .permissions()
+                    .mode();
+                assert_eq!(mode & 0o777, 0o600, "{key}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_half_made_ca_is_refused_rather_than_replaced() {
+        let (dir, _) = ca();
+        std::fs::remove_file(dir.path().join("ca/issuing.key")).expect("remove");
+        assert!(DeviceCa::load_or_create(&dir.path().join("ca"), "Testkommun").is_err());
+    }
+
+    #[test]
+    fn a_csr_asking_to_be_a_ca_for_ten_years_gets_a_one_year_client_leaf() {
+        let (_dir, ca) = ca();
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
+        let mut wants = CertificateParams::new(vec!["evil.example".into()]).expect("params");
+        wants.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        wants.not_after = OffsetDateTime::now_utc() + Duration::days(3650);
+        wants.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+        let csr = check_csr(wants.serialize_request(&key).expect("csr").der()).expect("checked");
+        let now = OffsetDateTime::now_utc();
+        let issued = ca
+            .issue_device_certificate(&csr, "device:7", now)
+            .expect("issued");
+        let (_, cert) = X509Certificate::from_der(&issued.der).expect("parse");
+        assert!(!cert.is_ca());
+        let lifetime =
+            cert.validity().not_after.timestamp() - cert.validity().not_before.timestamp();
+        assert!(
+            (365 * 86400..=366 * 86400).contains(&lifetime),
+            "{lifetime}"
+        );
+        let eku = cert
+            .extended_key_usage()
+            .expect("eku")
+            .expect("present")
+            .value;
+        assert!(eku.client_auth && !eku.server_auth);
+        assert!(
+            cert.subject_alternative_name().expect("san").is_none(),
+            "no names from the CSR"
+        );
+        assert_eq!(
+            cert.subject()
+                .iter_common_name()
+                .next()
+                .and_then(|c| c.as_str().ok()),
+            Some("device:7")
+        );
+        assert_eq!(issued.fingerprint, crate::fingerprint(&issued.der));
+    }
+
+    #[test]
+    fn the_revocation_list_names_the_revoked_serials() {
+        let (_dir, ca) = ca();
+        let now = OffsetDateTime::now_utc();
+        let der = ca
+            .revocation_list(&[("0a0b0c".into(), now)], 3, now)
+            .expect("crl");
+        let (_, crl) = CertificateRevocationList::from_der(&der).expect("parse");
+        let serials: Vec<String> = crl
+            .iter_revoked_certificates()
+            .map(|r| r.raw_serial_as_string())
+            .collect();
+        assert_eq!(serials, vec!["0a:0b:0c"]);
+    }
+}
