@@ -45,7 +45,11 @@ impl StateDir {
     /// Writes a file whole or not at all (write to a temporary name, then rename).
     fn write_atomic(&self, name: &str, bytes: &[u8], private: bool) -> anyhow::Result<()> {
         let target = self.file(name);
-        let temp = self.file(&format!(".{name}.tmp"));
+        let file_name = target
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("state");
+        let temp = target.with_file_name(format!(".{file_name}.tmp"));
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create(true).truncate(true);
         #[cfg(unix)]

@@ -42,7 +42,6 @@ pub fn check_csr(der: &[u8]) -> Result<CheckedCsr, CsrError> {
             "trailing bytes after the request".into(),
         ));
     }
-    csr.verify_signature().map_err(|_| CsrError::BadSignature)?;
     let spki = &csr.certification_request_info.subject_pki;
     let key_kind = match spki.parsed() {
         Ok(PublicKey::EC(_)) => {
@@ -70,6 +69,9 @@ pub fn check_csr(der: &[u8]) -> Result<CheckedCsr, CsrError> {
         Ok(_) => return Err(CsrError::WeakKey("unsupported key type".into())),
         Err(e) => return Err(CsrError::Malformed(e.to_string())),
     };
+    // The key is judged first: a weak key is refused as weak even where the signature library
+    // would not verify it at all.
+    csr.verify_signature().map_err(|_| CsrError::BadSignature)?;
     Ok(CheckedCsr {
         der: der.to_vec(),
         key_kind,

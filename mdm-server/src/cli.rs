@@ -172,28 +172,27 @@ fn init_logging(json: bool) {
 async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     init_logging(config.log_json);
     let listen = config.listen;
-    let state = server::build_state(
-        config,
-        StartOptions {
-            demo,
-            clock: Clock::System,
-        },
-    )
-    .await?;
+    let (api, devices, device_url) = server::bind(&config).await?;
+    let device_addr = devices.local_addr()?;
+    let options = StartOptions {
+        demo,
+        clock: Clock::System,
+    };
+    let state = server::build_state_for(config, options, device_url).await?;
     if demo {
         crate::demo::check_installation(&state).await?;
         let logins = crate::demo::seed(&state).await?;
         print!("{}", crate::demo::banner(&logins, listen));
     }
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
-    tracing::info!(address = %listen, backend = state.store.backend_name(), demo, "mdm-server listening");
-    server::serve(state, listener, async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await?;
-    Ok(())
+    tracing::info!(
+        address = %listen,
+        devices = %device_addr,
+        backend = state.store.backend_name(),
+        ca = %state.ca.root_fingerprint(),
+        demo,
+        "mdm-server listening"
+    );
+    server::run_until_interrupted(state, api, devices).await
 }
 
 async fn create_user(

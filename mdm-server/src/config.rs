@@ -14,8 +14,18 @@ use std::path::{Path, PathBuf};
 pub struct Config {
     /// Where the HTTP API listens.
     pub listen: SocketAddr,
-    /// Where the SQLite database and (later) the device CA live.
+    /// Where the SQLite database and the device CA live.
     pub data_dir: PathBuf,
+    /// The device listener: mutual TLS for device agents.
+    pub device_listen: SocketAddr,
+    /// Host names and addresses the device listener's certificate is issued for.
+    pub device_hostnames: Vec<String>,
+    /// The device listener's address as phones reach it (put in enrollment tokens); defaults to
+    /// `https://` and `device_listen`.
+    #[serde(default)]
+    pub device_url: Option<String>,
+    /// How often devices check in, in seconds.
+    pub checkin_interval_seconds: u64,
     /// `sqlite://...` or `postgres://...`; empty means SQLite in the data directory.
     #[serde(default)]
     pub database_url: DatabaseUrl,
@@ -38,6 +48,9 @@ pub struct Config {
 #[derive(Serialize)]
 struct Defaults {
     listen: &'static str,
+    device_listen: &'static str,
+    device_hostnames: [&'static str; 2],
+    checkin_interval_seconds: u64,
     data_dir: &'static str,
     operator_name: &'static str,
     time_zone: &'static str,
@@ -48,6 +61,9 @@ struct Defaults {
 
 const DEFAULTS: Defaults = Defaults {
     listen: "127.0.0.1:8080",
+    device_listen: "127.0.0.1:8443",
+    device_hostnames: ["localhost", "127.0.0.1"],
+    checkin_interval_seconds: 900,
     data_dir: "./data",
     operator_name: "Kommunens IT – vård och omsorg",
     time_zone: "Europe/Stockholm",

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
@@ -35,10 +35,25 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 }
 
 pub async fn build_state(config: Config, options: StartOptions) -> anyhow::Result<AppState> {
+    let device_url = config
+        .device_url
+        .clone()
+        .unwrap_or_else(|| format!("https://{}", config.device_listen));
+    build_state_for(config, options, device_url).await
+}
+
+/// The server's state, with the device listener reachable at `device_url`.
+pub async fn build_state_for(
+    config: Config,
+    options: StartOptions,
+    device_url: String,
+) -> anyhow::Result<AppState> {
     let store = open_store(&config).await?;
     let operator = store
         .ensure_operator(&config.operator_name, options.clock.now())
         .await?;
+    let ca =
+        ::enrollment::DeviceCa::load_or_create(&config.data_dir.join("ca"), &config.operator_name)?;
     Ok(AppState {
         store,
         config: Arc::new(config),
@@ -48,24 +63,126 @@ pub async fn build_state(config: Config, options: StartOptions) -> anyhow::Resul
         throttle: Default::default(),
         sessions: Default::default(),
         metrics: Arc::new(Default::default()),
+        ca: Arc::new(ca),
+        device_url,
     })
+}
+
+/// The device listener's TLS set-up: the server certificate from the device CA, and client
+/// certificates verified against that CA when presented. Enrollment works without one; the
+/// other device routes demand one (and check it against revocation on every request).
+pub fn device_tls(state: &AppState) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(state.ca.chain_pem().as_bytes()) {
+        roots.add(cert?)?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()?;
+    let (chain_pem, key_pem) = state
+        .ca
+        .issue_server_certificate(&state.config.device_hostnames)?;
+    let chain =
+        CertificateDer::pem_slice_iter(chain_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Serves the device routes over TLS on `listener` until `shutdown` completes. Each
+/// connection's client certificate rides along on its requests.
+pub async fn serve_devices(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::service::TowerToHyperService;
+    use tower::ServiceExt;
+    let acceptor = tokio_rustls::TlsAcceptor::from(device_tls(&state)?);
+    let app = http::agent::router(state);
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, addr) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "device listener accept failed");
+                    continue;
+                }
+            },
+            () = &mut shutdown => return Ok(()),
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            // A failed handshake (another CA's certificate, plain HTTP, a scanner) ends here.
+            let tls = match tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                acceptor.accept(tcp),
+            )
+            .await
+            {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(%addr, error = %e, "device TLS handshake refused");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let peer = http::agent::Peer {
+                addr,
+                certificate: tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .map(|c| c.to_vec()),
+            };
+            let service =
+                app.map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(peer.clone());
+                    req
+                });
+            let result = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(tls), TowerToHyperService::new(service))
+                .await;
+            if let Err(e) = result {
+                tracing::debug!(%addr, error = %e, "device connection ended with an error");
+            }
+        });
+    }
 }
 
 /// A server listening in the background; dropping it does not stop it, `stop` does.
 #[derive(Debug)]
 pub struct RunningServer {
     pub addr: SocketAddr,
+    pub device_addr: SocketAddr,
     pub state: AppState,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<std::io::Result<()>>,
+    stop: Option<watch::Sender<bool>>,
+    tasks: Vec<JoinHandle<anyhow::Result<()>>>,
 }
 
 impl RunningServer {
-    pub async fn stop(mut self) -> std::io::Result<()> {
+    pub async fn stop(mut self) -> anyhow::Result<()> {
         if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+            let _ = stop.send(true);
         }
-        self.task.await.unwrap_or(Ok(()))
+        for task in self.tasks.drain(..) {
+            task.await??;
+        }
+        Ok(())
     }
 }
 
@@ -81,20 +198,70 @@ pub async fn serve(
         .await
 }
 
-/// Starts a server on the configured address (port 0 picks a free one) in the background.
+/// Binds both listeners and works out the device URL: the configured one, or the bound address
+/// (so port 0 works in tests).
+pub async fn bind(config: &Config) -> anyhow::Result<(TcpListener, TcpListener, String)> {
+    let api = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let devices = TcpListener::bind(config.device_listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.device_listen))?;
+    let url = match &config.device_url {
+        Some(url) => url.clone(),
+        None => format!("https://{}", devices.local_addr()?),
+    };
+    Ok((api, devices, url))
+}
+
+/// Starts a server on the configured addresses (port 0 picks free ones) in the background.
 pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<RunningServer> {
-    let listen = config.listen;
-    let state = build_state(config, options).await?;
-    let listener = TcpListener::bind(listen).await?;
-    let addr = listener.local_addr()?;
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(serve(state.clone(), listener, async {
-        let _ = stopped.await;
-    }));
+    let (api, devices, device_url) = bind(&config).await?;
+    let state = build_state_for(config, options, device_url).await?;
+    let addr = api.local_addr()?;
+    let device_addr = devices.local_addr()?;
+    let (stop, stopped) = watch::channel(false);
+    let until_stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let api_task = tokio::spawn({
+        let state = state.clone();
+        let shutdown = until_stopped(stopped.clone());
+        async move { Ok(serve(state, api, shutdown).await?) }
+    });
+    let device_task = tokio::spawn(serve_devices(
+        state.clone(),
+        devices,
+        until_stopped(stopped),
+    ));
     Ok(RunningServer {
         addr,
+        device_addr,
         state,
         stop: Some(stop),
-        task,
+        tasks: vec![api_task, device_task],
     })
+}
+
+/// Runs both listeners until Ctrl-C.
+pub async fn run_until_interrupted(
+    state: AppState,
+    api: TcpListener,
+    devices: TcpListener,
+) -> anyhow::Result<()> {
+    let (stop, stopped) = watch::channel(false);
+    let until_stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        let _ = stop.send(true);
+    });
+    let device_task = tokio::spawn(serve_devices(
+        state.clone(),
+        devices,
+        until_stopped(stopped.clone()),
+    ));
+    serve(state, api, until_stopped(stopped)).await?;
+    device_task.await?
 }

@@ -102,15 +102,35 @@ impl TestApp {
         database_url: String,
         demo: bool,
     ) -> TestApp {
+        let clock = Clock::fixed(Utc::now());
+        Self::spawn_at(
+            backend,
+            dir,
+            database_url,
+            demo,
+            ("127.0.0.1:0", "127.0.0.1:0"),
+            clock,
+        )
+        .await
+    }
+
+    async fn spawn_at(
+        backend: Backend,
+        dir: tempfile::TempDir,
+        database_url: String,
+        demo: bool,
+        (listen, device_listen): (&str, &str),
+        clock: Clock,
+    ) -> TestApp {
         let config_file = dir.path().join("mdm.toml");
         let toml = format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\ndatabase_url = \"{}\"\nmax_body_bytes = 65536\n",
+            "listen = \"{listen}\"\ndevice_listen = \"{device_listen}\"\ndata_dir = \"{}\"\n\
+             database_url = \"{}\"\nmax_body_bytes = 65536\n",
             dir.path().display(),
             database_url
         );
         std::fs::write(&config_file, toml).expect("write config");
         let config = Config::load(Some(&config_file)).expect("config");
-        let clock = Clock::fixed(Utc::now());
         let server = server::start(
             config,
             StartOptions {
@@ -131,6 +151,43 @@ impl TestApp {
             dir,
             backend,
         }
+    }
+
+    /// The device listener's URL, as enrollment tokens carry it.
+    pub fn device_url(&self) -> String {
+        self.server.state.device_url.clone()
+    }
+
+    /// Stops the server, runs `while_down`, and starts it again on the same addresses, data
+    /// directory and database.
+    pub async fn restart_after<T>(
+        self,
+        while_down: impl std::future::Future<Output = T>,
+    ) -> (TestApp, T) {
+        let (addr, device_addr) = (
+            self.server.addr.to_string(),
+            self.server.device_addr.to_string(),
+        );
+        let TestApp {
+            server,
+            dir,
+            database_url,
+            backend,
+            clock,
+            ..
+        } = self;
+        server.stop().await.expect("server stops");
+        let out = while_down.await;
+        let app = Self::spawn_at(
+            backend,
+            dir,
+            database_url,
+            false,
+            (&addr, &device_addr),
+            clock,
+        )
+        .await;
+        (app, out)
     }
 
     /// Runs an `mdm-server` command line against this server's configuration.

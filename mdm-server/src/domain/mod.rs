@@ -10,6 +10,7 @@ pub mod calendar;
 pub mod contact;
 pub mod device;
 pub mod error;
+pub mod facts;
 pub mod luhn;
 pub mod model;
 pub mod organisation;

@@ -43,6 +43,11 @@ pub struct DeviceView {
     pub supplier: Option<String>,
     /// Conditions that need attention, such as `unsupported_model`.
     pub flags: Vec<String>,
+    pub enrolled_at: Option<DateTime<FixedOffset>>,
+    pub last_checkin_at: Option<DateTime<FixedOffset>>,
+    /// What the device last reported: OS, SIM, battery, storage, apps, PIN, encryption.
+    #[schema(value_type = Option<Object>)]
+    pub reported: Option<serde_json::Value>,
     pub created_at: DateTime<FixedOffset>,
     pub updated_at: DateTime<FixedOffset>,
 }
@@ -66,6 +71,12 @@ impl DeviceView {
             warranty_end: d.warranty_end,
             supplier: d.supplier,
             flags,
+            enrolled_at: d.enrolled_at.map(|t| state.local(t)),
+            last_checkin_at: d.last_checkin_at.map(|t| state.local(t)),
+            reported: d
+                .facts
+                .as_deref()
+                .and_then(|f| serde_json::from_str(f).ok()),
             created_at: state.local(d.created_at),
             updated_at: state.local(d.updated_at),
         }

@@ -18,9 +18,11 @@ use crate::config::Config;
 use crate::domain::account::{LoginThrottle, SessionPolicy};
 use crate::store::Store;
 
+pub mod agent;
 pub mod audit;
 pub mod caller;
 pub mod devices;
+pub mod enrollment;
 pub mod login;
 pub mod metrics;
 pub mod models;
@@ -43,6 +45,10 @@ pub struct AppState {
     pub throttle: LoginThrottle,
     pub sessions: SessionPolicy,
     pub metrics: Arc<metrics::Metrics>,
+    /// The device CA.
+    pub ca: Arc<::enrollment::DeviceCa>,
+    /// The device listener's URL as phones reach it (put in enrollment tokens).
+    pub device_url: String,
 }
 
 impl std::fmt::Debug for AppState {
@@ -76,6 +82,7 @@ impl AppState {
         (name = "users", description = "Personal accounts"),
         (name = "models", description = "The catalogue of supported phone models"),
         (name = "devices", description = "The device inventory"),
+        (name = "enrollment", description = "Enrollment tokens and device identities"),
         (name = "audit", description = "The hash-chained audit trail")
     )
 )]
@@ -101,6 +108,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(users::routes())
         .merge(models::routes())
         .merge(devices::routes())
+        .merge(enrollment::routes())
         .merge(audit::routes())
         .split_for_parts()
 }

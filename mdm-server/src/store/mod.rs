@@ -257,6 +257,10 @@ pub struct Device {
     pub supplier: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub enrolled_at: Option<DateTime<Utc>>,
+    pub last_checkin_at: Option<DateTime<Utc>>,
+    /// The facts the device last reported, as JSON.
+    pub facts: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -448,6 +452,8 @@ pub trait DeviceStore: Send + Sync {
         now: DateTime<Utc>,
         audit: Vec<AuditEvent>,
     ) -> StoreResult<Device>;
+    /// The device with this serial number (upper-case), whoever holds it.
+    async fn device_by_serial(&self, serial: &str) -> StoreResult<Device>;
     /// Serials of these that are already registered, with their IMEIs.
     async fn registered_serials(&self, serials: &[String]) -> StoreResult<Vec<(String, String)>>;
     /// IMEIs of these that are registered, with their serials.
@@ -469,6 +475,117 @@ pub trait DeviceStore: Send + Sync {
         status: DeviceStatus,
         now: DateTime<Utc>,
         audit: AuditEvent,
+    ) -> StoreResult<()>;
+}
+
+#[derive(Debug, Clone)]
+pub struct NewEnrollmentToken {
+    pub token_hash: String,
+    pub device_id: Option<i64>,
+    pub provider_id: Option<i64>,
+    pub created_by: Option<i64>,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnrollmentToken {
+    pub id: i64,
+    pub device_id: Option<i64>,
+    pub provider_id: Option<i64>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub used_at: Option<DateTime<Utc>>,
+    pub used_by: Option<i64>,
+}
+
+/// A certificate the device CA issued to a device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceIdentity {
+    /// Lower-case hex.
+    pub serial: String,
+    pub device_id: i64,
+    pub fingerprint: String,
+    pub key_kind: String,
+    pub not_before: DateTime<Utc>,
+    pub not_after: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub revoke_reason: Option<String>,
+}
+
+/// Reported facts as stored: canonical JSON and its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportedFacts {
+    pub json: String,
+    pub hash: String,
+}
+
+/// A device speaking with a live certificate: the identity, the device record and the hash of
+/// the facts it last reported.
+#[derive(Debug, Clone)]
+pub struct DeviceSession {
+    pub identity: DeviceIdentity,
+    pub device: Device,
+    pub facts_hash: Option<String>,
+}
+
+#[async_trait]
+pub trait EnrollmentStore: Send + Sync {
+    async fn create_enrollment_token(
+        &self,
+        token: &NewEnrollmentToken,
+        now: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<i64>;
+    /// Newest first; only tokens for devices or pools of `scope` when given.
+    async fn list_enrollment_tokens(&self, limit: u32) -> StoreResult<Vec<EnrollmentToken>>;
+    async fn enrollment_token(&self, token_hash: &str) -> StoreResult<EnrollmentToken>;
+    /// In one transaction: uses the token (it must still be unused and unexpired at `now`,
+    /// else `Conflict`), revokes the device's earlier identities, stores the new one and the
+    /// reported facts, and marks the device enrolled.
+    async fn enroll_device(
+        &self,
+        token_id: i64,
+        identity: &DeviceIdentity,
+        facts: &ReportedFacts,
+        now: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<()>;
+    /// The device behind a live (not revoked, not expired) certificate, or `NotFound`.
+    async fn device_session(
+        &self,
+        fingerprint: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<DeviceSession>;
+    /// Every identity the device has had, newest first.
+    async fn device_identities(&self, device_id: i64) -> StoreResult<Vec<DeviceIdentity>>;
+    /// Replaces a live identity with a new one: the old is revoked in the same transaction.
+    async fn renew_identity(
+        &self,
+        old_serial: &str,
+        new: &DeviceIdentity,
+        now: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<()>;
+    /// Revokes every live identity of the device; returns how many.
+    async fn revoke_device_identities(
+        &self,
+        device_id: i64,
+        reason: &str,
+        now: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<u64>;
+    /// Revoked certificates that have not expired yet, for the revocation list.
+    async fn revoked_identities(
+        &self,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<(String, DateTime<Utc>)>>;
+    /// Notes a check-in; `facts` only when they changed since the last report.
+    async fn record_checkin(
+        &self,
+        device_id: i64,
+        facts: Option<&ReportedFacts>,
+        now: DateTime<Utc>,
     ) -> StoreResult<()>;
 }
 
@@ -506,6 +623,7 @@ pub trait Store:
     + SessionStore
     + ModelStore
     + DeviceStore
+    + EnrollmentStore
     + AuditStore
     + Maintenance
 {
@@ -517,6 +635,7 @@ impl<T> Store for T where
         + SessionStore
         + ModelStore
         + DeviceStore
+        + EnrollmentStore
         + AuditStore
         + Maintenance
 {

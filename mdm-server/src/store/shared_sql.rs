@@ -732,29 +732,40 @@ fn model_from_row(row: &DbRow) -> StoreResult<DeviceModel> {
     })
 }
 
-const DEVICE_SELECT: &str =
-    "SELECT d.id, d.serial, d.imei, d.model_id, m.name AS model_name, m.platform, d.status, \
-     d.provider_id, d.purchase_date, d.warranty_end, d.supplier, d.created_at, d.updated_at \
-     FROM devices d JOIN device_models m ON m.id = d.model_id";
+const DEVICE_COLUMNS: &str = "d.id, d.serial, d.imei, d.model_id, m.name AS model_name, d.platform, d.status, \
+     d.provider_id, d.purchase_date, d.warranty_end, d.supplier, d.created_at, d.updated_at, d.enrolled_at, \
+     d.last_checkin_at, d.facts";
 
-fn device_from_row(row: &DbRow) -> StoreResult<Device> {
-    let platform: String = row.try_get("platform")?;
-    let status: String = row.try_get("status")?;
+/// Devices with their model's name; columns in `DEVICE_COLUMNS` order.
+const DEVICE_FROM: &str = "FROM devices d JOIN device_models m ON m.id = d.model_id";
+
+/// A device read by column position from `offset` on, in `DEVICE_COLUMNS` order; for joins
+/// where other tables share column names.
+fn device_from_offset(row: &DbRow, offset: usize) -> StoreResult<Device> {
+    let platform: String = row.try_get(offset + 5)?;
+    let status: String = row.try_get(offset + 6)?;
     Ok(Device {
-        id: row.try_get("id")?,
-        serial: row.try_get("serial")?,
-        imei: row.try_get("imei")?,
-        model_id: row.try_get("model_id")?,
-        model_name: row.try_get("model_name")?,
+        id: row.try_get(offset)?,
+        serial: row.try_get(offset + 1)?,
+        imei: row.try_get(offset + 2)?,
+        model_id: row.try_get(offset + 3)?,
+        model_name: row.try_get(offset + 4)?,
         platform: Platform::parse(&platform).map_err(|_| corrupt("platform", &platform))?,
         status: DeviceStatus::parse(&status).map_err(|_| corrupt("device status", &status))?,
-        provider_id: row.try_get("provider_id")?,
-        purchase_date: row.try_get("purchase_date")?,
-        warranty_end: row.try_get("warranty_end")?,
-        supplier: row.try_get("supplier")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
+        provider_id: row.try_get(offset + 7)?,
+        purchase_date: row.try_get(offset + 8)?,
+        warranty_end: row.try_get(offset + 9)?,
+        supplier: row.try_get(offset + 10)?,
+        created_at: row.try_get(offset + 11)?,
+        updated_at: row.try_get(offset + 12)?,
+        enrolled_at: row.try_get(offset + 13)?,
+        last_checkin_at: row.try_get(offset + 14)?,
+        facts: row.try_get(offset + 15)?,
     })
+}
+
+fn device_from_row(row: &DbRow) -> StoreResult<Device> {
+    device_from_offset(row, 0)
 }
 
 async fn load_device(
@@ -762,7 +773,7 @@ async fn load_device(
     scope: Scope,
     id: i64,
 ) -> StoreResult<Device> {
-    let mut q = QueryBuilder::<Db>::new(DEVICE_SELECT);
+    let mut q = QueryBuilder::<Db>::new(format!("SELECT {DEVICE_COLUMNS} {DEVICE_FROM}"));
     q.push(" WHERE d.id = ").push_bind(id);
     if let Some(org) = scope.org() {
         q.push(" AND d.provider_id = ").push_bind(org);
@@ -892,7 +903,7 @@ impl DeviceStore for SqlStore {
     }
 
     async fn list_devices(&self, f: &DeviceFilter) -> StoreResult<Vec<Device>> {
-        let mut q = QueryBuilder::<Db>::new(DEVICE_SELECT);
+        let mut q = QueryBuilder::<Db>::new(format!("SELECT {DEVICE_COLUMNS} {DEVICE_FROM}"));
         q.push(" WHERE 1 = 1");
         if let Some(org) = f.scope {
             q.push(" AND d.provider_id = ").push_bind(org);
@@ -966,6 +977,17 @@ impl DeviceStore for SqlStore {
         let device = load_device(&mut tx, Scope::Everything, id).await?;
         tx.commit().await?;
         Ok(device)
+    }
+
+    async fn device_by_serial(&self, serial: &str) -> StoreResult<Device> {
+        let row = sqlx::query(&format!(
+            "SELECT {DEVICE_COLUMNS} {DEVICE_FROM} WHERE d.serial = $1"
+        ))
+        .bind(serial)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        device_from_row(&row)
     }
 
     async fn registered_serials(&self, serials: &[String]) -> StoreResult<Vec<(String, String)>> {
@@ -1079,6 +1101,286 @@ impl DeviceStore for SqlStore {
             .await?;
         append_audit_tx(&mut tx, &audit, now).await?;
         tx.commit().await?;
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Enrollment and device identities
+
+const IDENTITY_COLUMNS: &str =
+    "i.serial, i.device_id, i.fingerprint, i.key_kind, i.not_before, i.not_after, \
+     i.created_at, i.revoked_at, i.revoke_reason";
+
+fn identity_from_row(row: &DbRow) -> StoreResult<DeviceIdentity> {
+    Ok(DeviceIdentity {
+        serial: row.try_get("serial")?,
+        device_id: row.try_get("device_id")?,
+        fingerprint: row.try_get("fingerprint")?,
+        key_kind: row.try_get("key_kind")?,
+        not_before: row.try_get("not_before")?,
+        not_after: row.try_get("not_after")?,
+        created_at: row.try_get("created_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+        revoke_reason: row.try_get("revoke_reason")?,
+    })
+}
+
+const TOKEN_COLUMNS: &str = "id, device_id, provider_id, created_at, expires_at, used_at, used_by";
+
+fn token_from_row(row: &DbRow) -> StoreResult<EnrollmentToken> {
+    Ok(EnrollmentToken {
+        id: row.try_get("id")?,
+        device_id: row.try_get("device_id")?,
+        provider_id: row.try_get("provider_id")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        used_at: row.try_get("used_at")?,
+        used_by: row.try_get("used_by")?,
+    })
+}
+
+async fn insert_identity(tx: &mut Tx, identity: &DeviceIdentity) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO device_identities (serial, device_id, fingerprint, key_kind, not_before, not_after, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&identity.serial)
+    .bind(identity.device_id)
+    .bind(&identity.fingerprint)
+    .bind(&identity.key_kind)
+    .bind(identity.not_before)
+    .bind(identity.not_after)
+    .bind(identity.created_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn revoke_live_identities(
+    tx: &mut Tx,
+    device_id: i64,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<u64> {
+    Ok(sqlx::query(
+        "UPDATE device_identities SET revoked_at = $1, revoke_reason = $2 WHERE device_id = $3 AND revoked_at IS NULL",
+    )
+    .bind(now)
+    .bind(reason)
+    .bind(device_id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected())
+}
+
+#[async_trait]
+impl EnrollmentStore for SqlStore {
+    async fn create_enrollment_token(
+        &self,
+        t: &NewEnrollmentToken,
+        now: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<i64> {
+        let mut tx = self.write().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO enrollment_tokens (token_hash, device_id, provider_id, created_by, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        )
+        .bind(&t.token_hash)
+        .bind(t.device_id)
+        .bind(t.provider_id)
+        .bind(t.created_by)
+        .bind(now)
+        .bind(t.expires_at)
+        .fetch_one(&mut *tx)
+        .await?;
+        append_audit_tx(&mut tx, &with_target(audit, id), now).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    async fn list_enrollment_tokens(&self, limit: u32) -> StoreResult<Vec<EnrollmentToken>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM enrollment_tokens ORDER BY id DESC LIMIT $1"
+        ))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(token_from_row).collect()
+    }
+
+    async fn enrollment_token(&self, token_hash: &str) -> StoreResult<EnrollmentToken> {
+        let row = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM enrollment_tokens WHERE token_hash = $1"
+        ))
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        token_from_row(&row)
+    }
+
+    async fn enroll_device(
+        &self,
+        token_id: i64,
+        identity: &DeviceIdentity,
+        facts: &ReportedFacts,
+        now: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        // Using the token inside the same statement that checks it makes it single-use even
+        // against two phones presenting it at once.
+        let used = sqlx::query(
+            "UPDATE enrollment_tokens SET used_at = $1, used_by = $2 \
+             WHERE id = $3 AND used_at IS NULL AND expires_at > $1",
+        )
+        .bind(now)
+        .bind(identity.device_id)
+        .bind(token_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if used == 0 {
+            return Err(StoreError::Conflict(
+                "the enrollment token has already been used or has expired".into(),
+            ));
+        }
+        // Re-enrollment: the device's earlier identities stop working now.
+        revoke_live_identities(&mut tx, identity.device_id, "re-enrolled", now).await?;
+        insert_identity(&mut tx, identity).await?;
+        sqlx::query(
+            "UPDATE devices SET enrolled_at = $1, last_checkin_at = $1, facts = $2, facts_hash = $3, updated_at = $1 \
+             WHERE id = $4",
+        )
+        .bind(now)
+        .bind(&facts.json)
+        .bind(&facts.hash)
+        .bind(identity.device_id)
+        .execute(&mut *tx)
+        .await?;
+        append_audit_tx(&mut tx, &audit, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn device_session(
+        &self,
+        fingerprint: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<DeviceSession> {
+        let row = sqlx::query(&format!(
+            "SELECT {IDENTITY_COLUMNS}, d.facts_hash, {DEVICE_COLUMNS} \
+             FROM device_identities i JOIN devices d ON d.id = i.device_id JOIN device_models m ON m.id = d.model_id \
+             WHERE i.fingerprint = $1 AND i.revoked_at IS NULL AND i.not_after > $2"
+        ))
+        .bind(fingerprint)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        // Both tables have `serial`, `created_at`...: the identity's columns come first, by place.
+        Ok(DeviceSession {
+            identity: DeviceIdentity {
+                serial: row.try_get(0)?,
+                device_id: row.try_get(1)?,
+                fingerprint: row.try_get(2)?,
+                key_kind: row.try_get(3)?,
+                not_before: row.try_get(4)?,
+                not_after: row.try_get(5)?,
+                created_at: row.try_get(6)?,
+                revoked_at: row.try_get(7)?,
+                revoke_reason: row.try_get(8)?,
+            },
+            facts_hash: row.try_get(9)?,
+            device: device_from_offset(&row, 10)?,
+        })
+    }
+
+    async fn device_identities(&self, device_id: i64) -> StoreResult<Vec<DeviceIdentity>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {IDENTITY_COLUMNS} FROM device_identities i WHERE i.device_id = $1 \
+             ORDER BY i.created_at DESC, (i.revoked_at IS NULL) DESC, i.revoked_at DESC"
+        ))
+        .bind(device_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(identity_from_row).collect()
+    }
+
+    async fn renew_identity(
+        &self,
+        old_serial: &str,
+        new: &DeviceIdentity,
+        now: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        let revoked = sqlx::query(
+            "UPDATE device_identities SET revoked_at = $1, revoke_reason = 'renewed' \
+             WHERE serial = $2 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(old_serial)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if revoked == 0 {
+            return Err(StoreError::Conflict(
+                "the certificate was revoked while it was being renewed".into(),
+            ));
+        }
+        insert_identity(&mut tx, new).await?;
+        append_audit_tx(&mut tx, &audit, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn revoke_device_identities(
+        &self,
+        device_id: i64,
+        reason: &str,
+        now: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<u64> {
+        let mut tx = self.write().await?;
+        let revoked = revoke_live_identities(&mut tx, device_id, reason, now).await?;
+        append_audit_tx(&mut tx, &audit, now).await?;
+        tx.commit().await?;
+        Ok(revoked)
+    }
+
+    async fn revoked_identities(
+        &self,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<(String, DateTime<Utc>)>> {
+        let rows = sqlx::query(
+            "SELECT serial, revoked_at FROM device_identities \
+             WHERE revoked_at IS NOT NULL AND not_after > $1 ORDER BY revoked_at",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("serial")?, row.try_get("revoked_at")?)))
+            .collect()
+    }
+
+    async fn record_checkin(
+        &self,
+        device_id: i64,
+        facts: Option<&ReportedFacts>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let mut q = QueryBuilder::<Db>::new("UPDATE devices SET last_checkin_at = ");
+        q.push_bind(now);
+        if let Some(facts) = facts {
+            q.push(", facts = ").push_bind(facts.json.clone());
+            q.push(", facts_hash = ").push_bind(facts.hash.clone());
+        }
+        q.push(" WHERE id = ").push_bind(device_id);
+        q.build().execute(&self.pool).await?;
         Ok(())
     }
 }

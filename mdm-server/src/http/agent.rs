@@ -1,0 +1,470 @@
+//! The device listener's routes: `/agent/v1/*` over TLS. Enrollment needs only a token; every
+//! other route needs a client certificate from the device CA that the database still counts
+//! as live, checked on every request so that a revocation works at once.
+
+use agent::protocol::{
+    CheckinRequest, CheckinResponse, EnrollRequest, EnrollResponse, RenewRequest, RenewResponse,
+};
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use enrollment::{check_csr, fingerprint, CsrError};
+use std::net::SocketAddr;
+
+use super::problem::{ApiError, ApiJson, FieldError};
+use super::AppState;
+use crate::auth::hash_token;
+use crate::domain::audit::{AuditEvent, Outcome};
+use crate::domain::device::Serial;
+use crate::domain::facts::{canonical, check_facts, contradiction};
+use crate::store::{
+    Device, DeviceIdentity, DeviceSession, EnrollmentToken, ReportedFacts, StoreError,
+};
+
+/// What the TLS handshake established about the peer, put on every request of the connection.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    /// The client certificate (DER), if the device presented one.
+    pub certificate: Option<Vec<u8>>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/agent/v1/ca", get(ca_chain))
+        .route("/agent/v1/crl", get(revocation_list))
+        .route("/agent/v1/enroll", post(enroll))
+        .route("/agent/v1/checkin", post(checkin))
+        .route("/agent/v1/renew", post(renew))
+        .fallback(|| async { ApiError::not_found() })
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.config.max_body_bytes,
+        ))
+        .with_state(state)
+}
+
+fn device_event(
+    device_id: Option<i64>,
+    org_id: Option<i64>,
+    peer: &Peer,
+    action: &str,
+    outcome: Outcome,
+    details: serde_json::Value,
+) -> AuditEvent {
+    AuditEvent {
+        actor_id: None,
+        actor_label: device_id.map_or_else(|| "device".to_string(), |id| format!("device:{id}")),
+        org_id,
+        source: Some(peer.addr.ip().to_string()),
+        action: action.to_string(),
+        target_kind: Some("device".to_string()),
+        target_id: device_id.map(|id| id.to_string()),
+        outcome,
+        details: details.to_string(),
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Peer>().cloned().ok_or_else(|| {
+            ApiError::unauthenticated("device routes are served on the device listener only")
+        })
+    }
+}
+
+/// A device with a live certificate.
+#[derive(Debug, Clone)]
+pub struct DeviceCaller {
+    pub session: DeviceSession,
+    pub peer: Peer,
+}
+
+fn identity_refused(detail: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "device-identity-refused",
+        "Device identity refused",
+        detail,
+    )
+}
+
+impl FromRequestParts<AppState> for DeviceCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = Peer::from_request_parts(parts, state).await?;
+        let Some(certificate) = &peer.certificate else {
+            return Err(identity_refused(
+                "present the device certificate issued at enrollment",
+            ));
+        };
+        let print = fingerprint(certificate);
+        let now = state.clock.now();
+        match state.store.device_session(&print, now).await {
+            Ok(session) => Ok(DeviceCaller { session, peer }),
+            Err(StoreError::NotFound) => {
+                let event = device_event(
+                    None,
+                    None,
+                    &peer,
+                    "device.refused",
+                    Outcome::Denied,
+                    serde_json::json!({
+                        "fingerprint": print,
+                        "reason": "revoked, expired or unknown certificate",
+                    }),
+                );
+                state.store.append_audit(event, now).await?;
+                Err(identity_refused(
+                    "this certificate is revoked, expired or unknown; the device must enroll again",
+                ))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+async fn ca_chain(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/x-pem-file")],
+        state.ca.chain_pem(),
+    )
+}
+
+async fn revocation_list(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let now = state.clock.now();
+    let revoked = state.store.revoked_identities(now).await?;
+    let entries: Vec<(String, time::OffsetDateTime)> = revoked
+        .into_iter()
+        .map(|(serial, at)| (serial, to_offset(at)))
+        .collect();
+    // The CRL number only has to grow: the time in seconds does.
+    let number = u64::try_from(now.timestamp()).unwrap_or(0);
+    let der = state
+        .ca
+        .revocation_list(&entries, number, to_offset(now))
+        .map_err(|e| ApiError::from(StoreError::Unsupported(e.to_string())))?;
+    Ok(([(header::CONTENT_TYPE, "application/pkix-crl")], der))
+}
+
+pub fn to_offset(t: chrono::DateTime<chrono::Utc>) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.timestamp_micros()) * 1000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+}
+
+fn from_offset(t: time::OffsetDateTime) -> chrono::DateTime<chrono::Utc> {
+    crate::clock::truncate(
+        chrono::DateTime::from_timestamp(t.unix_timestamp(), t.nanosecond()).unwrap_or_default(),
+    )
+}
+
+/// Signs the device's certificate and describes the identity the store keeps.
+fn issue(
+    state: &AppState,
+    csr: &enrollment::CheckedCsr,
+    device: &Device,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(enrollment::IssuedCertificate, DeviceIdentity), ApiError> {
+    let issued = state
+        .ca
+        .issue_device_certificate(
+            csr,
+            &format!("device:{} {}", device.id, device.serial),
+            to_offset(now),
+        )
+        .map_err(|e| ApiError::from(StoreError::Unsupported(e.to_string())))?;
+    let identity = DeviceIdentity {
+        serial: issued.serial.clone(),
+        device_id: device.id,
+        fingerprint: issued.fingerprint.clone(),
+        key_kind: csr.key_kind.clone(),
+        not_before: from_offset(issued.not_before),
+        not_after: from_offset(issued.not_after),
+        created_at: now,
+        revoked_at: None,
+        revoke_reason: None,
+    };
+    Ok((issued, identity))
+}
+
+fn csr_problem(e: CsrError) -> ApiError {
+    let slug = match e {
+        CsrError::WeakKey(_) => "weak-key",
+        _ => "invalid-csr",
+    };
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        slug,
+        "Certificate request refused",
+        e.to_string(),
+    )
+}
+
+fn decode_csr(text: &str) -> Result<enrollment::CheckedCsr, ApiError> {
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map_err(|_| csr_problem(CsrError::Malformed("the CSR is not base64".into())))?;
+    check_csr(&der).map_err(csr_problem)
+}
+
+fn facts_problem(errors: Vec<crate::domain::DomainError>) -> ApiError {
+    ApiError::validation(
+        errors
+            .into_iter()
+            .map(|e| FieldError {
+                field: format!("facts.{}", e.field()),
+                message: e.message().to_string(),
+            })
+            .collect(),
+    )
+}
+
+fn contradicts(detail: String) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "facts-contradict-record",
+        "Facts contradict the record",
+        detail,
+    )
+}
+
+/// The device a token enrolls: the one it names, or for a provider's pool, the registered
+/// phone with the reported serial that is placed with that provider.
+async fn device_for_token(
+    state: &AppState,
+    token: &EnrollmentToken,
+    serial: &str,
+) -> Result<Device, ApiError> {
+    if let Some(id) = token.device_id {
+        return Ok(state
+            .store
+            .device(crate::domain::role::Scope::Everything, id)
+            .await?);
+    }
+    let found = match Serial::parse(serial) {
+        Ok(serial) => match state.store.device_by_serial(serial.as_str()).await {
+            Ok(d) => Some(d),
+            Err(StoreError::NotFound) => None,
+            Err(e) => return Err(e.into()),
+        },
+        Err(_) => None,
+    };
+    match found {
+        Some(d) if d.provider_id.is_some() && d.provider_id == token.provider_id => Ok(d),
+        _ => Err(contradicts(format!(
+            "no phone with serial {serial} is registered and placed with the provider this token is for"
+        ))),
+    }
+}
+
+async fn enroll(
+    State(state): State<AppState>,
+    peer: Peer,
+    ApiJson(req): ApiJson<EnrollRequest>,
+) -> Result<(StatusCode, Json<EnrollResponse>), ApiError> {
+    let now = state.clock.now();
+    let refuse = |reason: &str, device_id: Option<i64>, org_id: Option<i64>| {
+        device_event(
+            device_id,
+            org_id,
+            &peer,
+            "device.enroll",
+            Outcome::Denied,
+            serde_json::json!({ "reason": reason }),
+        )
+    };
+    let token = match state
+        .store
+        .enrollment_token(&hash_token(req.token.trim()))
+        .await
+    {
+        Ok(t) => t,
+        Err(StoreError::NotFound) => {
+            state
+                .store
+                .append_audit(refuse("unknown token", None, None), now)
+                .await?;
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "enrollment-token-unknown",
+                "Unknown enrollment token",
+                "this enrollment token does not exist; ask municipal IT for a new one",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if token.used_at.is_some() {
+        state
+            .store
+            .append_audit(
+                refuse("token already used", token.used_by, token.provider_id),
+                now,
+            )
+            .await?;
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "enrollment-token-used",
+            "Enrollment token already used",
+            "this enrollment token has been used; every token enrolls one phone once",
+        ));
+    }
+    if token.expires_at <= now {
+        state
+            .store
+            .append_audit(
+                refuse("token expired", token.device_id, token.provider_id),
+                now,
+            )
+            .await?;
+        return Err(ApiError::new(
+            StatusCode::GONE,
+            "enrollment-token-expired",
+            "Enrollment token expired",
+            format!(
+                "this enrollment token expired {}; ask for a new one",
+                state.local(token.expires_at).format("%Y-%m-%d %H:%M")
+            ),
+        ));
+    }
+    let errors = check_facts(&req.facts);
+    if !errors.is_empty() {
+        return Err(facts_problem(errors));
+    }
+    let device = device_for_token(&state, &token, &req.facts.serial).await?;
+    if let Some(reason) = contradiction(&device.serial, &device.imei, device.platform, &req.facts) {
+        state
+            .store
+            .append_audit(refuse(&reason, Some(device.id), device.provider_id), now)
+            .await?;
+        return Err(contradicts(reason));
+    }
+    let csr = decode_csr(&req.csr)?;
+    let (issued, identity) = issue(&state, &csr, &device, now)?;
+    let (json, hash) = canonical(&req.facts);
+    let event = device_event(
+        Some(device.id),
+        device.provider_id,
+        &peer,
+        "device.enroll",
+        Outcome::Success,
+        serde_json::json!({
+            "token_id": token.id,
+            "certificate_serial": issued.serial,
+            "key": csr.key_kind,
+        }),
+    );
+    match state
+        .store
+        .enroll_device(
+            token.id,
+            &identity,
+            &ReportedFacts { json, hash },
+            now,
+            event,
+        )
+        .await
+    {
+        Ok(()) => {}
+        Err(StoreError::Conflict(what)) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "enrollment-token-used",
+                "Enrollment token already used",
+                what,
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok((
+        StatusCode::CREATED,
+        Json(EnrollResponse {
+            device_id: device.id,
+            certificate_pem: format!("{}{}", issued.pem, state.ca.issuing_pem()),
+            ca_chain_pem: state.ca.chain_pem(),
+            checkin_interval_seconds: state.config.checkin_interval_seconds,
+        }),
+    ))
+}
+
+async fn checkin(
+    State(state): State<AppState>,
+    caller: DeviceCaller,
+    ApiJson(req): ApiJson<CheckinRequest>,
+) -> Result<Json<CheckinResponse>, ApiError> {
+    let now = state.clock.now();
+    let device = &caller.session.device;
+    let errors = check_facts(&req.facts);
+    if !errors.is_empty() {
+        return Err(facts_problem(errors));
+    }
+    if let Some(reason) = contradiction(&device.serial, &device.imei, device.platform, &req.facts) {
+        let event = device_event(
+            Some(device.id),
+            device.provider_id,
+            &caller.peer,
+            "device.checkin",
+            Outcome::Denied,
+            serde_json::json!({ "reason": reason }),
+        );
+        state.store.append_audit(event, now).await?;
+        return Err(contradicts(reason));
+    }
+    if req.report_id.is_empty() || req.report_id.len() > 64 {
+        return Err(ApiError::validation(vec![FieldError {
+            field: "report_id".into(),
+            message: "must be 1 to 64 characters".into(),
+        }]));
+    }
+    let (json, hash) = canonical(&req.facts);
+    // Unchanged facts are not written again; only the time of the check-in is.
+    let changed = caller.session.facts_hash.as_deref() != Some(hash.as_str());
+    let facts = changed.then_some(ReportedFacts { json, hash });
+    state
+        .store
+        .record_checkin(device.id, facts.as_ref(), now)
+        .await?;
+    Ok(Json(CheckinResponse {
+        acknowledged: req.report_id,
+        next_checkin_seconds: state.config.checkin_interval_seconds,
+        server_time: now,
+    }))
+}
+
+async fn renew(
+    State(state): State<AppState>,
+    caller: DeviceCaller,
+    ApiJson(req): ApiJson<RenewRequest>,
+) -> Result<Json<RenewResponse>, ApiError> {
+    let now = state.clock.now();
+    let device = &caller.session.device;
+    let csr = decode_csr(&req.csr)?;
+    let (issued, identity) = issue(&state, &csr, device, now)?;
+    let event = device_event(
+        Some(device.id),
+        device.provider_id,
+        &caller.peer,
+        "device.renew",
+        Outcome::Success,
+        serde_json::json!({
+            "old_serial": caller.session.identity.serial,
+            "new_serial": issued.serial,
+        }),
+    );
+    state
+        .store
+        .renew_identity(&caller.session.identity.serial, &identity, now, event)
+        .await?;
+    Ok(Json(RenewResponse {
+        certificate_pem: format!("{}{}", issued.pem, state.ca.issuing_pem()),
+        ca_chain_pem: state.ca.chain_pem(),
+    }))
+}
