@@ -136,6 +136,20 @@ impl DeviceClient {
         Ok(response.json().await?)
     }
 
+    /// Whether the server accepts this device's certificate at the TLS level (no database).
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        let response = self
+            .http
+            .post(format!("{}/agent/v1/ping", self.server_url))
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.server_url))?;
+        if !response.status().is_success() {
+            return Err(refused(response).await);
+        }
+        Ok(())
+    }
+
     pub async fn renew(&self, csr: String) -> anyhow::Result<RenewResponse> {
         let response = self
             .http

@@ -121,8 +121,27 @@ impl SwarmReport {
     }
 }
 
+/// What each simulated phone sends in a round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// A full check-in: certificate looked up, facts checked and stored.
+    Checkin,
+    /// A ping the TLS layer answers alone: the ceiling for check-ins.
+    Ping,
+}
+
 /// Every phone checks in `rounds` times, `concurrency` requests in flight at once.
 pub async fn checkin_rounds(
+    phones: &[EnrolledPhone],
+    rounds: usize,
+    concurrency: usize,
+) -> SwarmReport {
+    rounds_of(Request::Checkin, phones, rounds, concurrency).await
+}
+
+/// Every phone sends `rounds` requests of one kind, `concurrency` in flight at once.
+pub async fn rounds_of(
+    kind: Request,
     phones: &[EnrolledPhone],
     rounds: usize,
     concurrency: usize,
@@ -132,12 +151,15 @@ pub async fn checkin_rounds(
     let outcomes: Vec<Option<Duration>> = stream::iter(jobs)
         .map(|phone| async move {
             let t = Instant::now();
-            phone
-                .client
-                .checkin(&report(&phone.facts))
-                .await
-                .ok()
-                .map(|_| t.elapsed())
+            let outcome = match kind {
+                Request::Checkin => phone
+                    .client
+                    .checkin(&report(&phone.facts))
+                    .await
+                    .map(|_| ()),
+                Request::Ping => phone.client.ping().await,
+            };
+            outcome.ok().map(|()| t.elapsed())
         })
         .buffer_unordered(concurrency.max(1))
         .collect()

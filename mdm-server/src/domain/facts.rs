@@ -6,6 +6,7 @@ use sha2::{Digest, Sha256};
 
 use super::contact::MobileNumber;
 use super::device::{Imei, Platform, Serial};
+use super::organisation::check_text;
 use super::DomainError;
 
 pub const MAX_APPS: usize = 1000;
@@ -27,22 +28,6 @@ pub fn check_iccid(iccid: &str) -> Result<(), DomainError> {
     }
 }
 
-fn bounded(field: &'static str, text: &str, max: usize) -> Result<(), DomainError> {
-    if text.chars().count() > max {
-        return Err(DomainError::invalid(
-            field,
-            format!("must be at most {max} characters"),
-        ));
-    }
-    if text.chars().any(char::is_control) {
-        return Err(DomainError::invalid(
-            field,
-            "must not contain control characters",
-        ));
-    }
-    Ok(())
-}
-
 /// Every bound a report must keep; all the reasons at once.
 pub fn check_facts(f: &DeviceFacts) -> Vec<DomainError> {
     let mut errors = Vec::new();
@@ -54,9 +39,9 @@ pub fn check_facts(f: &DeviceFacts) -> Vec<DomainError> {
     keep(Platform::parse(&f.platform).map(|_| ()));
     keep(Serial::parse(&f.serial).map(|_| ()));
     keep(Imei::parse(&f.imei).map(|_| ()));
-    keep(bounded("model", &f.model, MAX_TEXT));
-    keep(bounded("os_version", &f.os_version, 64));
-    keep(bounded("agent_version", &f.agent_version, 64));
+    keep(check_text("model", &f.model, MAX_TEXT));
+    keep(check_text("os_version", &f.os_version, 64));
+    keep(check_text("agent_version", &f.agent_version, 64));
     if let Some(iccid) = &f.iccid {
         keep(check_iccid(iccid));
     }
@@ -90,8 +75,8 @@ pub fn check_facts(f: &DeviceFacts) -> Vec<DomainError> {
         )));
     }
     for app in f.installed_apps.iter().take(MAX_APPS) {
-        keep(bounded("installed_apps.id", &app.id, MAX_TEXT));
-        keep(bounded("installed_apps.version", &app.version, 64));
+        keep(check_text("installed_apps.id", &app.id, MAX_TEXT));
+        keep(check_text("installed_apps.version", &app.version, 64));
         if app.id.trim().is_empty() {
             keep(Err(DomainError::invalid(
                 "installed_apps.id",

@@ -156,6 +156,12 @@ pub fn optional_text(
     let Some(text) = input.map(str::trim).filter(|t| !t.is_empty()) else {
         return Ok(None);
     };
+    check_text(field, text, max)?;
+    Ok(Some(text.to_string()))
+}
+
+/// Text people or devices send: at most `max` characters and no control characters.
+pub fn check_text(field: &'static str, text: &str, max: usize) -> Result<(), DomainError> {
     if text.chars().count() > max {
         return Err(DomainError::invalid(
             field,
@@ -168,7 +174,7 @@ pub fn optional_text(
             "must not contain control characters",
         ));
     }
-    Ok(Some(text.to_string()))
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,0 +1,257 @@
+//! Check-in benchmark: `mdm-agent swarm` phones (1,000 and 10,000) checking in over mutual TLS
+//! with keep-alive against one server, on SQLite and on PostgreSQL.
+//!
+//! The server runs as a separate process (this benchmark's own binary in server mode), so its
+//! memory is its own. In the same run the same phones hit `/agent/v1/ping`, which the server
+//! answers after the TLS handshake without touching the database: the ceiling. Figures are
+//! printed as check-ins per second, p50 and p99, the ratio to the ceiling, and the server's
+//! resident memory. Nothing is asserted about time.
+//!
+//! `cargo bench -p mdm-tests --bench checkins` (PostgreSQL rows need `TEST_POSTGRES_URL`;
+//! `BENCH_SIZES=1000` picks the fleet sizes).
+
+use std::io::BufRead;
+use std::time::Instant;
+
+use agent::swarm::{enroll_all, rounds_of, simulated_facts, Request, SwarmPhone};
+use enrollment::{DeviceCa, EnrollmentInvite};
+use mdm_server::auth::hash_token;
+use mdm_server::clock::Clock;
+use mdm_server::config::Config;
+use mdm_server::domain::audit::{AuditEvent, Outcome};
+use mdm_server::domain::device::{Imei, Platform, Serial};
+use mdm_server::server::{self, StartOptions};
+use mdm_server::store::{DeviceFilter, NewDevice, NewEnrollmentToken};
+
+const SERVER_ENV: &str = "BENCH_SERVER_CONFIG";
+const ROUNDS: usize = 3;
+
+fn event(action: &str) -> AuditEvent {
+    AuditEvent {
+        actor_id: None,
+        actor_label: "bench".into(),
+        org_id: None,
+        source: None,
+        action: action.into(),
+        target_kind: None,
+        target_id: None,
+        outcome: Outcome::Success,
+        details: "{}".into(),
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn imei(n: u32) -> String {
+    let body = format!("35{n:012}");
+    format!("{body}{}", mdm_server::domain::luhn::check_digit(&body))
+}
+
+/// Server mode: run the server with the given configuration until killed.
+async fn run_server(config_json: &str) {
+    let config = Config::from_overrides(
+        serde_json::from_str::<serde_json::Value>(config_json).expect("json"),
+    )
+    .expect("config");
+    let running = server::start(
+        config,
+        StartOptions {
+            demo: false,
+            clock: Clock::System,
+        },
+    )
+    .await
+    .expect("server");
+    println!("ready {}", running.device_addr);
+    std::future::pending::<()>().await;
+}
+
+fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+async fn database(backend: &str, dir: &std::path::Path) -> Option<String> {
+    match backend {
+        "sqlite" => Some(format!("sqlite://{}", dir.join("mdm.sqlite3").display())),
+        _ => {
+            let admin = std::env::var("TEST_POSTGRES_URL").ok()?;
+            let name = format!("mdm_bench_{}", rand::random::<u32>());
+            let pool = sqlx::PgPool::connect(&admin).await.ok()?;
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&pool)
+                .await
+                .ok()?;
+            let mut url = url::Url::parse(&admin).ok()?;
+            url.set_path(&name);
+            Some(url.to_string())
+        }
+    }
+}
+
+async fn run(backend: &str, count: u32) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(database_url) = database(backend, dir.path()).await else {
+        println!("{backend:<8} {count:>6} phones: skipped (set TEST_POSTGRES_URL)");
+        return;
+    };
+    let device_port = free_port();
+    let config_json = serde_json::json!({
+        "listen": format!("127.0.0.1:{}", free_port()),
+        "device_listen": format!("127.0.0.1:{device_port}"),
+        "data_dir": dir.path(),
+        "database_url": database_url,
+    })
+    .to_string();
+    let config = Config::from_overrides(
+        serde_json::from_str::<serde_json::Value>(&config_json).expect("json"),
+    )
+    .expect("config");
+
+    // The fleet: registered phones and one enrollment token each, made before the server runs.
+    let setup = Instant::now();
+    let store = server::open_store(&config).await.expect("store");
+    let now = Clock::System.now();
+    store
+        .ensure_operator(&config.operator_name, now)
+        .await
+        .expect("operator");
+    let ca =
+        DeviceCa::load_or_create(&config.data_dir.join("ca"), &config.operator_name).expect("ca");
+    let model = store
+        .create_model(Platform::Ios, "iPhone 16", None, now, event("model.create"))
+        .await
+        .expect("model");
+    let devices: Vec<NewDevice> = (0..count)
+        .map(|i| NewDevice {
+            serial: Serial::parse(&format!("SW{i:08}")).expect("serial"),
+            imei: Imei::parse(&imei(i)).expect("imei"),
+            model_id: model.id,
+            platform: Platform::Ios,
+            provider_id: None,
+            purchase_date: None,
+            warranty_end: None,
+            supplier: None,
+        })
+        .collect();
+    store
+        .import_devices(&devices, now, event("device.import"), &|_| {})
+        .await
+        .expect("import");
+    let registered = store
+        .list_devices(&DeviceFilter {
+            limit: count + 1,
+            ..Default::default()
+        })
+        .await
+        .expect("devices");
+    let url = format!("https://127.0.0.1:{device_port}");
+    let mut phones = Vec::new();
+    for device in registered {
+        let invite = EnrollmentInvite::new(&url, &ca.root_fingerprint());
+        let token = NewEnrollmentToken {
+            token_hash: hash_token(&invite.secret),
+            device_id: Some(device.id),
+            provider_id: None,
+            created_by: None,
+            expires_at: now + chrono::Duration::days(1),
+        };
+        store
+            .create_enrollment_token(&token, now, event("enrollment_token.create"))
+            .await
+            .expect("token");
+        phones.push(SwarmPhone {
+            token: invite.encode(),
+            facts: simulated_facts(&device.serial, &device.imei, "ios", "iPhone 16"),
+        });
+    }
+    let setup = setup.elapsed();
+
+    let mut child = std::process::Command::new(std::env::current_exe().expect("exe"))
+        .env(SERVER_ENV, &config_json)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("server process");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("ready");
+    assert!(line.starts_with("ready"), "server did not start: {line}");
+    let idle = memory_kib(child.id());
+
+    let enrolling = Instant::now();
+    let enrolled = enroll_all(phones, 64, &|| {}).await.expect("enroll");
+    let enrolling = enrolling.elapsed();
+    let concurrency = 128;
+    // Warm every phone's connection, then measure.
+    rounds_of(Request::Ping, &enrolled, 1, concurrency).await;
+    let ceiling = rounds_of(Request::Ping, &enrolled, ROUNDS, concurrency).await;
+    let checkins = rounds_of(Request::Checkin, &enrolled, ROUNDS, concurrency).await;
+    let (rss, peak) = memory_kib(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "{backend:<8} {count:>6} phones: set-up {:.1} s, enrolment {:.1} s ({:.0}/s)",
+        setup.as_secs_f64(),
+        enrolling.as_secs_f64(),
+        f64::from(count) / enrolling.as_secs_f64()
+    );
+    println!(
+        "    check-ins {:>7.0}/s  p50 {:>6.2} ms  p99 {:>6.2} ms  ({} failed)",
+        checkins.per_second(),
+        ms(checkins.percentile(0.5)),
+        ms(checkins.percentile(0.99)),
+        checkins.failures
+    );
+    println!(
+        "    ceiling   {:>7.0}/s  p50 {:>6.2} ms  p99 {:>6.2} ms  (ping after the TLS handshake, no database)",
+        ceiling.per_second(),
+        ms(ceiling.percentile(0.5)),
+        ms(ceiling.percentile(0.99))
+    );
+    println!(
+        "    check-ins / ceiling: {:.2} (target at least 0.5); server memory {:.0} MB now, {:.0} MB peak, {:.0} MB idle before enrolment (target under 200 MB)",
+        checkins.per_second() / ceiling.per_second(),
+        rss as f64 / 1024.0,
+        peak as f64 / 1024.0,
+        idle.0 as f64 / 1024.0
+    );
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    if let Ok(config) = std::env::var(SERVER_ENV) {
+        runtime.block_on(run_server(&config));
+        return;
+    }
+    let sizes: Vec<u32> = std::env::var("BENCH_SIZES")
+        .unwrap_or_else(|_| "1000,10000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    println!("check-in benchmark: {ROUNDS} rounds per phone, 128 requests in flight");
+    for backend in ["sqlite", "postgres"] {
+        for &count in &sizes {
+            runtime.block_on(run(backend, count));
+        }
+    }
+}
