@@ -11,5 +11,6 @@ pub mod demo;
 pub mod domain;
 pub mod http;
 pub mod import;
+pub mod jobs;
 pub mod server;
 pub mod store;

@@ -65,6 +65,7 @@ pub async fn build_state_for(
         metrics: Arc::new(Default::default()),
         ca: Arc::new(ca),
         device_url,
+        checkin_times: Default::default(),
     })
 }
 
@@ -232,14 +233,22 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
     let device_task = tokio::spawn(serve_devices(
         state.clone(),
         devices,
-        until_stopped(stopped),
+        until_stopped(stopped.clone()),
     ));
+    let times = state
+        .checkin_times
+        .clone()
+        .run(state.store.clone(), stopped);
+    let times_task = tokio::spawn(async move {
+        times.await;
+        Ok(())
+    });
     Ok(RunningServer {
         addr,
         device_addr,
         state,
         stop: Some(stop),
-        tasks: vec![api_task, device_task],
+        tasks: vec![api_task, device_task, times_task],
     })
 }
 
@@ -262,6 +271,13 @@ pub async fn run_until_interrupted(
         devices,
         until_stopped(stopped.clone()),
     ));
+    let times_task = tokio::spawn(
+        state
+            .checkin_times
+            .clone()
+            .run(state.store.clone(), stopped.clone()),
+    );
     serve(state, api, until_stopped(stopped)).await?;
+    times_task.await?;
     device_task.await?
 }

@@ -121,14 +121,26 @@ async fn a_phone_enrolls_checks_in_and_its_facts_show_in_the_inventory(backend: 
         .as_str()
         .is_some_and(|f| f.len() == 64));
 
-    // Unchanged facts are not rewritten: only the check-in time moves.
+    // Unchanged facts are not rewritten: only the check-in time moves, in the next batch.
     let before = app.count("audit_log").await;
+    let first_seen = view.body["last_checkin_at"].clone();
+    app.clock.advance(chrono::Duration::minutes(15));
     checkin_once(&state, &facts).await.expect("second check-in");
     assert_eq!(
         app.count("audit_log").await,
         before,
         "check-ins are not audited one by one"
     );
+    let store = app.server.state.store.clone();
+    app.server
+        .state
+        .checkin_times
+        .flush(store.as_ref())
+        .await
+        .expect("flush");
+    let later = app.get(&format!("/api/v1/devices/{device}"), &admin).await;
+    assert_ne!(later.body["last_checkin_at"], first_seen, "the time moved");
+    assert_eq!(later.body["reported"], view.body["reported"]);
 }
 
 async fn a_token_works_once_and_not_after_it_expires(backend: Backend) {

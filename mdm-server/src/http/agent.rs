@@ -183,20 +183,16 @@ fn from_offset(t: time::OffsetDateTime) -> chrono::DateTime<chrono::Utc> {
 fn issue(
     state: &AppState,
     csr: &enrollment::CheckedCsr,
-    device: &Device,
+    (device_id, serial): (i64, &str),
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(enrollment::IssuedCertificate, DeviceIdentity), ApiError> {
     let issued = state
         .ca
-        .issue_device_certificate(
-            csr,
-            &format!("device:{} {}", device.id, device.serial),
-            to_offset(now),
-        )
+        .issue_device_certificate(csr, &format!("device:{device_id} {serial}"), to_offset(now))
         .map_err(|e| ApiError::from(StoreError::Unsupported(e.to_string())))?;
     let identity = DeviceIdentity {
         serial: issued.serial.clone(),
-        device_id: device.id,
+        device_id,
         fingerprint: issued.fingerprint.clone(),
         key_kind: csr.key_kind.clone(),
         not_before: from_offset(issued.not_before),
@@ -360,7 +356,7 @@ async fn enroll(
         return Err(contradicts(reason));
     }
     let csr = decode_csr(&req.csr)?;
-    let (issued, identity) = issue(&state, &csr, &device, now)?;
+    let (issued, identity) = issue(&state, &csr, (device.id, &device.serial), now)?;
     let (json, hash) = canonical(&req.facts);
     let event = device_event(
         Some(device.id),
@@ -413,14 +409,14 @@ async fn checkin(
     ApiJson(req): ApiJson<CheckinRequest>,
 ) -> Result<Json<CheckinResponse>, ApiError> {
     let now = state.clock.now();
-    let device = &caller.session.device;
+    let device = &caller.session;
     let errors = check_facts(&req.facts);
     if !errors.is_empty() {
         return Err(facts_problem(errors));
     }
     if let Some(reason) = contradiction(&device.serial, &device.imei, device.platform, &req.facts) {
         let event = device_event(
-            Some(device.id),
+            Some(device.device_id),
             device.provider_id,
             &caller.peer,
             "device.checkin",
@@ -437,13 +433,17 @@ async fn checkin(
         }]));
     }
     let (json, hash) = canonical(&req.facts);
-    // Unchanged facts are not written again; only the time of the check-in is.
-    let changed = caller.session.facts_hash.as_deref() != Some(hash.as_str());
-    let facts = changed.then_some(ReportedFacts { json, hash });
-    state
-        .store
-        .record_checkin(device.id, facts.as_ref(), now)
-        .await?;
+    // Changed facts are stored before the report is acknowledged; unchanged ones are not
+    // written again, and the time of the check-in goes out in the next batch.
+    if device.facts_hash.as_deref() == Some(hash.as_str()) {
+        state.checkin_times.note(device.device_id, now);
+    } else {
+        let facts = ReportedFacts { json, hash };
+        state
+            .store
+            .record_checkin(device.device_id, Some(&facts), now)
+            .await?;
+    }
     Ok(Json(CheckinResponse {
         acknowledged: req.report_id,
         next_checkin_seconds: state.config.checkin_interval_seconds,
@@ -457,23 +457,23 @@ async fn renew(
     ApiJson(req): ApiJson<RenewRequest>,
 ) -> Result<Json<RenewResponse>, ApiError> {
     let now = state.clock.now();
-    let device = &caller.session.device;
+    let session = &caller.session;
     let csr = decode_csr(&req.csr)?;
-    let (issued, identity) = issue(&state, &csr, device, now)?;
+    let (issued, identity) = issue(&state, &csr, (session.device_id, &session.serial), now)?;
     let event = device_event(
-        Some(device.id),
-        device.provider_id,
+        Some(session.device_id),
+        session.provider_id,
         &caller.peer,
         "device.renew",
         Outcome::Success,
         serde_json::json!({
-            "old_serial": caller.session.identity.serial,
+            "old_serial": session.certificate_serial,
             "new_serial": issued.serial,
         }),
     );
     state
         .store
-        .renew_identity(&caller.session.identity.serial, &identity, now, event)
+        .renew_identity(&session.certificate_serial, &identity, now, event)
         .await?;
     Ok(Json(RenewResponse {
         certificate_pem: format!("{}{}", issued.pem, state.ca.issuing_pem()),

@@ -49,6 +49,8 @@ pub struct AppState {
     pub ca: Arc<::enrollment::DeviceCa>,
     /// The device listener's URL as phones reach it (put in enrollment tokens).
     pub device_url: String,
+    /// Check-in times waiting to be written in the next batch.
+    pub checkin_times: crate::jobs::checkin_times::CheckinTimes,
 }
 
 impl std::fmt::Debug for AppState {

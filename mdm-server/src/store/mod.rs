@@ -520,12 +520,18 @@ pub struct ReportedFacts {
     pub hash: String,
 }
 
-/// A device speaking with a live certificate: the identity, the device record and the hash of
-/// the facts it last reported.
+/// A device speaking with a live certificate: what a check-in needs, and nothing more, because
+/// it is read on every request of every device.
 #[derive(Debug, Clone)]
 pub struct DeviceSession {
-    pub identity: DeviceIdentity,
-    pub device: Device,
+    /// The serial number (hex) of the certificate presented.
+    pub certificate_serial: String,
+    pub device_id: i64,
+    pub serial: String,
+    pub imei: String,
+    pub platform: Platform,
+    pub provider_id: Option<i64>,
+    /// The hash of the facts the device last reported.
     pub facts_hash: Option<String>,
 }
 
@@ -580,6 +586,8 @@ pub trait EnrollmentStore: Send + Sync {
         &self,
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<(String, DateTime<Utc>)>>;
+    /// Writes many devices' check-in times in one transaction (never moving a time backwards).
+    async fn touch_checkins(&self, batch: &[(i64, DateTime<Utc>)]) -> StoreResult<()>;
     /// Notes a check-in; `facts` only when they changed since the last report.
     async fn record_checkin(
         &self,

@@ -1270,31 +1270,25 @@ impl EnrollmentStore for SqlStore {
         fingerprint: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<DeviceSession> {
-        let row = sqlx::query(&format!(
-            "SELECT {IDENTITY_COLUMNS}, d.facts_hash, {DEVICE_COLUMNS} \
-             FROM device_identities i JOIN devices d ON d.id = i.device_id JOIN device_models m ON m.id = d.model_id \
-             WHERE i.fingerprint = $1 AND i.revoked_at IS NULL AND i.not_after > $2"
-        ))
+        let row = sqlx::query(
+            "SELECT i.serial, d.id, d.serial, d.imei, d.platform, d.provider_id, d.facts_hash \
+             FROM device_identities i JOIN devices d ON d.id = i.device_id \
+             WHERE i.fingerprint = $1 AND i.revoked_at IS NULL AND i.not_after > $2",
+        )
         .bind(fingerprint)
         .bind(now)
         .fetch_optional(&self.pool)
         .await?
         .ok_or(StoreError::NotFound)?;
-        // Both tables have `serial`, `created_at`...: the identity's columns come first, by place.
+        let platform: String = row.try_get(4)?;
         Ok(DeviceSession {
-            identity: DeviceIdentity {
-                serial: row.try_get(0)?,
-                device_id: row.try_get(1)?,
-                fingerprint: row.try_get(2)?,
-                key_kind: row.try_get(3)?,
-                not_before: row.try_get(4)?,
-                not_after: row.try_get(5)?,
-                created_at: row.try_get(6)?,
-                revoked_at: row.try_get(7)?,
-                revoke_reason: row.try_get(8)?,
-            },
-            facts_hash: row.try_get(9)?,
-            device: device_from_offset(&row, 10)?,
+            certificate_serial: row.try_get(0)?,
+            device_id: row.try_get(1)?,
+            serial: row.try_get(2)?,
+            imei: row.try_get(3)?,
+            platform: Platform::parse(&platform).map_err(|_| corrupt("platform", &platform))?,
+            provider_id: row.try_get(5)?,
+            facts_hash: row.try_get(6)?,
         })
     }
 
@@ -1365,6 +1359,22 @@ impl EnrollmentStore for SqlStore {
         rows.iter()
             .map(|row| Ok((row.try_get("serial")?, row.try_get("revoked_at")?)))
             .collect()
+    }
+
+    async fn touch_checkins(&self, batch: &[(i64, DateTime<Utc>)]) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        for (device_id, at) in batch {
+            sqlx::query(
+                "UPDATE devices SET last_checkin_at = $1 WHERE id = $2 \
+                 AND (last_checkin_at IS NULL OR last_checkin_at < $1)",
+            )
+            .bind(at)
+            .bind(device_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn record_checkin(

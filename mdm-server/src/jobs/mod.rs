@@ -1,0 +1,3 @@
+//! Background work of a server node.
+
+pub mod checkin_times;
