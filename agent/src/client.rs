@@ -122,46 +122,45 @@ impl DeviceClient {
         )
     }
 
-    pub async fn checkin(&self, report: &CheckinRequest) -> anyhow::Result<CheckinResponse> {
-        let response = self
-            .http
-            .post(format!("{}/agent/v1/checkin", self.server_url))
-            .json(report)
+    /// Posts to a device route; a refusal comes back as [`Refused`].
+    async fn post(
+        &self,
+        route: &str,
+        body: Option<&impl serde::Serialize>,
+    ) -> anyhow::Result<reqwest::Response> {
+        let mut request = self.http.post(format!("{}{route}", self.server_url));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request
             .send()
             .await
             .with_context(|| format!("cannot reach {}", self.server_url))?;
         if !response.status().is_success() {
             return Err(refused(response).await);
         }
-        Ok(response.json().await?)
+        Ok(response)
+    }
+
+    pub async fn checkin(&self, report: &CheckinRequest) -> anyhow::Result<CheckinResponse> {
+        Ok(self
+            .post("/agent/v1/checkin", Some(report))
+            .await?
+            .json()
+            .await?)
     }
 
     /// Whether the server accepts this device's certificate at the TLS level (no database).
     pub async fn ping(&self) -> anyhow::Result<()> {
-        let response = self
-            .http
-            .post(format!("{}/agent/v1/ping", self.server_url))
-            .send()
-            .await
-            .with_context(|| format!("cannot reach {}", self.server_url))?;
-        if !response.status().is_success() {
-            return Err(refused(response).await);
-        }
-        Ok(())
+        self.post("/agent/v1/ping", None::<&()>).await.map(|_| ())
     }
 
     pub async fn renew(&self, csr: String) -> anyhow::Result<RenewResponse> {
-        let response = self
-            .http
-            .post(format!("{}/agent/v1/renew", self.server_url))
-            .json(&RenewRequest { csr })
-            .send()
-            .await
-            .with_context(|| format!("cannot reach {}", self.server_url))?;
-        if !response.status().is_success() {
-            return Err(refused(response).await);
-        }
-        Ok(response.json().await?)
+        Ok(self
+            .post("/agent/v1/renew", Some(&RenewRequest { csr }))
+            .await?
+            .json()
+            .await?)
     }
 }
 

@@ -96,7 +96,7 @@ pub fn device_tls(state: &AppState) -> anyhow::Result<Arc<rustls::ServerConfig>>
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 
@@ -107,7 +107,7 @@ pub async fn serve_devices(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::rt::{TokioIo, TokioTimer};
     use hyper_util::service::TowerToHyperService;
     use tower::ServiceExt;
     let acceptor = tokio_rustls::TlsAcceptor::from(device_tls(&state)?);
@@ -155,7 +155,9 @@ pub async fn serve_devices(
                     req.extensions_mut().insert(peer.clone());
                     req
                 });
-            let result = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+            // Agents speak HTTP/1.1; a plain HTTP/1 connection keeps the least per phone.
+            let result = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
                 .serve_connection(TokioIo::new(tls), TowerToHyperService::new(service))
                 .await;
             if let Err(e) = result {
