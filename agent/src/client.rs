@@ -26,6 +26,14 @@ pub struct Refused {
     pub detail: String,
 }
 
+impl Refused {
+    /// A refusal about the report itself (4xx other than 401, 403, 408 and 429): sending the
+    /// same report again cannot succeed.
+    pub fn is_final_for_report(&self) -> bool {
+        (400..500).contains(&self.status) && ![401, 403, 408, 429].contains(&self.status)
+    }
+}
+
 async fn refused(response: reqwest::Response) -> anyhow::Error {
     let status = response.status().as_u16();
     let body: serde_json::Value = response.json().await.unwrap_or_default();
@@ -229,7 +237,19 @@ pub async fn checkin_once(
     let client = DeviceClient::from_state(state)?;
     let mut last = None;
     for (path, report) in state.pending()? {
-        let answer = client.checkin(&report).await?;
+        let answer = match client.checkin(&report).await {
+            Ok(answer) => answer,
+            // The server read the report and will never take it (it contradicts the record, is
+            // malformed or too large): set it aside so it cannot block the reports after it.
+            Err(e)
+                if e.downcast_ref::<Refused>()
+                    .is_some_and(Refused::is_final_for_report) =>
+            {
+                state.set_aside(&path)?;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         if answer.acknowledged == report.report_id {
             state.acknowledge(&path)?;
         }

@@ -48,7 +48,7 @@ pub struct DeviceFacts {
     pub agent_version: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnrollRequest {
     /// The secret from the enrollment token.
@@ -56,6 +56,15 @@ pub struct EnrollRequest {
     /// The certificate signing request, DER, base64.
     pub csr: String,
     pub facts: DeviceFacts,
+}
+
+impl std::fmt::Debug for EnrollRequest {
+    // The token is a secret: it stays out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnrollRequest")
+            .field("facts", &self.facts)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -135,6 +135,14 @@ impl StateDir {
             .collect()
     }
 
+    /// Moves a report the server will never take to `rejected/`, for a person to look at.
+    pub fn set_aside(&self, path: &Path) -> anyhow::Result<()> {
+        let rejected = self.file("rejected");
+        std::fs::create_dir_all(&rejected).map_err(context(&rejected))?;
+        let target = rejected.join(path.file_name().unwrap_or_default());
+        std::fs::rename(path, &target).map_err(context(path))
+    }
+
     pub fn acknowledge(&self, path: &Path) -> anyhow::Result<()> {
         std::fs::remove_file(path).map_err(context(path))
     }

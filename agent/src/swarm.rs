@@ -10,10 +10,19 @@ use crate::AGENT_VERSION;
 use enrollment::EnrollmentInvite;
 
 /// One simulated phone: its enrollment token and the identifiers registered for it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SwarmPhone {
     pub token: String,
     pub facts: DeviceFacts,
+}
+
+impl std::fmt::Debug for SwarmPhone {
+    // The token is a secret: it stays out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SwarmPhone")
+            .field("serial", &self.facts.serial)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Reads the swarm file: one phone a line, `token,serial,imei,platform,model`.

@@ -26,7 +26,8 @@ pub enum CsrError {
 /// A request that passed the checks, with the key it carries.
 #[derive(Debug, Clone)]
 pub struct CheckedCsr {
-    pub(crate) der: Vec<u8>,
+    /// The request's SubjectPublicKeyInfo, DER: the only part of it that reaches a certificate.
+    pub(crate) spki_der: Vec<u8>,
     /// `p256` or `rsa-<bits>`, for the audit trail.
     pub key_kind: String,
 }
@@ -73,7 +74,7 @@ pub fn check_csr(der: &[u8]) -> Result<CheckedCsr, CsrError> {
     // would not verify it at all.
     csr.verify_signature().map_err(|_| CsrError::BadSignature)?;
     Ok(CheckedCsr {
-        der: der.to_vec(),
+        spki_der: spki.raw.to_vec(),
         key_kind,
     })
 }

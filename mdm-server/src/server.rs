@@ -42,6 +42,8 @@ pub async fn build_state(config: Config, options: StartOptions) -> anyhow::Resul
     build_state_for(config, options, device_url).await
 }
 
+const CA_FACT: &str = "device_ca_root";
+
 /// The server's state, with the device listener reachable at `device_url`.
 pub async fn build_state_for(
     config: Config,
@@ -54,6 +56,17 @@ pub async fn build_state_for(
         .await?;
     let ca =
         ::enrollment::DeviceCa::load_or_create(&config.data_dir.join("ca"), &config.operator_name)?;
+    // Nodes sharing one database must share one CA, or phones would be refused by some of them.
+    match store.installation_fact(CA_FACT).await? {
+        None => store.set_installation_fact(CA_FACT, &ca.root_fingerprint()).await?,
+        Some(known) if known == ca.root_fingerprint() => {}
+        Some(known) => anyhow::bail!(
+            "the device CA in {} (root {}) is not the one this database's phones trust (root {known}); \
+             copy DATA_DIR/ca from the first node",
+            config.data_dir.join("ca").display(),
+            ca.root_fingerprint()
+        ),
+    }
     Ok(AppState {
         store,
         config: Arc::new(config),
@@ -74,7 +87,7 @@ pub async fn build_state_for(
 /// other device routes demand one (and check it against revocation on every request).
 pub fn device_tls(state: &AppState) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use rustls::pki_types::CertificateDer;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(state.ca.chain_pem().as_bytes()) {
@@ -86,18 +99,80 @@ pub fn device_tls(state: &AppState) -> anyhow::Result<Arc<rustls::ServerConfig>>
     )
     .allow_unauthenticated()
     .build()?;
-    let (chain_pem, key_pem) = state
-        .ca
-        .issue_server_certificate(&state.config.device_hostnames)?;
-    let chain =
-        CertificateDer::pem_slice_iter(chain_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())?;
+    let certificate =
+        ListenerCertificate::new(state.ca.clone(), state.config.device_hostnames.clone())?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)?;
+        .with_cert_resolver(Arc::new(certificate));
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// The device listener's own certificate, from the device CA, made again well before it runs
+/// out (it is valid 90 days), so a node can run for years without a restart.
+#[derive(Debug)]
+struct ListenerCertificate {
+    ca: Arc<::enrollment::DeviceCa>,
+    hostnames: Vec<String>,
+    current: std::sync::RwLock<(Arc<rustls::sign::CertifiedKey>, std::time::Instant)>,
+}
+
+const LISTENER_CERTIFICATE_RENEWAL: std::time::Duration =
+    std::time::Duration::from_secs(30 * 86_400);
+
+impl ListenerCertificate {
+    fn new(ca: Arc<::enrollment::DeviceCa>, hostnames: Vec<String>) -> anyhow::Result<Self> {
+        let key = Self::issue(&ca, &hostnames)?;
+        Ok(ListenerCertificate {
+            ca,
+            hostnames,
+            current: std::sync::RwLock::new((
+                key,
+                std::time::Instant::now() + LISTENER_CERTIFICATE_RENEWAL,
+            )),
+        })
+    }
+
+    fn issue(
+        ca: &::enrollment::DeviceCa,
+        hostnames: &[String],
+    ) -> anyhow::Result<Arc<rustls::sign::CertifiedKey>> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let (chain_pem, key_pem) = ca.issue_server_certificate(hostnames)?;
+        let chain =
+            CertificateDer::pem_slice_iter(chain_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
+        let key = rustls::crypto::ring::sign::any_supported_type(&PrivateKeyDer::from_pem_slice(
+            key_pem.as_bytes(),
+        )?)?;
+        Ok(Arc::new(rustls::sign::CertifiedKey::new(chain, key)))
+    }
+}
+
+impl rustls::server::ResolvesServerCert for ListenerCertificate {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let now = std::time::Instant::now();
+        {
+            let current = self.current.read().unwrap_or_else(|p| p.into_inner());
+            if current.1 > now {
+                return Some(current.0.clone());
+            }
+        }
+        let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
+        if current.1 <= now {
+            match Self::issue(&self.ca, &self.hostnames) {
+                Ok(key) => *current = (key, now + LISTENER_CERTIFICATE_RENEWAL),
+                Err(e) => {
+                    tracing::error!(error = %e, "could not renew the device listener's certificate")
+                }
+            }
+        }
+        Some(current.0.clone())
+    }
 }
 
 /// Serves the device routes over TLS on `listener` until `shutdown` completes. Each

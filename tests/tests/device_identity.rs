@@ -13,6 +13,7 @@ use serde_json::json;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 backend_tests!(
+    a_second_node_with_another_ca_is_refused_at_start,
     a_phone_enrolls_checks_in_and_its_facts_show_in_the_inventory,
     a_token_works_once_and_not_after_it_expires,
     a_csr_asking_to_be_a_ca_gets_a_one_year_client_leaf,
@@ -55,6 +56,22 @@ fn refusal(err: &anyhow::Error) -> (u16, String) {
         .downcast_ref::<Refused>()
         .unwrap_or_else(|| panic!("not a refusal: {err:#}"));
     (refused.status, refused.problem_type.clone())
+}
+
+async fn a_second_node_with_another_ca_is_refused_at_start(backend: Backend) {
+    let (app, _, _, _) = setup(backend).await;
+    let other_dir = tempfile::tempdir().expect("tempdir");
+    let config = mdm_server::config::Config::from_overrides(json!({
+        "listen": "127.0.0.1:0",
+        "device_listen": "127.0.0.1:0",
+        "data_dir": other_dir.path(),
+        "database_url": app.database_url,
+    }))
+    .expect("config");
+    let err = mdm_server::server::build_state(config, Default::default())
+        .await
+        .expect_err("another CA");
+    assert!(format!("{err}").contains("copy DATA_DIR/ca"), "{err}");
 }
 
 async fn a_phone_enrolls_checks_in_and_its_facts_show_in_the_inventory(backend: Backend) {
@@ -261,7 +278,13 @@ async fn a_csr_asking_to_be_a_ca_gets_a_one_year_client_leaf(backend: Backend) {
     let mut wants =
         rcgen::CertificateParams::new(vec!["mdm.kommun.example".into()]).expect("params");
     wants.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    wants.not_after = rcgen::date_time_ymd(2040, 1, 1);
+    // An extension the CA does not know, which must not break signing or reach the leaf.
+    wants
+        .custom_extensions
+        .push(rcgen::CustomExtension::from_oid_content(
+            &[2, 5, 29, 14],
+            vec![0x04, 0x02, 0xab, 0xcd],
+        ));
     let csr = wants.serialize_request(&key).expect("csr");
     let client = anonymous_device_client(&app).await;
     let answer = client
@@ -295,6 +318,15 @@ async fn a_csr_asking_to_be_a_ca_gets_a_one_year_client_leaf(backend: Backend) {
         cert.subject_alternative_name().expect("san").is_none(),
         "nothing taken from the CSR"
     );
+    assert!(cert
+        .extensions()
+        .iter()
+        .all(|e| e.oid.to_id_string() != "2.5.29.14" || e.value != [0x04, 0x02, 0xab, 0xcd]));
+    assert_eq!(
+        cert.public_key().subject_public_key.data.as_ref(),
+        key.public_key_raw(),
+        "the leaf carries exactly the CSR's key"
+    );
     let issuer = cert
         .issuer()
         .iter_common_name()
@@ -305,7 +337,7 @@ async fn a_csr_asking_to_be_a_ca_gets_a_one_year_client_leaf(backend: Backend) {
 }
 
 async fn a_client_certificate_from_another_ca_is_refused_at_the_handshake(backend: Backend) {
-    let (app, _, _, _) = setup(backend).await;
+    let (app, admin, _, device) = setup(backend).await;
     // A CA of the attacker's own, and a client certificate from it.
     let ca_key = rcgen::KeyPair::generate().expect("key");
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
@@ -330,6 +362,27 @@ async fn a_client_certificate_from_another_ca_is_refused_at_the_handshake(backen
         err.downcast_ref::<Refused>().is_none(),
         "refused in the TLS handshake, not by an HTTP answer: {err:#}"
     );
+    assert!(
+        format!("{err:#}").contains("error sending request"),
+        "{err:#}"
+    );
+    // The control: the same kind of client with the server's own certificate gets in.
+    let token = token_for(&app, &admin, json!({ "device_id": device })).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = StateDir::open(dir.path()).expect("state");
+    enroll(&state, &token, &facts_for("PHONE001", 1))
+        .await
+        .expect("enroll");
+    let genuine = DeviceClient::new(
+        &app.device_url(),
+        &state.identity_pem().expect("identity"),
+        &app.server.state.ca.chain_pem(),
+    )
+    .expect("client");
+    genuine
+        .checkin(&agent::client::report(&facts_for("PHONE001", 1)))
+        .await
+        .expect("accepted");
 }
 
 async fn a_revoked_identity_is_refused_on_the_very_next_check_in(backend: Backend) {
@@ -563,6 +616,13 @@ async fn bad_enrollments_and_contradicting_facts_are_refused_and_audited(backend
     let err = checkin_once(&state, &facts_for("PHONE001", 7))
         .await
         .expect_err("other IMEI");
+    assert!(
+        state.pending().expect("pending").is_empty(),
+        "the refused report is set aside"
+    );
+    checkin_once(&state, &facts_for("PHONE001", 1))
+        .await
+        .expect("the next true report is delivered");
     assert_eq!(
         refusal(&err),
         (409, "/problems/facts-contradict-record".into())
@@ -623,6 +683,20 @@ async fn a_pool_token_enrolls_only_phones_placed_with_that_provider(backend: Bac
     )
     .await
     .expect("the provider's phone");
+    // Nobody can take over an enrolled phone with a pool token and its printed serial and IMEI.
+    let again = token_for(&app, &admin, json!({ "provider_id": provider })).await;
+    let thief = tempfile::tempdir().expect("tempdir");
+    let err = enroll(
+        &StateDir::open(thief.path()).expect("state"),
+        &again,
+        &facts_for("PHONE002", 2),
+    )
+    .await
+    .expect_err("already enrolled");
+    assert_eq!(
+        refusal(&err),
+        (409, "/problems/facts-contradict-record".into())
+    );
     let view = app
         .get(&format!("/api/v1/devices/{}", enrolled.device_id), &admin)
         .await;

@@ -145,11 +145,32 @@ async fn backup_is_refused_or_taken_as_the_backend_allows(backend: Backend) {
         .expect_err("no overwrite");
     assert!(format!("{err}").contains("already exists"));
 
-    // Restore: the backup file becomes the database of a new installation.
+    // Restore: the backup file becomes the database of a new installation, and the device CA
+    // folder (backed up once) comes along; without it the server refuses to start.
     let restored_dir = tempfile::tempdir().expect("tempdir");
     let restored_db = restored_dir.path().join("mdm.sqlite3");
     std::fs::copy(&backup, &restored_db).expect("copy backup");
     let url = format!("sqlite://{}", restored_db.display());
+    let without_ca = mdm_server::config::Config::from_overrides(json!({
+        "listen": "127.0.0.1:0",
+        "device_listen": "127.0.0.1:0",
+        "data_dir": restored_dir.path(),
+        "database_url": url,
+    }))
+    .expect("config");
+    let err = mdm_server::server::build_state(without_ca, Default::default())
+        .await
+        .expect_err("the phones' CA is missing");
+    assert!(format!("{err}").contains("DATA_DIR/ca"), "{err}");
+    std::fs::remove_dir_all(restored_dir.path().join("ca")).expect("remove the new CA");
+    std::fs::create_dir(restored_dir.path().join("ca")).expect("ca dir");
+    for file in ["root.pem", "root.key", "issuing.pem", "issuing.key"] {
+        std::fs::copy(
+            app.dir.path().join("ca").join(file),
+            restored_dir.path().join("ca").join(file),
+        )
+        .expect("copy CA");
+    }
     let restored = TestApp::spawn_on(Backend::Sqlite, restored_dir, url, false).await;
     restored
         .cli(&["audit", "verify"])

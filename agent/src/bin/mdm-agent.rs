@@ -119,9 +119,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let wait = match checkin_once(&state, &facts).await {
                     Ok(answer) => {
                         failures = 0;
-                        if renewal_due(&state, chrono::Utc::now().timestamp())? {
-                            renew(&state).await.context("certificate renewal")?;
-                            tracing::info!("certificate renewed");
+                        // A failed renewal is tried again at the next check-in; the certificate
+                        // still has most of a third of its year left.
+                        match renewal_due(&state, chrono::Utc::now().timestamp()) {
+                            Ok(true) => match renew(&state).await {
+                                Ok(()) => tracing::info!("certificate renewed"),
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "certificate renewal failed; will retry")
+                                }
+                            },
+                            Ok(false) => {}
+                            Err(e) => {
+                                tracing::warn!(error = %e, "cannot read the certificate's validity")
+                            }
                         }
                         if once {
                             println!(

@@ -19,7 +19,7 @@ use super::problem::{ApiError, ApiJson, FieldError};
 use super::AppState;
 use crate::auth::hash_token;
 use crate::domain::audit::{AuditEvent, Outcome};
-use crate::domain::device::Serial;
+use crate::domain::device::{DeviceStatus, Serial};
 use crate::domain::facts::{canonical, check_facts, contradiction};
 use crate::store::{
     Device, DeviceIdentity, DeviceSession, EnrollmentToken, ReportedFacts, StoreError,
@@ -189,7 +189,7 @@ fn issue(
     let issued = state
         .ca
         .issue_device_certificate(csr, &format!("device:{device_id} {serial}"), to_offset(now))
-        .map_err(|e| ApiError::from(StoreError::Unsupported(e.to_string())))?;
+        .map_err(|e| csr_problem(CsrError::Malformed(e.to_string())))?;
     let identity = DeviceIdentity {
         serial: issued.serial.clone(),
         device_id,
@@ -267,7 +267,24 @@ async fn device_for_token(
         Err(_) => None,
     };
     match found {
-        Some(d) if d.provider_id.is_some() && d.provider_id == token.provider_id => Ok(d),
+        Some(d) if d.provider_id.is_some() && d.provider_id == token.provider_id => {
+            // A pool token enrolls a phone that has no identity yet; re-enrolling an enrolled
+            // phone (which cuts off its current certificate) takes a token made for that phone.
+            let now = state.clock.now();
+            let identities = state.store.device_identities(d.id).await?;
+            if identities.iter().any(|i| i.revoked_at.is_none() && i.not_after > now) {
+                return Err(contradicts(format!(
+                    "the phone with serial {serial} is already enrolled; re-enrolling it needs a token made for that phone"
+                )));
+            }
+            if !matches!(d.status, DeviceStatus::InStock | DeviceStatus::Leased) {
+                return Err(contradicts(format!(
+                    "the phone with serial {serial} is {}; a pool token enrolls only phones in stock or leased",
+                    d.status.as_str()
+                )));
+            }
+            Ok(d)
+        }
         _ => Err(contradicts(format!(
             "no phone with serial {serial} is registered and placed with the provider this token is for"
         ))),

@@ -40,7 +40,7 @@ pub struct NewTokenBody {
     pub expires_in_days: Option<u32>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct CreatedToken {
     pub id: i64,
     /// The text the phone is given (`mdm-agent enroll --token ...`); shown only now.
@@ -52,6 +52,15 @@ pub struct CreatedToken {
     pub qr_svg: String,
     /// The token as a QR code, PNG, base64.
     pub qr_png_base64: String,
+}
+
+impl std::fmt::Debug for CreatedToken {
+    // The token is a secret: it stays out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedToken")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -1157,6 +1157,17 @@ async fn insert_identity(tx: &mut Tx, identity: &DeviceIdentity) -> StoreResult<
     Ok(())
 }
 
+/// Serialises changes to one device's identities: on PostgreSQL this takes the device row's
+/// lock (SQLite's write transaction already holds the whole database), so a revocation can
+/// never miss a certificate that a concurrent renewal or enrollment is adding.
+async fn lock_device(tx: &mut Tx, device_id: i64) -> StoreResult<()> {
+    sqlx::query("UPDATE devices SET id = id WHERE id = $1")
+        .bind(device_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 async fn revoke_live_identities(
     tx: &mut Tx,
     device_id: i64,
@@ -1230,6 +1241,7 @@ impl EnrollmentStore for SqlStore {
         audit: AuditEvent,
     ) -> StoreResult<()> {
         let mut tx = self.write().await?;
+        lock_device(&mut tx, identity.device_id).await?;
         // Using the token inside the same statement that checks it makes it single-use even
         // against two phones presenting it at once.
         let used = sqlx::query(
@@ -1311,6 +1323,7 @@ impl EnrollmentStore for SqlStore {
         audit: AuditEvent,
     ) -> StoreResult<()> {
         let mut tx = self.write().await?;
+        lock_device(&mut tx, new.device_id).await?;
         let revoked = sqlx::query(
             "UPDATE device_identities SET revoked_at = $1, revoke_reason = 'renewed' \
              WHERE serial = $2 AND revoked_at IS NULL",
@@ -1339,6 +1352,7 @@ impl EnrollmentStore for SqlStore {
         audit: AuditEvent,
     ) -> StoreResult<u64> {
         let mut tx = self.write().await?;
+        lock_device(&mut tx, device_id).await?;
         let revoked = revoke_live_identities(&mut tx, device_id, reason, now).await?;
         append_audit_tx(&mut tx, &audit, now).await?;
         tx.commit().await?;
