@@ -9,6 +9,17 @@ fn agent(args: &[&str]) -> std::process::Output {
         .expect("run mdm-agent")
 }
 
+/// A minimal device description file.
+fn phone_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let device = dir.join("phone.toml");
+    std::fs::write(
+        &device,
+        "serial = \"R58N12ABCDE\"\nimei = \"490154203237518\"\nplatform = \"android\"\nmodel = \"X\"\nos_version = \"14\"\n",
+    )
+    .expect("write");
+    device
+}
+
 #[test]
 fn status_of_a_fresh_state_directory_says_not_enrolled() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -24,12 +35,7 @@ fn status_of_a_fresh_state_directory_says_not_enrolled() {
 #[test]
 fn enrolling_with_something_that_is_not_a_token_exits_non_zero() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let device = dir.path().join("phone.toml");
-    std::fs::write(
-        &device,
-        "serial = \"R58N12ABCDE\"\nimei = \"490154203237518\"\nplatform = \"android\"\nmodel = \"X\"\nos_version = \"14\"\n",
-    )
-    .expect("write");
+    let device = phone_file(dir.path());
     let out = agent(&[
         "enroll",
         "--token",
@@ -46,12 +52,7 @@ fn enrolling_with_something_that_is_not_a_token_exits_non_zero() {
 #[test]
 fn running_before_enrolling_exits_non_zero_and_keeps_the_report() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let device = dir.path().join("phone.toml");
-    std::fs::write(
-        &device,
-        "serial = \"R58N12ABCDE\"\nimei = \"490154203237518\"\nplatform = \"android\"\nmodel = \"X\"\nos_version = \"14\"\n",
-    )
-    .expect("write");
+    let device = phone_file(dir.path());
     let state = dir.path().join("state");
     let out = agent(&[
         "run",

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::domain::audit::{AuditEvent, ChainVerifier, Outcome};
+use crate::domain::audit::{AuditEvent, ChainVerifier};
 use crate::domain::contact::Email;
 use crate::domain::organisation::{parse_name, OrgKind};
 use crate::domain::role::Role;
@@ -109,6 +109,7 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// An event done from this machine's command line.
 fn cli_event(
     action: &str,
     target_kind: &str,
@@ -116,15 +117,11 @@ fn cli_event(
     details: serde_json::Value,
 ) -> AuditEvent {
     AuditEvent {
-        actor_id: None,
-        actor_label: "cli".into(),
         org_id,
         source: Some("local".into()),
-        action: action.into(),
         target_kind: Some(target_kind.into()),
-        target_id: None,
-        outcome: Outcome::Success,
         details: details.to_string(),
+        ..AuditEvent::unattended("cli", action)
     }
 }
 

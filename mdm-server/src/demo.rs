@@ -4,7 +4,7 @@
 use chrono::{Duration, NaiveDate};
 use std::net::SocketAddr;
 
-use crate::domain::audit::{AuditEvent, Outcome};
+use crate::domain::audit::AuditEvent;
 use crate::domain::contact::ItContact;
 use crate::domain::device::{DeviceStatus, Imei, Platform, Serial};
 use crate::domain::luhn::check_digit;
@@ -24,17 +24,7 @@ pub struct DemoLogin {
 }
 
 fn demo_event(action: &str) -> AuditEvent {
-    AuditEvent {
-        actor_id: None,
-        actor_label: "demo".into(),
-        org_id: None,
-        source: None,
-        action: action.into(),
-        target_kind: None,
-        target_id: None,
-        outcome: Outcome::Success,
-        details: "{}".into(),
-    }
+    AuditEvent::unattended("demo", action)
 }
 
 fn org_number(stem: &str) -> anyhow::Result<OrgNumber> {

@@ -6,7 +6,7 @@ use chrono::NaiveDate;
 use std::collections::HashMap;
 use std::io::Read;
 
-use crate::domain::audit::{AuditEvent, Outcome};
+use crate::domain::audit::AuditEvent;
 use crate::domain::device::{check_warranty, Imei, Platform, Serial};
 use crate::domain::organisation::optional_text;
 use crate::store::{DeviceModel, ImportSummary, NewDevice, Store, StoreError};
@@ -245,15 +245,10 @@ pub async fn import_csv(
     })
     .await?;
     let event = AuditEvent {
-        actor_id: None,
-        actor_label: "cli".into(),
-        org_id: None,
         source: Some("local".into()),
-        action: "device.import".into(),
         target_kind: Some("device".into()),
-        target_id: None,
-        outcome: Outcome::Success,
         details: serde_json::json!({ "file": file_name }).to_string(),
+        ..AuditEvent::unattended("cli", "device.import")
     };
     Ok(store
         .import_devices(&devices, now, event, &|n| progress(ImportPhase::Writing, n))

@@ -18,7 +18,7 @@ use enrollment::{DeviceCa, EnrollmentInvite};
 use mdm_server::auth::hash_token;
 use mdm_server::clock::Clock;
 use mdm_server::config::Config;
-use mdm_server::domain::audit::{AuditEvent, Outcome};
+use mdm_server::domain::audit::AuditEvent;
 use mdm_server::domain::device::{Imei, Platform, Serial};
 use mdm_server::server::{self, StartOptions};
 use mdm_server::store::{DeviceFilter, NewDevice, NewEnrollmentToken};
@@ -31,17 +31,7 @@ const SERVER_ENV: &str = "BENCH_SERVER_CONFIG";
 const ROUNDS: usize = 3;
 
 fn event(action: &str) -> AuditEvent {
-    AuditEvent {
-        actor_id: None,
-        actor_label: "bench".into(),
-        org_id: None,
-        source: None,
-        action: action.into(),
-        target_kind: None,
-        target_id: None,
-        outcome: Outcome::Success,
-        details: "{}".into(),
-    }
+    AuditEvent::unattended("bench", action)
 }
 
 fn free_port() -> u16 {

@@ -52,6 +52,23 @@ pub struct AuditEvent {
     pub details: String,
 }
 
+impl AuditEvent {
+    /// A successful event done by no person: the command line, demo seeding, a benchmark.
+    pub fn unattended(actor_label: &str, action: &str) -> Self {
+        AuditEvent {
+            actor_id: None,
+            actor_label: actor_label.to_string(),
+            org_id: None,
+            source: None,
+            action: action.to_string(),
+            target_kind: None,
+            target_id: None,
+            outcome: Outcome::Success,
+            details: "{}".to_string(),
+        }
+    }
+}
+
 /// A stored entry: the event, its place in the chain and its time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEntry {

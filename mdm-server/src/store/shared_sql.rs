@@ -739,33 +739,28 @@ const DEVICE_COLUMNS: &str = "d.id, d.serial, d.imei, d.model_id, m.name AS mode
 /// Devices with their model's name; columns in `DEVICE_COLUMNS` order.
 const DEVICE_FROM: &str = "FROM devices d JOIN device_models m ON m.id = d.model_id";
 
-/// A device read by column position from `offset` on, in `DEVICE_COLUMNS` order; for joins
-/// where other tables share column names.
-fn device_from_offset(row: &DbRow, offset: usize) -> StoreResult<Device> {
-    let platform: String = row.try_get(offset + 5)?;
-    let status: String = row.try_get(offset + 6)?;
+/// A device read by column position, in `DEVICE_COLUMNS` order.
+fn device_from_row(row: &DbRow) -> StoreResult<Device> {
+    let platform: String = row.try_get(5)?;
+    let status: String = row.try_get(6)?;
     Ok(Device {
-        id: row.try_get(offset)?,
-        serial: row.try_get(offset + 1)?,
-        imei: row.try_get(offset + 2)?,
-        model_id: row.try_get(offset + 3)?,
-        model_name: row.try_get(offset + 4)?,
+        id: row.try_get(0)?,
+        serial: row.try_get(1)?,
+        imei: row.try_get(2)?,
+        model_id: row.try_get(3)?,
+        model_name: row.try_get(4)?,
         platform: Platform::parse(&platform).map_err(|_| corrupt("platform", &platform))?,
         status: DeviceStatus::parse(&status).map_err(|_| corrupt("device status", &status))?,
-        provider_id: row.try_get(offset + 7)?,
-        purchase_date: row.try_get(offset + 8)?,
-        warranty_end: row.try_get(offset + 9)?,
-        supplier: row.try_get(offset + 10)?,
-        created_at: row.try_get(offset + 11)?,
-        updated_at: row.try_get(offset + 12)?,
-        enrolled_at: row.try_get(offset + 13)?,
-        last_checkin_at: row.try_get(offset + 14)?,
-        facts: row.try_get(offset + 15)?,
+        provider_id: row.try_get(7)?,
+        purchase_date: row.try_get(8)?,
+        warranty_end: row.try_get(9)?,
+        supplier: row.try_get(10)?,
+        created_at: row.try_get(11)?,
+        updated_at: row.try_get(12)?,
+        enrolled_at: row.try_get(13)?,
+        last_checkin_at: row.try_get(14)?,
+        facts: row.try_get(15)?,
     })
-}
-
-fn device_from_row(row: &DbRow) -> StoreResult<Device> {
-    device_from_offset(row, 0)
 }
 
 async fn load_device(
