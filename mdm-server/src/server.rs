@@ -9,6 +9,7 @@ use tokio::task::JoinHandle;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::http::{self, AppState};
+use crate::jobs::device_lookups::DeviceLookups;
 use crate::store::{self, Store};
 
 /// How to start: demo mode (no second factor, demo data) and which clock to use.
@@ -68,7 +69,6 @@ pub async fn build_state_for(
         ),
     }
     Ok(AppState {
-        store,
         config: Arc::new(config),
         clock: options.clock,
         demo: options.demo,
@@ -79,6 +79,8 @@ pub async fn build_state_for(
         ca: Arc::new(ca),
         device_url,
         checkin_times: Default::default(),
+        device_lookups: Arc::new(DeviceLookups::new(store.clone())),
+        store,
     })
 }
 
@@ -175,6 +177,9 @@ impl rustls::server::ResolvesServerCert for ListenerCertificate {
     }
 }
 
+/// How long a device connection may stay quiet, between requests or within one.
+const DEVICE_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Serves the device routes over TLS on `listener` until `shutdown` completes. Each
 /// connection's client certificate rides along on its requests.
 pub async fn serve_devices(
@@ -182,10 +187,12 @@ pub async fn serve_devices(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    use hyper_util::rt::{TokioIo, TokioTimer};
-    use hyper_util::service::TowerToHyperService;
-    use tower::ServiceExt;
     let acceptor = tokio_rustls::TlsAcceptor::from(device_tls(&state)?);
+    let limits = http::device_connection::Limits {
+        idle: DEVICE_IDLE,
+        max_head_bytes: 16 * 1024,
+        max_body_bytes: state.config.max_body_bytes,
+    };
     let app = http::agent::router(state);
     tokio::pin!(shutdown);
     loop {
@@ -218,26 +225,14 @@ pub async fn serve_devices(
             };
             let peer = http::agent::Peer {
                 addr,
-                certificate: tls
+                fingerprint: tls
                     .get_ref()
                     .1
                     .peer_certificates()
                     .and_then(|chain| chain.first())
-                    .map(|c| c.to_vec()),
+                    .map(|c| ::enrollment::fingerprint(c).into()),
             };
-            let service =
-                app.map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(peer.clone());
-                    req
-                });
-            // Agents speak HTTP/1.1; a plain HTTP/1 connection keeps the least per phone.
-            let result = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .serve_connection(TokioIo::new(tls), TowerToHyperService::new(service))
-                .await;
-            if let Err(e) = result {
-                tracing::debug!(%addr, error = %e, "device connection ended with an error");
-            }
+            http::device_connection::serve(tls, app, peer, limits).await;
         });
     }
 }

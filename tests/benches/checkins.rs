@@ -28,7 +28,15 @@ use mdm_server::store::{DeviceFilter, NewDevice, NewEnrollmentToken};
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 const SERVER_ENV: &str = "BENCH_SERVER_CONFIG";
-const ROUNDS: usize = 3;
+const DEFAULT_ROUNDS: usize = 3;
+
+/// Rounds per phone; `BENCH_ROUNDS` raises it for profiling.
+fn rounds() -> usize {
+    std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(DEFAULT_ROUNDS)
+}
 
 fn event(action: &str) -> AuditEvent {
     AuditEvent::unattended("bench", action)
@@ -194,9 +202,9 @@ async fn run(backend: &str, count: u32) {
     let concurrency = 128;
     // Warm every phone's connection, then measure.
     rounds_of(Request::Ping, &enrolled, 1, concurrency).await;
-    let ceiling = rounds_of(Request::Ping, &enrolled, ROUNDS, concurrency).await;
+    let ceiling = rounds_of(Request::Ping, &enrolled, rounds(), concurrency).await;
     let after_pings = memory_kib(child.id());
-    let checkins = rounds_of(Request::Checkin, &enrolled, ROUNDS, concurrency).await;
+    let checkins = rounds_of(Request::Checkin, &enrolled, rounds(), concurrency).await;
     let (rss, peak) = memory_kib(child.id());
     let _ = child.kill();
     let _ = child.wait();
@@ -250,7 +258,10 @@ fn main() {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    println!("check-in benchmark: {ROUNDS} rounds per phone, 128 requests in flight");
+    println!(
+        "check-in benchmark: {} rounds per phone, 128 requests in flight",
+        rounds()
+    );
     let backends = std::env::var("BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
     for backend in backends.split(',').map(str::trim) {
         for &count in &sizes {

@@ -24,6 +24,7 @@ backend_tests!(
     bad_enrollments_and_contradicting_facts_are_refused_and_audited,
     a_pool_token_enrolls_only_phones_placed_with_that_provider,
     providers_see_their_own_device_identities_only,
+    phones_checking_in_together_are_each_answered_as_themselves,
 );
 
 /// An operator admin, a provider, the iPhone 16 model and one registered phone placed there.
@@ -769,4 +770,70 @@ async fn providers_see_their_own_device_identities_only(backend: Backend) {
     app.request(Method::GET, "/api/v1/enrollment-tokens", Some(&token), None)
         .await
         .expect_problem(StatusCode::FORBIDDEN, "forbidden");
+}
+
+/// Certificate checks of requests that arrive together go to the database in one query; each
+/// phone must still be answered as itself, and a revoked phone among them refused.
+async fn phones_checking_in_together_are_each_answered_as_themselves(backend: Backend) {
+    let (app, admin, provider, _) = setup(backend).await;
+    let mut phones = Vec::new();
+    let mut ids = Vec::new();
+    for n in 0..40u32 {
+        let serial = format!("CROWD{n:03}");
+        let id = app
+            .register_device(&admin, &serial, &imei(100 + n), Some(provider))
+            .await;
+        let token = token_for(&app, &admin, json!({ "device_id": id })).await;
+        ids.push(id);
+        phones.push(agent::swarm::SwarmPhone {
+            token,
+            facts: facts_for(&serial, 100 + n),
+        });
+    }
+    let enrolled = agent::swarm::enroll_all(phones, 8, &|| {})
+        .await
+        .expect("enroll");
+    let revoked = ids[17];
+    app.post(
+        &format!("/api/v1/devices/{revoked}/identity/revoke"),
+        &admin,
+        json!({ "reason": "stolen" }),
+    )
+    .await
+    .expect(StatusCode::OK);
+
+    // Every phone reports its own number as its battery level, so that mixed-up answers show.
+    // (Enrollment finishes in any order; the serial says which phone is which.)
+    let number =
+        |facts: &DeviceFacts| -> usize { facts.serial["CROWD".len()..].parse().expect("number") };
+    let answers = futures::future::join_all(enrolled.iter().map(|phone| {
+        let mut facts = phone.facts.clone();
+        facts.battery_percent = Some(u8::try_from(number(&facts)).expect("small"));
+        async move {
+            let answer = phone.client.checkin(&agent::client::report(&facts)).await;
+            (number(&facts), answer)
+        }
+    }))
+    .await;
+    for (n, answer) in &answers {
+        let n = *n;
+        match answer {
+            Ok(_) => assert_ne!(n, 17, "the revoked phone was let in"),
+            Err(e) => {
+                assert_eq!(n, 17, "phone {n} was refused: {e:#}");
+                assert_eq!(
+                    refusal(e),
+                    (401, "/problems/device-identity-refused".into())
+                );
+            }
+        }
+    }
+    // Each phone's own report (not a neighbour's) is on its record.
+    for (n, id) in ids.iter().enumerate() {
+        let device = app.get(&format!("/api/v1/devices/{id}"), &admin).await;
+        let reported = &device.body["reported"];
+        assert_eq!(reported["serial"], format!("CROWD{n:03}"));
+        let expected = if n == 17 { 80 } else { n };
+        assert_eq!(reported["battery_percent"], expected, "phone {n}");
+    }
 }

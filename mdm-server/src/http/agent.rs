@@ -12,7 +12,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
-use enrollment::{check_csr, fingerprint, CsrError};
+use enrollment::{check_csr, CsrError};
 use std::net::SocketAddr;
 
 use super::problem::{ApiError, ApiJson, FieldError};
@@ -29,8 +29,9 @@ use crate::store::{
 #[derive(Debug, Clone)]
 pub struct Peer {
     pub addr: SocketAddr,
-    /// The client certificate (DER), if the device presented one.
-    pub certificate: Option<Vec<u8>>,
+    /// The SHA-256 fingerprint of the client certificate, if the device presented one:
+    /// worked out once per connection, not per request.
+    pub fingerprint: Option<std::sync::Arc<str>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -103,16 +104,15 @@ impl FromRequestParts<AppState> for DeviceCaller {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let peer = Peer::from_request_parts(parts, state).await?;
-        let Some(certificate) = &peer.certificate else {
+        let Some(print) = peer.fingerprint.clone() else {
             return Err(identity_refused(
                 "present the device certificate issued at enrollment",
             ));
         };
-        let print = fingerprint(certificate);
         let now = state.clock.now();
-        match state.store.device_session(&print, now).await {
-            Ok(session) => Ok(DeviceCaller { session, peer }),
-            Err(StoreError::NotFound) => {
+        match state.device_lookups.session(&print, now).await? {
+            Some(session) => Ok(DeviceCaller { session, peer }),
+            None => {
                 let event = device_event(
                     None,
                     None,
@@ -120,7 +120,7 @@ impl FromRequestParts<AppState> for DeviceCaller {
                     "device.refused",
                     Outcome::Denied,
                     serde_json::json!({
-                        "fingerprint": print,
+                        "fingerprint": &*print,
                         "reason": "revoked, expired or unknown certificate",
                     }),
                 );
@@ -129,7 +129,6 @@ impl FromRequestParts<AppState> for DeviceCaller {
                     "this certificate is revoked, expired or unknown; the device must enroll again",
                 ))
             }
-            Err(e) => Err(e.into()),
         }
     }
 }
@@ -137,7 +136,7 @@ impl FromRequestParts<AppState> for DeviceCaller {
 /// Answers a device whose certificate passed the TLS handshake, without asking the database:
 /// a cheap reachability check for agents, and the ceiling the check-in benchmark compares with.
 async fn ping(peer: Peer) -> Result<StatusCode, ApiError> {
-    match peer.certificate {
+    match peer.fingerprint {
         Some(_) => Ok(StatusCode::NO_CONTENT),
         None => Err(identity_refused(
             "present the device certificate issued at enrollment",

@@ -21,6 +21,7 @@ use crate::store::Store;
 pub mod agent;
 pub mod audit;
 pub mod caller;
+pub mod device_connection;
 pub mod devices;
 pub mod enrollment;
 pub mod login;
@@ -51,6 +52,8 @@ pub struct AppState {
     pub device_url: String,
     /// Check-in times waiting to be written in the next batch.
     pub checkin_times: crate::jobs::checkin_times::CheckinTimes,
+    /// Device certificate checks, batched.
+    pub device_lookups: Arc<crate::jobs::device_lookups::DeviceLookups>,
 }
 
 impl std::fmt::Debug for AppState {

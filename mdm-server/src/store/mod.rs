@@ -6,6 +6,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
+use std::collections::HashMap;
 
 use crate::domain::account::{FailureOutcome, LoginThrottle};
 use crate::domain::audit::{AuditEntry, AuditEvent};
@@ -29,6 +30,9 @@ pub enum StoreError {
     Unsupported(String),
     #[error("database error: {0}")]
     Database(sqlx::Error),
+    /// A query answering many requests at once failed; each of them gets its text.
+    #[error("database error: {0}")]
+    Batch(String),
     #[error("migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
 }
@@ -557,12 +561,13 @@ pub trait EnrollmentStore: Send + Sync {
         now: DateTime<Utc>,
         audit: AuditEvent,
     ) -> StoreResult<()>;
-    /// The device behind a live (not revoked, not expired) certificate, or `NotFound`.
-    async fn device_session(
+    /// The devices behind live (not revoked, not expired) certificates, by certificate
+    /// fingerprint, in one query; a fingerprint with no live certificate is absent.
+    async fn device_sessions(
         &self,
-        fingerprint: &str,
+        fingerprints: &[String],
         now: DateTime<Utc>,
-    ) -> StoreResult<DeviceSession>;
+    ) -> StoreResult<HashMap<String, DeviceSession>>;
     /// Every identity the device has had, newest first.
     async fn device_identities(&self, device_id: i64) -> StoreResult<Vec<DeviceIdentity>>;
     /// Replaces a live identity with a new one: the old is revoked in the same transaction.

@@ -6,6 +6,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{Pool, QueryBuilder, Row};
+use std::collections::HashMap;
 
 use super::{Db, BACKEND, BEGIN_WRITE};
 use crate::domain::account::{FailureOutcome, LoginThrottle};
@@ -21,6 +22,8 @@ type DbRow = <Db as sqlx::Database>::Row;
 
 /// Rows per multi-row INSERT in an import: well under both backends' parameter limits.
 const IMPORT_CHUNK: usize = 1000;
+/// The most certificates one session lookup asks for; larger batches take several queries.
+const MAX_SESSION_BATCH: usize = 128;
 
 #[derive(Debug, Clone)]
 pub struct SqlStore {
@@ -1272,31 +1275,49 @@ impl EnrollmentStore for SqlStore {
         Ok(())
     }
 
-    async fn device_session(
+    async fn device_sessions(
         &self,
-        fingerprint: &str,
+        fingerprints: &[String],
         now: DateTime<Utc>,
-    ) -> StoreResult<DeviceSession> {
-        let row = sqlx::query(
-            "SELECT i.serial, d.id, d.serial, d.imei, d.platform, d.provider_id, d.facts_hash \
-             FROM device_identities i JOIN devices d ON d.id = i.device_id \
-             WHERE i.fingerprint = $1 AND i.revoked_at IS NULL AND i.not_after > $2",
-        )
-        .bind(fingerprint)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(StoreError::NotFound)?;
-        let platform: String = row.try_get(4)?;
-        Ok(DeviceSession {
-            certificate_serial: row.try_get(0)?,
-            device_id: row.try_get(1)?,
-            serial: row.try_get(2)?,
-            imei: row.try_get(3)?,
-            platform: Platform::parse(&platform).map_err(|_| corrupt("platform", &platform))?,
-            provider_id: row.try_get(5)?,
-            facts_hash: row.try_get(6)?,
-        })
+    ) -> StoreResult<HashMap<String, DeviceSession>> {
+        let mut sessions = HashMap::with_capacity(fingerprints.len());
+        for chunk in fingerprints.chunks(MAX_SESSION_BATCH) {
+            // The list is padded to a power of two (repeating its last entry), so a handful of
+            // statement texts serve every batch size and stay in the statement cache.
+            let width = chunk.len().next_power_of_two();
+            let placeholders = (0..width)
+                .map(|i| format!("${}", i + 2))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "SELECT i.fingerprint, i.serial, d.id, d.serial, d.imei, d.platform, \
+                 d.provider_id, d.facts_hash \
+                 FROM device_identities i JOIN devices d ON d.id = i.device_id \
+                 WHERE i.fingerprint IN ({placeholders}) AND i.revoked_at IS NULL \
+                 AND i.not_after > $1"
+            );
+            let mut query = sqlx::query(&sql).bind(now);
+            for i in 0..width {
+                query = query.bind(&chunk[i.min(chunk.len() - 1)]);
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                let platform: String = row.try_get(5)?;
+                sessions.insert(
+                    row.try_get(0)?,
+                    DeviceSession {
+                        certificate_serial: row.try_get(1)?,
+                        device_id: row.try_get(2)?,
+                        serial: row.try_get(3)?,
+                        imei: row.try_get(4)?,
+                        platform: Platform::parse(&platform)
+                            .map_err(|_| corrupt("platform", &platform))?,
+                        provider_id: row.try_get(6)?,
+                        facts_hash: row.try_get(7)?,
+                    },
+                );
+            }
+        }
+        Ok(sessions)
     }
 
     async fn device_identities(&self, device_id: i64) -> StoreResult<Vec<DeviceIdentity>> {
