@@ -43,6 +43,15 @@ struct Incoming {
     keep_alive: bool,
 }
 
+/// What a request head says: the request (its body still empty), whether the connection stays
+/// open after it, how long its body is, and whether the device waits for `100 Continue`.
+struct Head {
+    request: Request<Body>,
+    keep_alive: bool,
+    content_length: usize,
+    expects_continue: bool,
+}
+
 /// Why a connection ends.
 enum Stop {
     /// The device closed it, went quiet, or the network failed: nothing more to say.
@@ -70,17 +79,16 @@ where
         };
         let mut request = incoming.request;
         request.extensions_mut().insert(peer.clone());
-        let head_only = request.method() == Method::HEAD;
+        // A HEAD answer's length would not match what follows it, so the connection ends there.
+        let keep_alive = incoming.keep_alive && request.method() != Method::HEAD;
         let response = match app.clone().oneshot(request).await {
             Ok(response) => response,
             Err(infallible) => match infallible {},
         };
-        let keep_alive = incoming.keep_alive;
-        if respond(&mut io, response, keep_alive && !head_only, &limits)
+        if respond(&mut io, response, keep_alive, &limits)
             .await
             .is_err()
             || !keep_alive
-            || head_only
         {
             let _ = io.shutdown().await;
             return;
@@ -112,16 +120,12 @@ where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
     let mut buf = std::mem::take(carried);
-    let (head_len, mut request, keep_alive, content_length, expects_continue) = loop {
+    let (head_len, head) = loop {
         if !buf.is_empty() {
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut parsed = httparse::Request::new(&mut headers);
             match parsed.parse(&buf) {
-                Ok(httparse::Status::Complete(len)) => {
-                    let (request, keep_alive, content_length, expects_continue) =
-                        head(&parsed, limits)?;
-                    break (len, request, keep_alive, content_length, expects_continue);
-                }
+                Ok(httparse::Status::Complete(len)) => break (len, head(&parsed, limits)?),
                 Ok(httparse::Status::Partial) => {}
                 Err(httparse::Error::TooManyHeaders) => {
                     return Err(Stop::Refuse(head_too_large()));
@@ -135,6 +139,12 @@ where
         buf.reserve(READ_CHUNK);
         read_some(io, &mut buf, limits).await?;
     };
+    let Head {
+        mut request,
+        keep_alive,
+        content_length,
+        expects_continue,
+    } = head;
     let mut body = buf.split_off(head_len);
     drop(buf);
     if body.len() < content_length {
@@ -168,12 +178,8 @@ fn head_too_large() -> ApiError {
     )
 }
 
-/// The request a parsed head describes, with an empty body for now; whether the connection
-/// stays open after it, how long its body is, and whether the device waits for `100 Continue`.
-fn head(
-    parsed: &httparse::Request<'_, '_>,
-    limits: &Limits,
-) -> Result<(Request<Body>, bool, usize, bool), Stop> {
+/// Reads a parsed request head, refusing what the device listener does not serve.
+fn head(parsed: &httparse::Request<'_, '_>, limits: &Limits) -> Result<Head, Stop> {
     let version = match parsed.version {
         Some(1) => Version::HTTP_11,
         _ => Version::HTTP_10,
@@ -253,7 +259,12 @@ fn head(
             )))
         }
     };
-    Ok((request, keep_alive, content_length, expects_continue))
+    Ok(Head {
+        request,
+        keep_alive,
+        content_length,
+        expects_continue,
+    })
 }
 
 /// Writes a response in one piece. Every answer of the device routes is small and whole, so
@@ -353,6 +364,10 @@ mod tests {
         (device, served)
     }
 
+    async fn send(device: &mut DuplexStream, bytes: &[u8]) {
+        device.write_all(bytes).await.expect("write");
+    }
+
     /// Everything the server sends until it closes the connection.
     async fn read_to_close(device: &mut DuplexStream) -> String {
         let mut all = Vec::new();
@@ -403,12 +418,7 @@ mod tests {
     #[tokio::test]
     async fn pipelined_requests_are_answered_in_order_on_one_connection() {
         let (mut device, _served) = connect();
-        device
-            .write_all(
-                b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nfirstPOST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nsecond",
-            )
-            .await
-            .expect("write");
+        send(&mut device, b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nfirstPOST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nsecond").await;
         let answers = read_responses(&mut device, 2).await;
         assert_eq!(
             answers,
@@ -419,16 +429,14 @@ mod tests {
     #[tokio::test]
     async fn a_body_sent_in_pieces_arrives_whole_and_the_peer_is_known() {
         let (mut device, _served) = connect();
-        device
-            .write_all(b"POST /echo HTTP/1.1\r\nContent-Length: 11\r\n\r\nhello")
-            .await
-            .expect("write");
+        send(
+            &mut device,
+            b"POST /echo HTTP/1.1\r\nContent-Length: 11\r\n\r\nhello",
+        )
+        .await;
         tokio::time::sleep(Duration::from_millis(20)).await;
-        device.write_all(b" world").await.expect("write");
-        device
-            .write_all(b"GET /peer HTTP/1.1\r\n\r\n")
-            .await
-            .expect("write");
+        send(&mut device, b" world").await;
+        send(&mut device, b"GET /peer HTTP/1.1\r\n\r\n").await;
         let answers = read_responses(&mut device, 2).await;
         assert_eq!(answers[0], (200, "hello world".to_string()));
         assert_eq!(answers[1], (200, "192.0.2.7:50000".to_string()));
@@ -437,10 +445,11 @@ mod tests {
     #[tokio::test]
     async fn connection_close_is_honoured_after_the_answer() {
         let (mut device, served) = connect();
-        device
-            .write_all(b"POST /echo HTTP/1.1\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok")
-            .await
-            .expect("write");
+        send(
+            &mut device,
+            b"POST /echo HTTP/1.1\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
+        )
+        .await;
         let all = read_to_close(&mut device).await;
         assert!(all.starts_with("HTTP/1.1 200 OK\r\n"), "{all}");
         assert!(all.contains("connection: close\r\n"), "{all}");
@@ -451,10 +460,7 @@ mod tests {
     #[tokio::test]
     async fn http_1_0_closes_unless_keep_alive_is_asked_for() {
         let (mut device, _served) = connect();
-        device
-            .write_all(b"GET /peer HTTP/1.0\r\n\r\n")
-            .await
-            .expect("write");
+        send(&mut device, b"GET /peer HTTP/1.0\r\n\r\n").await;
         let all = read_to_close(&mut device).await;
         assert!(all.contains("connection: close\r\n"), "{all}");
     }
@@ -462,19 +468,18 @@ mod tests {
     #[tokio::test]
     async fn a_no_content_answer_has_no_length_and_the_connection_stays_open() {
         let (mut device, _served) = connect();
-        device
-            .write_all(
-                b"POST /empty HTTP/1.1\r\n\r\nPOST /echo HTTP/1.1\r\nContent-Length: 1\r\n\r\nx",
-            )
-            .await
-            .expect("write");
+        send(
+            &mut device,
+            b"POST /empty HTTP/1.1\r\n\r\nPOST /echo HTTP/1.1\r\nContent-Length: 1\r\n\r\nx",
+        )
+        .await;
         let answers = read_responses(&mut device, 2).await;
         assert_eq!(answers, vec![(204, String::new()), (200, "x".to_string())]);
     }
 
     async fn refused(request: &[u8]) -> String {
         let (mut device, served) = connect();
-        device.write_all(request).await.expect("write");
+        send(&mut device, request).await;
         let all = read_to_close(&mut device).await;
         served.await.expect("served");
         assert!(
@@ -528,14 +533,15 @@ mod tests {
     #[tokio::test]
     async fn expect_100_continue_gets_the_interim_answer_before_the_body() {
         let (mut device, _served) = connect();
-        device
-            .write_all(b"POST /echo HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n")
-            .await
-            .expect("write");
+        send(
+            &mut device,
+            b"POST /echo HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n",
+        )
+        .await;
         let mut interim = [0u8; 25];
         device.read_exact(&mut interim).await.expect("read");
         assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
-        device.write_all(b"data").await.expect("write");
+        send(&mut device, b"data").await;
         assert_eq!(
             read_responses(&mut device, 1).await,
             vec![(200, "data".to_string())]
@@ -545,10 +551,11 @@ mod tests {
     #[tokio::test]
     async fn the_loop_ends_when_the_device_hangs_up_mid_request() {
         let (mut device, served) = connect();
-        device
-            .write_all(b"POST /echo HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc")
-            .await
-            .expect("write");
+        send(
+            &mut device,
+            b"POST /echo HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc",
+        )
+        .await;
         drop(device);
         served.await.expect("the loop ended");
     }
