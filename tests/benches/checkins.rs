@@ -74,6 +74,31 @@ async fn run_server(config_json: &str) {
     std::future::pending::<()>().await;
 }
 
+/// CPU seconds (user and system) a process has used so far, from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line (the state, field 3, is index 0 here),
+    // counted in clock ticks of 1/100 s on Linux.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// CPU used by the server and by the swarm (this process) while `work` runs.
+async fn measured<T>(server: u32, work: impl std::future::Future<Output = T>) -> (T, f64, f64) {
+    let server = server.to_string();
+    let (s0, c0) = (cpu_seconds(&server), cpu_seconds("self"));
+    let out = work.await;
+    (out, cpu_seconds(&server) - s0, cpu_seconds("self") - c0)
+}
+
 fn memory_kib(pid: u32) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
@@ -202,9 +227,17 @@ async fn run(backend: &str, count: u32) {
     let concurrency = 128;
     // Warm every phone's connection, then measure.
     rounds_of(Request::Ping, &enrolled, 1, concurrency).await;
-    let ceiling = rounds_of(Request::Ping, &enrolled, rounds(), concurrency).await;
+    let (ceiling, ping_server_cpu, ping_swarm_cpu) = measured(
+        child.id(),
+        rounds_of(Request::Ping, &enrolled, rounds(), concurrency),
+    )
+    .await;
     let after_pings = memory_kib(child.id());
-    let checkins = rounds_of(Request::Checkin, &enrolled, rounds(), concurrency).await;
+    let (checkins, checkin_server_cpu, checkin_swarm_cpu) = measured(
+        child.id(),
+        rounds_of(Request::Checkin, &enrolled, rounds(), concurrency),
+    )
+    .await;
     let (rss, peak) = memory_kib(child.id());
     let _ = child.kill();
     let _ = child.wait();
@@ -228,6 +261,14 @@ async fn run(backend: &str, count: u32) {
         ceiling.per_second(),
         ms(ceiling.percentile(0.5)),
         ms(ceiling.percentile(0.99))
+    );
+    let per = |cpu: f64, n: usize| cpu * 1e6 / n.max(1) as f64;
+    println!(
+        "    CPU per request: check-in {:.0} us server + {:.0} us swarm, ping {:.0} us server + {:.0} us swarm",
+        per(checkin_server_cpu, checkins.checkins),
+        per(checkin_swarm_cpu, checkins.checkins),
+        per(ping_server_cpu, ceiling.checkins),
+        per(ping_swarm_cpu, ceiling.checkins)
     );
     let mb = |kib: u64| kib as f64 / 1024.0;
     println!(

@@ -25,6 +25,7 @@ backend_tests!(
     a_pool_token_enrolls_only_phones_placed_with_that_provider,
     providers_see_their_own_device_identities_only,
     phones_checking_in_together_are_each_answered_as_themselves,
+    check_in_times_of_many_phones_land_together_and_never_move_back,
 );
 
 /// An operator admin, a provider, the iPhone 16 model and one registered phone placed there.
@@ -835,5 +836,83 @@ async fn phones_checking_in_together_are_each_answered_as_themselves(backend: Ba
         assert_eq!(reported["serial"], format!("CROWD{n:03}"));
         let expected = if n == 17 { 80 } else { n };
         assert_eq!(reported["battery_percent"], expected, "phone {n}");
+    }
+}
+
+/// The batched write of check-in times: more phones than one statement takes, every phone gets
+/// its own time, and a time older than the stored one leaves the stored one alone.
+async fn check_in_times_of_many_phones_land_together_and_never_move_back(backend: Backend) {
+    use mdm_server::domain::audit::AuditEvent;
+    use mdm_server::domain::device::{Imei, Platform, Serial};
+    use mdm_server::store::{DeviceFilter, NewDevice};
+
+    let app = TestApp::spawn(backend).await;
+    let (_, admin) = app.bootstrap_admin().await;
+    let model_id = app.create_model(&admin, "ios", "iPhone 16", None).await;
+    let store = app.server.state.store.clone();
+    // Whole seconds, which both backends store exactly.
+    let now = chrono::DateTime::from_timestamp(app.clock.now().timestamp(), 0).expect("time");
+    let count = 700;
+    let devices: Vec<NewDevice> = (0..count)
+        .map(|i| NewDevice {
+            serial: Serial::parse(&format!("BATCH{i:05}")).expect("serial"),
+            imei: Imei::parse(&imei(10_000 + i)).expect("imei"),
+            model_id,
+            platform: Platform::Ios,
+            provider_id: None,
+            purchase_date: None,
+            warranty_end: None,
+            supplier: None,
+        })
+        .collect();
+    store
+        .import_devices(
+            &devices,
+            now,
+            AuditEvent::unattended("test", "device.import"),
+            &|_| {},
+        )
+        .await
+        .expect("import");
+    let ids: Vec<i64> = store
+        .list_devices(&DeviceFilter {
+            limit: count + 1,
+            ..Default::default()
+        })
+        .await
+        .expect("devices")
+        .iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(ids.len(), count as usize);
+
+    // Each phone its own second, so a mixed-up pairing of ids and times would show.
+    let first: Vec<_> = ids
+        .iter()
+        .enumerate()
+        .map(|(n, &id)| (id, now + chrono::Duration::seconds(n as i64)))
+        .collect();
+    store.touch_checkins(&first).await.expect("first batch");
+    // Then the first phone reports an older time (it must not win) and the second a newer one.
+    let older = now - chrono::Duration::hours(1);
+    let newer = now + chrono::Duration::days(1);
+    store
+        .touch_checkins(&[(ids[0], older), (ids[1], newer)])
+        .await
+        .expect("second batch");
+
+    let stored: std::collections::HashMap<i64, _> = store
+        .list_devices(&DeviceFilter {
+            limit: count + 1,
+            ..Default::default()
+        })
+        .await
+        .expect("devices")
+        .into_iter()
+        .map(|d| (d.id, d.last_checkin_at))
+        .collect();
+    for (n, &(id, at)) in first.iter().enumerate() {
+        let expected = if n == 1 { newer } else { at };
+        assert_eq!(stored[&id], Some(expected), "phone {n}");
     }
 }

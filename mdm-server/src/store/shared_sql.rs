@@ -24,6 +24,8 @@ type DbRow = <Db as sqlx::Database>::Row;
 const IMPORT_CHUNK: usize = 1000;
 /// The most certificates one session lookup asks for; larger batches take several queries.
 const MAX_SESSION_BATCH: usize = 128;
+/// Check-in times written by one statement (two parameters each).
+const MAX_TOUCH_BATCH: usize = 512;
 
 #[derive(Debug, Clone)]
 pub struct SqlStore {
@@ -1393,15 +1395,30 @@ impl EnrollmentStore for SqlStore {
 
     async fn touch_checkins(&self, batch: &[(i64, DateTime<Utc>)]) -> StoreResult<()> {
         let mut tx = self.write().await?;
-        for (device_id, at) in batch {
-            sqlx::query(
-                "UPDATE devices SET last_checkin_at = $1 WHERE id = $2 \
-                 AND (last_checkin_at IS NULL OR last_checkin_at < $1)",
-            )
-            .bind(at)
-            .bind(device_id)
-            .execute(&mut *tx)
-            .await?;
+        for chunk in batch.chunks(MAX_TOUCH_BATCH) {
+            // One statement per chunk instead of one per device. Like the session lookup, the
+            // list is padded to a power of two (repeating its last pair) so few statement texts
+            // serve every size; a repeated pair changes nothing.
+            let width = chunk.len().next_power_of_two();
+            let when = (0..width)
+                .map(|i| format!("WHEN ${} THEN ${}", 2 * i + 1, 2 * i + 2))
+                .collect::<Vec<_>>()
+                .join(" ");
+            let ids = (0..width)
+                .map(|i| format!("${}", 2 * i + 1))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "UPDATE devices SET last_checkin_at = CASE id {when} END \
+                 WHERE id IN ({ids}) \
+                 AND (last_checkin_at IS NULL OR last_checkin_at < CASE id {when} END)"
+            );
+            let mut query = sqlx::query(&sql);
+            for i in 0..width {
+                let (device_id, at) = &chunk[i.min(chunk.len() - 1)];
+                query = query.bind(device_id).bind(at);
+            }
+            query.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
