@@ -19,9 +19,9 @@ use mdm_server::auth::hash_token;
 use mdm_server::clock::Clock;
 use mdm_server::config::Config;
 use mdm_server::domain::audit::AuditEvent;
-use mdm_server::domain::device::{Imei, Platform, Serial};
+use mdm_server::domain::device::Platform;
 use mdm_server::server::{self, StartOptions};
-use mdm_server::store::{DeviceFilter, NewDevice, NewEnrollmentToken};
+use mdm_server::store::NewEnrollmentToken;
 
 // The same allocator as the `mdm-server` binary, so the server process measures as it runs.
 #[global_allocator]
@@ -48,11 +48,6 @@ fn free_port() -> u16 {
         .local_addr()
         .expect("addr")
         .port()
-}
-
-fn imei(n: u32) -> String {
-    let body = format!("35{n:012}");
-    format!("{body}{}", mdm_server::domain::luhn::check_digit(&body))
 }
 
 /// Server mode: run the server with the given configuration until killed.
@@ -163,29 +158,7 @@ async fn run(backend: &str, count: u32) {
         .create_model(Platform::Ios, "iPhone 16", None, now, event("model.create"))
         .await
         .expect("model");
-    let devices: Vec<NewDevice> = (0..count)
-        .map(|i| NewDevice {
-            serial: Serial::parse(&format!("SW{i:08}")).expect("serial"),
-            imei: Imei::parse(&imei(i)).expect("imei"),
-            model_id: model.id,
-            platform: Platform::Ios,
-            provider_id: None,
-            purchase_date: None,
-            warranty_end: None,
-            supplier: None,
-        })
-        .collect();
-    store
-        .import_devices(&devices, now, event("device.import"), &|_| {})
-        .await
-        .expect("import");
-    let registered = store
-        .list_devices(&DeviceFilter {
-            limit: count + 1,
-            ..Default::default()
-        })
-        .await
-        .expect("devices");
+    let registered = mdm_tests::import_iphones(store.as_ref(), model.id, "SW", 0, count).await;
     let url = format!("https://127.0.0.1:{device_port}");
     let mut phones = Vec::new();
     for device in registered {

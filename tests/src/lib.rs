@@ -432,6 +432,50 @@ pub fn imei(n: u32) -> String {
     format!("{body}{}", mdm_server::domain::luhn::check_digit(&body))
 }
 
+/// Registers `count` unplaced iPhones of `model_id` straight through the store, faster than the
+/// API for fleets (serials `{prefix}{n:08}`, IMEIs `imei(first_imei + n)`), and returns them as
+/// stored.
+pub async fn import_iphones(
+    store: &dyn mdm_server::store::Store,
+    model_id: i64,
+    prefix: &str,
+    first_imei: u32,
+    count: u32,
+) -> Vec<mdm_server::store::Device> {
+    use mdm_server::domain::audit::AuditEvent;
+    use mdm_server::domain::device::{Imei, Platform, Serial};
+    use mdm_server::store::{DeviceFilter, NewDevice};
+
+    let devices: Vec<NewDevice> = (0..count)
+        .map(|n| NewDevice {
+            serial: Serial::parse(&format!("{prefix}{n:08}")).expect("serial"),
+            imei: Imei::parse(&imei(first_imei + n)).expect("imei"),
+            model_id,
+            platform: Platform::Ios,
+            provider_id: None,
+            purchase_date: None,
+            warranty_end: None,
+            supplier: None,
+        })
+        .collect();
+    store
+        .import_devices(
+            &devices,
+            Utc::now(),
+            AuditEvent::unattended("test", "device.import"),
+            &|_| {},
+        )
+        .await
+        .expect("import");
+    store
+        .list_devices(&DeviceFilter {
+            limit: count + 1,
+            ..Default::default()
+        })
+        .await
+        .expect("devices")
+}
+
 /// The first credentials of a new account.
 #[derive(Debug, Clone)]
 pub struct NewLogin {

@@ -7,7 +7,7 @@ use agent::protocol::{DeviceFacts, EnrollRequest, InstalledApp};
 use agent::state::StateDir;
 use agent::swarm::simulated_facts;
 use base64::Engine;
-use mdm_tests::{backend_tests, imei, Backend, TestApp, ORG_A, ORG_B};
+use mdm_tests::{backend_tests, imei, import_iphones, Backend, TestApp, ORG_A, ORG_B};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -842,9 +842,7 @@ async fn phones_checking_in_together_are_each_answered_as_themselves(backend: Ba
 /// The batched write of check-in times: more phones than one statement takes, every phone gets
 /// its own time, and a time older than the stored one leaves the stored one alone.
 async fn check_in_times_of_many_phones_land_together_and_never_move_back(backend: Backend) {
-    use mdm_server::domain::audit::AuditEvent;
-    use mdm_server::domain::device::{Imei, Platform, Serial};
-    use mdm_server::store::{DeviceFilter, NewDevice};
+    use mdm_server::store::DeviceFilter;
 
     let app = TestApp::spawn(backend).await;
     let (_, admin) = app.bootstrap_admin().await;
@@ -853,34 +851,8 @@ async fn check_in_times_of_many_phones_land_together_and_never_move_back(backend
     // Whole seconds, which both backends store exactly.
     let now = chrono::DateTime::from_timestamp(app.clock.now().timestamp(), 0).expect("time");
     let count = 700;
-    let devices: Vec<NewDevice> = (0..count)
-        .map(|i| NewDevice {
-            serial: Serial::parse(&format!("BATCH{i:05}")).expect("serial"),
-            imei: Imei::parse(&imei(10_000 + i)).expect("imei"),
-            model_id,
-            platform: Platform::Ios,
-            provider_id: None,
-            purchase_date: None,
-            warranty_end: None,
-            supplier: None,
-        })
-        .collect();
-    store
-        .import_devices(
-            &devices,
-            now,
-            AuditEvent::unattended("test", "device.import"),
-            &|_| {},
-        )
+    let ids: Vec<i64> = import_iphones(store.as_ref(), model_id, "BATCH", 10_000, count)
         .await
-        .expect("import");
-    let ids: Vec<i64> = store
-        .list_devices(&DeviceFilter {
-            limit: count + 1,
-            ..Default::default()
-        })
-        .await
-        .expect("devices")
         .iter()
         .map(|d| d.id)
         .collect();
