@@ -92,6 +92,23 @@ pub struct CheckinResponse {
     pub acknowledged: String,
     pub next_checkin_seconds: u64,
     pub server_time: DateTime<Utc>,
+    /// Planned maintenance and disruptions in progress or coming up, for the phone to show.
+    #[serde(default)]
+    pub notices: Vec<DeviceNotice>,
+}
+
+/// A maintenance window or disruption as a phone shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceNotice {
+    pub id: i64,
+    /// `planned` or `disruption`.
+    pub kind: String,
+    pub title: String,
+    /// `scheduled`, `rescheduled` or `in_progress`.
+    pub status: String,
+    pub starts_at: DateTime<Utc>,
+    /// Absent while a disruption lasts.
+    pub ends_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -43,6 +43,64 @@ pub struct Config {
     /// Reverse proxies whose `X-Forwarded-For` names the real client in the audit trail.
     #[serde(default)]
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// How notices reach people: the SMTP relay, the SMS gateway, the webhook, retries.
+    #[serde(default)]
+    pub notifications: Notifications,
+}
+
+/// Delivery of notices. A channel that is not configured fails its deliveries, which end in
+/// the dead-letter list where the operator sees them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Notifications {
+    /// `smtp://host:port` (STARTTLS when the relay offers it), `smtp://host:port?tls=required`
+    /// (STARTTLS or fail), `smtps://host:465` (TLS from the start); user and password may be
+    /// given in the URL.
+    pub smtp_url: Option<SecretString>,
+    /// The sender of notice e-mails, `Name <address>` or an address.
+    pub mail_from: String,
+    /// The SMS gateway's send URL (46elks' wire format: a form POST of `from`, `to` and
+    /// `message` with HTTP basic authentication).
+    pub sms_gateway_url: Option<String>,
+    pub sms_username: Option<String>,
+    pub sms_password: Option<SecretString>,
+    /// The sender name shown on the phone (at most 11 letters and digits).
+    pub sms_sender: String,
+    /// Where notices are also posted as JSON, signed with HMAC-SHA256 of `webhook_secret`.
+    pub webhook_url: Option<String>,
+    pub webhook_secret: Option<SecretString>,
+    /// Attempts before a delivery is dead-lettered.
+    pub max_attempts: u32,
+    /// The first retry waits this long; each further one twice as long, up to the maximum.
+    pub retry_base_seconds: u64,
+    pub retry_max_seconds: u64,
+    /// How often a node looks for due notices and deliveries (new ones wake it at once).
+    pub poll_interval_ms: u64,
+    /// Deliveries a node sends at the same time.
+    pub concurrency: usize,
+    /// A send that takes longer than this has failed.
+    pub send_timeout_seconds: u64,
+}
+
+impl Default for Notifications {
+    fn default() -> Self {
+        Notifications {
+            smtp_url: None,
+            mail_from: "MDM <noreply@localhost.localdomain>".to_string(),
+            sms_gateway_url: None,
+            sms_username: None,
+            sms_password: None,
+            sms_sender: "Kommunen".to_string(),
+            webhook_url: None,
+            webhook_secret: None,
+            max_attempts: 8,
+            retry_base_seconds: 30,
+            retry_max_seconds: 3600,
+            poll_interval_ms: 1000,
+            concurrency: 16,
+            send_timeout_seconds: 30,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -167,6 +225,20 @@ mod tests {
         assert!(!shown.contains("hemligt"), "{shown}");
         assert!(shown.contains("postgres://[redacted]"));
         assert_eq!(c.database_url(), "postgres://mdm:hemligt@db.kommun.se/mdm");
+    }
+
+    #[test]
+    fn notification_settings_have_defaults_and_refuse_unknown_keys() {
+        let c = Config::from_overrides(serde_json::json!({
+            "notifications": { "sms_gateway_url": "http://127.0.0.1:9/a1/sms", "max_attempts": 3 }
+        }))
+        .expect("config");
+        assert_eq!(c.notifications.max_attempts, 3);
+        assert_eq!(c.notifications.retry_base_seconds, 30);
+        assert!(Config::from_overrides(serde_json::json!({
+            "notifications": { "smtp_host": "relay" }
+        }))
+        .is_err());
     }
 
     #[test]

@@ -12,5 +12,6 @@ pub mod domain;
 pub mod http;
 pub mod import;
 pub mod jobs;
+pub mod notify;
 pub mod server;
 pub mod store;

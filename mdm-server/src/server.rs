@@ -80,6 +80,8 @@ pub async fn build_state_for(
         device_url,
         checkin_times: Default::default(),
         device_lookups: Arc::new(DeviceLookups::new(store.clone())),
+        notice_board: Default::default(),
+        notice_wake: Default::default(),
         store,
     })
 }
@@ -307,21 +309,40 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
         devices,
         until_stopped(stopped.clone()),
     ));
-    let times = state
-        .checkin_times
-        .clone()
-        .run(state.store.clone(), stopped);
-    let times_task = tokio::spawn(async move {
-        times.await;
-        Ok(())
-    });
+    let mut tasks = vec![api_task, device_task];
+    tasks.extend(spawn_background(&state, stopped)?);
     Ok(RunningServer {
         addr,
         device_addr,
         state,
         stop: Some(stop),
-        tasks: vec![api_task, device_task, times_task],
+        tasks,
     })
+}
+
+/// The node's background work: writing check-in times, and the notice scheduler and outbox
+/// workers. Each ends when `stopped` says so.
+fn spawn_background(
+    state: &AppState,
+    stopped: watch::Receiver<bool>,
+) -> anyhow::Result<Vec<JoinHandle<anyhow::Result<()>>>> {
+    let channels = crate::notify::Channels::from_config(&state.config.notifications)?;
+    let notices =
+        crate::jobs::notices::NoticeJobs::new(state, channels, crate::jobs::notices::node_name());
+    let times = state
+        .checkin_times
+        .clone()
+        .run(state.store.clone(), stopped.clone());
+    Ok(vec![
+        tokio::spawn(async move {
+            times.await;
+            Ok(())
+        }),
+        tokio::spawn(async move {
+            notices.run(stopped).await;
+            Ok(())
+        }),
+    ])
 }
 
 /// Runs both listeners until Ctrl-C.
@@ -343,13 +364,10 @@ pub async fn run_until_interrupted(
         devices,
         until_stopped(stopped.clone()),
     ));
-    let times_task = tokio::spawn(
-        state
-            .checkin_times
-            .clone()
-            .run(state.store.clone(), stopped.clone()),
-    );
+    let background = spawn_background(&state, stopped.clone())?;
     serve(state, api, until_stopped(stopped)).await?;
-    times_task.await?;
+    for task in background {
+        task.await??;
+    }
     device_task.await?
 }

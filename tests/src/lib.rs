@@ -10,6 +10,8 @@ use mdm_server::clock::Clock;
 use mdm_server::config::Config;
 use mdm_server::server::{self, RunningServer, StartOptions};
 
+pub mod sinks;
+
 /// Which database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -82,6 +84,8 @@ pub struct TestApp {
     pub config_file: PathBuf,
     pub dir: tempfile::TempDir,
     pub backend: Backend,
+    /// Configuration lines added to the file (kept across restarts).
+    pub extra_config: String,
 }
 
 impl TestApp {
@@ -110,6 +114,28 @@ impl TestApp {
             demo,
             ("127.0.0.1:0", "127.0.0.1:0"),
             clock,
+            String::new(),
+        )
+        .await
+    }
+
+    /// A server with these configuration lines added (such as a `[notifications]` table) whose
+    /// clock stands at `at`.
+    pub async fn spawn_configured(
+        backend: Backend,
+        extra_config: &str,
+        at: chrono::DateTime<Utc>,
+    ) -> TestApp {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let database_url = fresh_database(backend, dir.path()).await;
+        Self::spawn_at(
+            backend,
+            dir,
+            database_url,
+            false,
+            ("127.0.0.1:0", "127.0.0.1:0"),
+            Clock::fixed(at),
+            extra_config.to_string(),
         )
         .await
     }
@@ -121,11 +147,12 @@ impl TestApp {
         demo: bool,
         (listen, device_listen): (&str, &str),
         clock: Clock,
+        extra_config: String,
     ) -> TestApp {
         let config_file = dir.path().join("mdm.toml");
         let toml = format!(
             "listen = \"{listen}\"\ndevice_listen = \"{device_listen}\"\ndata_dir = \"{}\"\n\
-             database_url = \"{}\"\nmax_body_bytes = 65536\n",
+             database_url = \"{}\"\nmax_body_bytes = 65536\n{extra_config}",
             dir.path().display(),
             database_url
         );
@@ -150,6 +177,7 @@ impl TestApp {
             config_file,
             dir,
             backend,
+            extra_config,
         }
     }
 
@@ -174,6 +202,7 @@ impl TestApp {
             database_url,
             backend,
             clock,
+            extra_config,
             ..
         } = self;
         server.stop().await.expect("server stops");
@@ -185,6 +214,7 @@ impl TestApp {
             false,
             (&addr, &device_addr),
             clock,
+            extra_config,
         )
         .await;
         (app, out)

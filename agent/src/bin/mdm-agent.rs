@@ -119,6 +119,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let wait = match checkin_once(&state, &facts).await {
                     Ok(answer) => {
                         failures = 0;
+                        // The phone's screen shows these; here they go to the terminal.
+                        for notice in &answer.notices {
+                            let ends = notice.ends_at.map_or_else(
+                                || "until further notice".to_string(),
+                                |t| t.to_rfc3339(),
+                            );
+                            println!(
+                                "notice: [{}] {} ({}) {} - {ends}",
+                                notice.kind,
+                                notice.title,
+                                notice.status,
+                                notice.starts_at.to_rfc3339()
+                            );
+                        }
                         // A failed renewal is tried again at the next check-in; the certificate
                         // still has most of a third of its year left.
                         match renewal_due(&state, chrono::Utc::now().timestamp()) {

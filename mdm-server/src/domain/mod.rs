@@ -12,8 +12,11 @@ pub mod device;
 pub mod error;
 pub mod facts;
 pub mod luhn;
+pub mod maintenance;
 pub mod model;
+pub mod notice_text;
 pub mod organisation;
+pub mod outbox;
 pub mod role;
 
 pub use error::DomainError;

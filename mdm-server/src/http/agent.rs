@@ -464,6 +464,7 @@ async fn checkin(
         acknowledged: req.report_id,
         next_checkin_seconds: state.config.checkin_interval_seconds,
         server_time: now,
+        notices: state.notice_board.for_provider(device.provider_id, now),
     }))
 }
 

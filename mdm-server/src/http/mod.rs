@@ -20,11 +20,14 @@ use crate::store::Store;
 
 pub mod agent;
 pub mod audit;
+pub mod calendar;
 pub mod caller;
+pub mod deliveries;
 pub mod device_connection;
 pub mod devices;
 pub mod enrollment;
 pub mod login;
+pub mod maintenance;
 pub mod metrics;
 pub mod models;
 pub mod problem;
@@ -54,6 +57,10 @@ pub struct AppState {
     pub checkin_times: crate::jobs::checkin_times::CheckinTimes,
     /// Device certificate checks, batched.
     pub device_lookups: Arc<crate::jobs::device_lookups::DeviceLookups>,
+    /// Maintenance and disruptions shown to phones at check-in.
+    pub notice_board: crate::jobs::notice_board::NoticeBoard,
+    /// Wakes this node's notice workers when a change has written notices.
+    pub notice_wake: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -88,6 +95,7 @@ impl AppState {
         (name = "models", description = "The catalogue of supported phone models"),
         (name = "devices", description = "The device inventory"),
         (name = "enrollment", description = "Enrollment tokens and device identities"),
+        (name = "maintenance", description = "Planned maintenance, disruptions, notices, their delivery and the calendar feed"),
         (name = "audit", description = "The hash-chained audit trail")
     )
 )]
@@ -114,6 +122,9 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(models::routes())
         .merge(devices::routes())
         .merge(enrollment::routes())
+        .merge(maintenance::routes())
+        .merge(deliveries::routes())
+        .merge(calendar::routes())
         .merge(audit::routes())
         .split_for_parts()
 }

@@ -6,6 +6,7 @@ use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::RefOr;
 
 use crate::domain::device::{DeviceStatus, Platform, ALL_STATUSES};
+use crate::domain::maintenance::WindowStatus;
 use crate::domain::role::{Role, ALL_ROLES};
 
 fn string_enum(values: impl IntoIterator<Item = &'static str>) -> RefOr<Schema> {
@@ -41,3 +42,8 @@ string_enum_schema!(
     ALL_STATUSES.map(DeviceStatus::as_str)
 );
 string_enum_schema!(Role, "Role", ALL_ROLES.map(Role::as_str));
+string_enum_schema!(
+    WindowStatus,
+    "WindowStatus",
+    WindowStatus::ALL.map(WindowStatus::as_str)
+);

@@ -2,3 +2,5 @@
 
 pub mod checkin_times;
 pub mod device_lookups;
+pub mod notice_board;
+pub mod notices;

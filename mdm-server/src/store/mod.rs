@@ -14,7 +14,9 @@ use crate::domain::contact::ItContact;
 use crate::domain::device::{DeviceStatus, Imei, Platform, Serial};
 use crate::domain::organisation::{ContractPeriod, OrgKind, OrgNumber};
 use crate::domain::role::{Role, Scope};
+pub use notices::NoticeStore;
 
+pub mod notices;
 pub mod postgres;
 pub mod sqlite;
 
@@ -638,6 +640,7 @@ pub trait Store:
     + DeviceStore
     + EnrollmentStore
     + AuditStore
+    + NoticeStore
     + Maintenance
 {
 }
@@ -650,6 +653,7 @@ impl<T> Store for T where
         + DeviceStore
         + EnrollmentStore
         + AuditStore
+        + NoticeStore
         + Maintenance
 {
 }

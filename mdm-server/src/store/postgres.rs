@@ -14,6 +14,13 @@ const BACKEND: &str = "postgres";
 #[path = "shared_sql.rs"]
 mod shared;
 
+// Claiming outbox rows: PostgreSQL skips rows another node holds; SQLite has one writer.
+const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
+
+#[allow(clippy::duplicate_mod)]
+#[path = "notices_sql.rs"]
+mod notices_sql;
+
 pub use shared::SqlStore as PgStore;
 
 impl PgStore {

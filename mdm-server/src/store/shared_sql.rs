@@ -41,12 +41,12 @@ impl SqlStore {
         &self.pool
     }
 
-    async fn write(&self) -> StoreResult<Tx> {
+    pub(super) async fn write(&self) -> StoreResult<Tx> {
         Ok(self.pool.begin_with(BEGIN_WRITE).await?)
     }
 }
 
-fn corrupt(what: &str, value: &str) -> StoreError {
+pub(super) fn corrupt(what: &str, value: &str) -> StoreError {
     StoreError::Database(sqlx::Error::Protocol(format!(
         "stored {what} '{value}' is not valid"
     )))
@@ -54,7 +54,11 @@ fn corrupt(what: &str, value: &str) -> StoreError {
 
 /// Appends one entry to the hash chain inside the caller's transaction. Updating the head row
 /// first takes its lock, so concurrent appenders (even on other nodes) line up behind it.
-async fn append_audit_tx(tx: &mut Tx, event: &AuditEvent, now: DateTime<Utc>) -> StoreResult<()> {
+pub(super) async fn append_audit_tx(
+    tx: &mut Tx,
+    event: &AuditEvent,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
     let head = sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
         .fetch_one(&mut **tx)
         .await?;
@@ -89,7 +93,7 @@ async fn append_audit_tx(tx: &mut Tx, event: &AuditEvent, now: DateTime<Utc>) ->
 }
 
 /// For create operations the new record's id is only known inside the transaction.
-fn with_target(mut event: AuditEvent, id: i64) -> AuditEvent {
+pub(super) fn with_target(mut event: AuditEvent, id: i64) -> AuditEvent {
     if event.target_id.is_none() {
         event.target_id = Some(id.to_string());
     }

@@ -18,6 +18,13 @@ const BACKEND: &str = "sqlite";
 #[path = "shared_sql.rs"]
 mod shared;
 
+// Claiming outbox rows: PostgreSQL skips rows another node holds; SQLite has one writer.
+const SKIP_LOCKED: &str = "";
+
+#[allow(clippy::duplicate_mod)]
+#[path = "notices_sql.rs"]
+mod notices_sql;
+
 pub use shared::SqlStore as SqliteStore;
 
 impl SqliteStore {

@@ -1,0 +1,283 @@
+//! The words of a notice: e-mail subject and body and the SMS, in Swedish or English, with
+//! the window in the operator's local time.
+
+use chrono::{DateTime, Datelike, Utc};
+use chrono_tz::Tz;
+
+use super::maintenance::{Language, NoticeKind, WindowKind};
+
+/// What a notice is about.
+#[derive(Debug, Clone)]
+pub struct NoticeSubject<'a> {
+    pub operator_name: &'a str,
+    pub kind: WindowKind,
+    pub title: &'a str,
+    pub description: &'a str,
+    pub systems: &'a [String],
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: Option<DateTime<Utc>>,
+    /// A free-text update (disruption updates, cancellation reasons).
+    pub message: Option<&'a str>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoticeText {
+    pub subject: String,
+    pub body: String,
+    pub sms: String,
+}
+
+/// An SMS longer than this is cut (three concatenated messages).
+pub const MAX_SMS_CHARS: usize = 459;
+
+const SV_DAYS: [&str; 7] = [
+    "måndag", "tisdag", "onsdag", "torsdag", "fredag", "lördag", "söndag",
+];
+const SV_MONTHS: [&str; 12] = [
+    "januari",
+    "februari",
+    "mars",
+    "april",
+    "maj",
+    "juni",
+    "juli",
+    "augusti",
+    "september",
+    "oktober",
+    "november",
+    "december",
+];
+
+/// A time as people read it: `tisdag 15 december 2026 kl. 10:00` or
+/// `Tuesday 15 December 2026 at 10:00`.
+pub fn local_time(t: DateTime<Utc>, tz: Tz, lang: Language) -> String {
+    let l = t.with_timezone(&tz);
+    let day = l.weekday().num_days_from_monday() as usize;
+    let month = l.month0() as usize;
+    match lang {
+        Language::Sv => format!(
+            "{} {} {} {} kl. {}",
+            SV_DAYS[day],
+            l.day(),
+            SV_MONTHS[month],
+            l.year(),
+            l.format("%H:%M")
+        ),
+        Language::En => format!("{} at {}", l.format("%A %-d %B %Y"), l.format("%H:%M")),
+    }
+}
+
+/// The span of a window: the end's date is left out when it is the start's.
+pub fn local_span(
+    start: DateTime<Utc>,
+    end: Option<DateTime<Utc>>,
+    tz: Tz,
+    lang: Language,
+) -> String {
+    let from = local_time(start, tz, lang);
+    match end {
+        None => match lang {
+            Language::Sv => format!("från {from}, tills vidare"),
+            Language::En => format!("from {from}, until further notice"),
+        },
+        Some(end)
+            if end.with_timezone(&tz).date_naive() == start.with_timezone(&tz).date_naive() =>
+        {
+            format!("{from}–{}", end.with_timezone(&tz).format("%H:%M"))
+        }
+        Some(end) => format!("{from} – {}", local_time(end, tz, lang)),
+    }
+}
+
+/// The notice of `kind` about `s`.
+pub fn render(kind: NoticeKind, s: &NoticeSubject<'_>, tz: Tz, lang: Language) -> NoticeText {
+    let span = local_span(s.starts_at, s.ends_at, tz, lang);
+    let (headline, lead) = headline(kind, s.kind, lang);
+    let subject = format!("{headline}: {}", s.title);
+    let mut body = format!("{lead}\n\n{}\n", s.title);
+    let when = match lang {
+        Language::Sv => "Tid",
+        Language::En => "When",
+    };
+    body.push_str(&format!("{when}: {span}\n"));
+    if !s.systems.is_empty() {
+        let label = match lang {
+            Language::Sv => "Berörda system",
+            Language::En => "Affected systems",
+        };
+        body.push_str(&format!("{label}: {}\n", s.systems.join(", ")));
+    }
+    if let Some(message) = s.message.filter(|m| !m.trim().is_empty()) {
+        body.push_str(&format!("\n{message}\n"));
+    }
+    if !s.description.trim().is_empty() {
+        body.push_str(&format!("\n{}\n", s.description.trim()));
+    }
+    let closing = match lang {
+        Language::Sv => "Med vänlig hälsning",
+        Language::En => "Kind regards",
+    };
+    body.push_str(&format!("\n{closing}\n{}\n", s.operator_name));
+    let mut sms = format!("{}: {subject}. {span}.", s.operator_name);
+    if let Some(message) = s.message.filter(|m| !m.trim().is_empty()) {
+        sms.push(' ');
+        sms.push_str(message.trim());
+    }
+    if sms.chars().count() > MAX_SMS_CHARS {
+        sms = sms.chars().take(MAX_SMS_CHARS - 1).collect::<String>() + "…";
+    }
+    NoticeText { subject, body, sms }
+}
+
+fn headline(kind: NoticeKind, window: WindowKind, lang: Language) -> (&'static str, &'static str) {
+    use NoticeKind as K;
+    let planned = window == WindowKind::Planned;
+    match (lang, kind) {
+        (Language::Sv, K::Announced) => (
+            "Planerat underhåll",
+            "Vi planerar underhåll som påverkar era tjänster.",
+        ),
+        (Language::Sv, K::Reminder) => (
+            "Påminnelse om planerat underhåll",
+            "Påminnelse: det planerade underhållet börjar snart.",
+        ),
+        (Language::Sv, K::Started) if planned => {
+            ("Underhåll pågår", "Det planerade underhållet har börjat.")
+        }
+        (Language::Sv, K::Ended) if planned => (
+            "Tjänsten är i drift igen",
+            "Underhållet är klart och tjänsten är i drift igen.",
+        ),
+        (Language::Sv, K::Started | K::Ended) => ("Driftstörning", "Information om driftstörning."),
+        (Language::Sv, K::Rescheduled) => (
+            "Ändrad tid för planerat underhåll",
+            "Det planerade underhållet har flyttats till en ny tid.",
+        ),
+        (Language::Sv, K::Cancelled) => (
+            "Inställt underhåll",
+            "Det planerade underhållet är inställt.",
+        ),
+        (Language::Sv, K::DisruptionOpened) => (
+            "Driftstörning",
+            "Vi har en driftstörning som påverkar era tjänster.",
+        ),
+        (Language::Sv, K::DisruptionUpdate) => (
+            "Uppdatering om driftstörning",
+            "Ny information om driftstörningen.",
+        ),
+        (Language::Sv, K::DisruptionFollowUp) => (
+            "Driftstörningen pågår",
+            "Driftstörningen pågår fortfarande; vi arbetar med felet.",
+        ),
+        (Language::Sv, K::DisruptionResolved) => (
+            "Driftstörningen är åtgärdad",
+            "Driftstörningen är åtgärdad och tjänsten är i drift igen.",
+        ),
+        (Language::En, K::Announced) => (
+            "Planned maintenance",
+            "We have planned maintenance that affects your services.",
+        ),
+        (Language::En, K::Reminder) => (
+            "Reminder of planned maintenance",
+            "Reminder: the planned maintenance starts soon.",
+        ),
+        (Language::En, K::Started) if planned => (
+            "Maintenance in progress",
+            "The planned maintenance has started.",
+        ),
+        (Language::En, K::Ended) if planned => (
+            "Back in service",
+            "The maintenance is complete and the service is back in service.",
+        ),
+        (Language::En, K::Started | K::Ended) => ("Disruption", "Information about a disruption."),
+        (Language::En, K::Rescheduled) => (
+            "Planned maintenance rescheduled",
+            "The planned maintenance has moved to a new time.",
+        ),
+        (Language::En, K::Cancelled) => (
+            "Planned maintenance cancelled",
+            "The planned maintenance is cancelled.",
+        ),
+        (Language::En, K::DisruptionOpened) => (
+            "Disruption",
+            "We have a disruption that affects your services.",
+        ),
+        (Language::En, K::DisruptionUpdate) => {
+            ("Disruption update", "New information about the disruption.")
+        }
+        (Language::En, K::DisruptionFollowUp) => (
+            "Disruption ongoing",
+            "The disruption is still ongoing; we are working on it.",
+        ),
+        (Language::En, K::DisruptionResolved) => (
+            "Disruption resolved",
+            "The disruption is resolved and the service is back in service.",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono_tz::Europe::Stockholm;
+
+    fn subject<'a>(systems: &'a [String]) -> NoticeSubject<'a> {
+        NoticeSubject {
+            operator_name: "Kommunens IT",
+            kind: WindowKind::Planned,
+            title: "Uppgradering av MDM",
+            description: "Telefonerna kan inte checka in under tiden.",
+            systems,
+            starts_at: "2026-10-24T20:00:00Z".parse().expect("t"),
+            ends_at: Some("2026-10-25T05:00:00Z".parse().expect("t")),
+            message: None,
+        }
+    }
+
+    #[test]
+    fn swedish_notices_show_local_times_on_both_sides_of_the_dst_change() {
+        let systems = vec!["MDM".to_string()];
+        let text = render(
+            NoticeKind::Announced,
+            &subject(&systems),
+            Stockholm,
+            Language::Sv,
+        );
+        assert_eq!(text.subject, "Planerat underhåll: Uppgradering av MDM");
+        assert!(
+            text.body.contains(
+                "Tid: lördag 24 oktober 2026 kl. 22:00 – söndag 25 oktober 2026 kl. 06:00"
+            ),
+            "{}",
+            text.body
+        );
+        assert!(text.body.contains("Berörda system: MDM"));
+        assert!(text.sms.starts_with("Kommunens IT: Planerat underhåll"));
+    }
+
+    #[test]
+    fn english_is_available_and_same_day_windows_are_short() {
+        let systems = vec![];
+        let mut s = subject(&systems);
+        s.starts_at = "2026-12-15T09:00:00Z".parse().expect("t");
+        s.ends_at = Some("2026-12-15T11:00:00Z".parse().expect("t"));
+        let text = render(NoticeKind::Ended, &s, Stockholm, Language::En);
+        assert_eq!(text.subject, "Back in service: Uppgradering av MDM");
+        assert!(
+            text.body
+                .contains("When: Tuesday 15 December 2026 at 10:00–12:00"),
+            "{}",
+            text.body
+        );
+    }
+
+    #[test]
+    fn long_sms_are_cut() {
+        let systems = vec![];
+        let long = "x".repeat(1000);
+        let mut s = subject(&systems);
+        s.message = Some(&long);
+        let text = render(NoticeKind::DisruptionUpdate, &s, Stockholm, Language::Sv);
+        assert_eq!(text.sms.chars().count(), MAX_SMS_CHARS);
+    }
+}
