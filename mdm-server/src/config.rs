@@ -148,7 +148,14 @@ impl Config {
             figment = figment.merge(Toml::file(file));
         }
         // MDM_CONFIG_FILE names the file and MDM_LOG the log filter; neither is a setting.
-        Self::extract(figment.merge(Env::prefixed("MDM_").ignore(&["config_file", "log"])))
+        // A double underscore reaches into a table: MDM_NOTIFICATIONS__SMTP_URL.
+        Self::extract(
+            figment.merge(
+                Env::prefixed("MDM_")
+                    .ignore(&["config_file", "log"])
+                    .split("__"),
+            ),
+        )
     }
 
     /// Defaults with the given overrides; for tests and tools that build a config in code.
@@ -239,6 +246,31 @@ mod tests {
             "notifications": { "smtp_host": "relay" }
         }))
         .is_err());
+    }
+
+    #[test]
+    // figment's test jail returns figment's own (large) error type.
+    #[allow(clippy::result_large_err)]
+    fn environment_variables_reach_into_the_notifications_table() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env(
+                "MDM_NOTIFICATIONS__SMTP_URL",
+                "smtp://relay.kommun.example:25",
+            );
+            jail.set_env("MDM_NOTIFICATIONS__MAX_ATTEMPTS", "4");
+            jail.set_env("MDM_CHECKIN_INTERVAL_SECONDS", "600");
+            let c = Config::load(None).expect("config");
+            assert_eq!(
+                c.notifications
+                    .smtp_url
+                    .as_ref()
+                    .map(|u| u.expose_secret().to_string()),
+                Some("smtp://relay.kommun.example:25".to_string())
+            );
+            assert_eq!(c.notifications.max_attempts, 4);
+            assert_eq!(c.checkin_interval_seconds, 600);
+            Ok(())
+        });
     }
 
     #[test]

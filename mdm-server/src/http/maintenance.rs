@@ -510,10 +510,11 @@ async fn reschedule_window(
     caller.actor.require_operator_admin()?;
     let current = state.store.window(id).await?;
     let now = state.clock.now();
-    if current.kind != WindowKind::Planned
-        || current.status_at(now) != WindowStatus::Scheduled
-            && current.status_at(now) != WindowStatus::Rescheduled
-    {
+    let movable = matches!(
+        current.status_at(now),
+        WindowStatus::Scheduled | WindowStatus::Rescheduled
+    );
+    if current.kind != WindowKind::Planned || !movable {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "window-not-movable",

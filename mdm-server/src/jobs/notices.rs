@@ -33,6 +33,8 @@ use crate::store::{Organisation, Store, StoreResult};
 const EXPAND_BATCH: u32 = 50;
 /// Rounds of claiming per wake-up, so a large notice drains without waiting for the next tick.
 const MAX_DELIVERY_ROUNDS: usize = 100;
+/// How often each node reads the notice board again.
+const BOARD_REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The operator's notice policy, or the default (the first city's contract) if none was set.
 pub async fn policy(store: &dyn Store, operator_id: i64) -> StoreResult<NoticePolicy> {
@@ -50,6 +52,8 @@ pub struct NoticeJobs {
     retry: RetryPolicy,
     wake: Arc<Notify>,
     board: super::notice_board::NoticeBoard,
+    /// When the notice board was last read from the database.
+    board_read: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl std::fmt::Debug for NoticeJobs {
@@ -77,6 +81,7 @@ impl NoticeJobs {
             },
             wake: state.notice_wake.clone(),
             board: state.notice_board.clone(),
+            board_read: std::sync::Mutex::new(None),
         })
     }
 
@@ -103,15 +108,28 @@ impl NoticeJobs {
         let policy = policy(self.store.as_ref(), self.operator_id).await?;
         self.announce_occurrences(&policy).await?;
         self.expand_due(&policy).await?;
-        self.board
-            .refresh(self.store.as_ref(), self.clock.now())
-            .await?;
+        if self.board_due() {
+            self.board
+                .refresh(self.store.as_ref(), self.clock.now())
+                .await?;
+        }
         for _ in 0..MAX_DELIVERY_ROUNDS {
             if self.deliver_due().await? == 0 {
                 break;
             }
         }
         Ok(())
+    }
+
+    /// Whether to read the notice board again: changes made on this node refresh it at once,
+    /// so this only picks up other nodes' changes and the passing of time.
+    fn board_due(&self) -> bool {
+        let mut last = self.board_read.lock().unwrap_or_else(|p| p.into_inner());
+        let due = last.is_none_or(|t| t.elapsed() >= BOARD_REFRESH);
+        if due {
+            *last = Some(std::time::Instant::now());
+        }
+        due
     }
 
     /// Creates the occurrences of recurring windows whose announcement is due.

@@ -173,18 +173,17 @@ async fn load_contacts(
     .bind(org_id)
     .fetch_all(&mut *conn)
     .await?;
-    rows.iter()
-        .map(|row| {
-            let email: String = row.try_get("email")?;
-            let mobile: String = row.try_get("mobile")?;
-            Ok(ItContact {
-                name: row.try_get("name")?,
-                email: Email::parse(&email).map_err(|_| corrupt("e-mail", &email))?,
-                mobile: MobileNumber::parse(&mobile)
-                    .map_err(|_| corrupt("mobile number", &mobile))?,
-            })
-        })
-        .collect()
+    rows.iter().map(contact_from_row).collect()
+}
+
+fn contact_from_row(row: &DbRow) -> StoreResult<ItContact> {
+    let email: String = row.try_get("email")?;
+    let mobile: String = row.try_get("mobile")?;
+    Ok(ItContact {
+        name: row.try_get("name")?,
+        email: Email::parse(&email).map_err(|_| corrupt("e-mail", &email))?,
+        mobile: MobileNumber::parse(&mobile).map_err(|_| corrupt("mobile number", &mobile))?,
+    })
 }
 
 async fn replace_contacts(tx: &mut Tx, org_id: i64, contacts: &[ItContact]) -> StoreResult<()> {
@@ -294,8 +293,24 @@ impl OrganisationStore for SqlStore {
             .iter()
             .map(organisation_from_row)
             .collect::<StoreResult<Vec<_>>>()?;
+        // Every provider's contacts in one query (notices go to all of them).
+        let mut contacts: HashMap<i64, Vec<ItContact>> = HashMap::new();
+        let rows = sqlx::query(
+            "SELECT c.org_id, c.name, c.email, c.mobile FROM it_contacts c \
+             JOIN organisations o ON o.id = c.org_id WHERE o.kind = 'provider' \
+             ORDER BY c.org_id, c.position",
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        for row in &rows {
+            let org_id: i64 = row.try_get("org_id")?;
+            contacts
+                .entry(org_id)
+                .or_default()
+                .push(contact_from_row(row)?);
+        }
         for org in &mut orgs {
-            org.it_contacts = load_contacts(&mut conn, org.id).await?;
+            org.it_contacts = contacts.remove(&org.id).unwrap_or_default();
         }
         Ok(orgs)
     }
