@@ -80,6 +80,9 @@ pub struct Notifications {
     pub concurrency: usize,
     /// A send that takes longer than this has failed.
     pub send_timeout_seconds: u64,
+    /// Sent and dead-lettered messages (they hold contacts' addresses and numbers) are deleted
+    /// this many days after they were sent or given up.
+    pub retention_days: u32,
 }
 
 impl Default for Notifications {
@@ -99,6 +102,7 @@ impl Default for Notifications {
             poll_interval_ms: 1000,
             concurrency: 16,
             send_timeout_seconds: 30,
+            retention_days: 180,
         }
     }
 }

@@ -30,6 +30,7 @@ backend_tests!(
     the_calendar_feed_lists_a_providers_windows_behind_a_secret_that_can_be_rotated,
     bad_windows_and_policies_are_refused_and_nothing_is_stored,
     webhooks_are_signed_with_hmac_sha256,
+    sent_messages_are_deleted_after_the_retention_period,
 );
 
 const WAIT: Wait = Wait::from_secs(20);
@@ -122,6 +123,24 @@ fn window(title: &str, start: &str, end: &str, providers: Option<&[i64]>) -> Val
         "starts_at": start,
         "ends_at": end,
     })
+}
+
+/// On Tuesday 1 December 2026, maintenance on Tuesday 15 December 10:00-12:00 for provider B,
+/// whose one contact has had the notice.
+async fn announced_to_b(backend: Backend) -> (Kit, i64) {
+    let kit = kit(backend, "2026-12-01T09:00:00Z", "").await;
+    let created = schedule(
+        &kit,
+        window(
+            "MDM",
+            "2026-12-15T10:00",
+            "2026-12-15T12:00",
+            Some(&[kit.provider_b]),
+        ),
+    )
+    .await;
+    kit.smtp.wait_for(1, WAIT).await;
+    (kit, created["id"].as_i64().expect("id"))
 }
 
 /// Gives the workers time to send anything else they might (wrongly) send.
@@ -469,18 +488,7 @@ async fn a_recurring_window_announces_each_occurrence_at_its_own_lead_time(backe
 async fn a_reminder_due_while_the_server_is_down_goes_out_once_after_restart_marked_late(
     backend: Backend,
 ) {
-    let kit = kit(backend, "2026-12-01T09:00:00Z", "").await;
-    let created = schedule(
-        &kit,
-        window(
-            "MDM",
-            "2026-12-15T10:00",
-            "2026-12-15T12:00",
-            Some(&[kit.provider_b]),
-        ),
-    )
-    .await;
-    kit.smtp.wait_for(1, WAIT).await;
+    let (kit, id) = announced_to_b(backend).await;
     let Kit {
         app, admin, smtp, ..
     } = kit;
@@ -500,7 +508,6 @@ async fn a_reminder_due_while_the_server_is_down_goes_out_once_after_restart_mar
         "{}",
         mails[1].subject
     );
-    let id = created["id"].as_i64().expect("id");
     let view = app
         .get(&format!("/api/v1/maintenance-windows/{id}"), &admin)
         .await;
@@ -812,19 +819,7 @@ async fn a_disruption_goes_by_sms_and_email_with_follow_ups_until_it_is_closed(b
 async fn rescheduling_and_cancelling_send_their_own_notices_and_move_the_reminder(
     backend: Backend,
 ) {
-    let kit = kit(backend, "2026-12-01T09:00:00Z", "").await;
-    let created = schedule(
-        &kit,
-        window(
-            "MDM",
-            "2026-12-15T10:00",
-            "2026-12-15T12:00",
-            Some(&[kit.provider_b]),
-        ),
-    )
-    .await;
-    let id = created["id"].as_i64().expect("id");
-    kit.smtp.wait_for(1, WAIT).await;
+    let (kit, id) = announced_to_b(backend).await;
     // Earlier than the lead time allows is refused like a new window.
     kit.app
         .post(
@@ -1272,4 +1267,52 @@ async fn webhooks_are_signed_with_hmac_sha256(backend: Backend) {
     assert_eq!(body["notice"], "announced");
     assert_eq!(body["window"]["title"], "MDM");
     kit.smtp.wait_for(3, WAIT).await;
+}
+
+async fn sent_messages_are_deleted_after_the_retention_period(backend: Backend) {
+    let (kit, id) = announced_to_b(backend).await;
+    let path = format!("/api/v1/deliveries?window_id={id}");
+    let kinds = |body: &Value| -> Vec<String> {
+        body.as_array()
+            .expect("deliveries")
+            .iter()
+            .map(|d| d["notice"].as_str().expect("notice").to_string())
+            .collect()
+    };
+    assert_eq!(
+        kinds(&kit.app.get(&path, &kit.admin).await.body),
+        ["announced"]
+    );
+    // 179 days on, the window's other notices have gone out and the announcement is kept.
+    kit.app.clock.advance(Duration::days(179));
+    kit.smtp.wait_for(4, WAIT).await;
+    settle().await;
+    assert_eq!(
+        kit.app
+            .get(&path, &kit.admin)
+            .await
+            .body
+            .as_array()
+            .map(Vec::len),
+        Some(4)
+    );
+    // Past 180 days from its sending, the announcement goes; the later ones stay.
+    kit.app.clock.advance(Duration::days(2));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while kit.app.count("deliveries").await != 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the announcement was not deleted"
+        );
+        tokio::time::sleep(Wait::from_millis(50)).await;
+    }
+    let left = kinds(&kit.app.get(&path, &kit.admin).await.body);
+    assert!(!left.contains(&"announced".to_string()), "{left:?}");
+    assert_eq!(kit.app.count("delivery_attempts").await, 3);
+    let audit = kit.app.get("/api/v1/audit?limit=50", &kit.admin).await;
+    assert!(audit.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .any(|e| e["action"] == "outbox.prune" && e["details"]["deliveries"] == 1));
 }

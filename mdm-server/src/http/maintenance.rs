@@ -606,24 +606,34 @@ async fn cancel_window(
         ));
     }
     let message = parse_message(body.message.as_deref(), false)?;
+    let told = (NoticeKind::Cancelled, message, "maintenance.cancel");
+    change_with_notice(&state, &caller, id, WindowChange::Cancel, told).await
+}
+
+/// Applies `change` to window `id` with one notice of the given kind and message, due now,
+/// records the action in the audit trail, and answers the window as it is now.
+async fn change_with_notice(
+    state: &AppState,
+    caller: &Caller,
+    id: i64,
+    change: WindowChange,
+    (kind, message, action): (NoticeKind, Option<String>, &str),
+) -> Result<Json<WindowView>, ApiError> {
+    let now = state.clock.now();
     let notices = vec![NewNotice {
-        kind: NoticeKind::Cancelled,
+        kind,
         message: message.clone(),
         due_at: now,
     }];
     let event = caller
-        .event(
-            "maintenance.cancel",
-            "maintenance_window",
-            Some(id.to_string()),
-        )
+        .event(action, "maintenance_window", Some(id.to_string()))
         .details(serde_json::json!({ "message": message }));
     let changed = state
         .store
-        .change_window(id, &WindowChange::Cancel, &notices, now, event)
+        .change_window(id, &change, &notices, now, event)
         .await?;
-    after_change(&state).await;
-    Ok(Json(full_view(&state, &caller, changed).await?))
+    after_change(state).await;
+    Ok(Json(full_view(state, caller, changed).await?))
 }
 
 /// Acknowledge a notice for one's provider (provider admin). Acknowledging again changes
@@ -905,25 +915,8 @@ async fn update_disruption(
     caller.actor.require_operator()?;
     open_disruption_window(&state, id).await?;
     let message = parse_message(body.message.as_deref(), true)?;
-    let now = state.clock.now();
-    let notices = vec![NewNotice {
-        kind: NoticeKind::DisruptionUpdate,
-        message: message.clone(),
-        due_at: now,
-    }];
-    let event = caller
-        .event(
-            "disruption.update",
-            "maintenance_window",
-            Some(id.to_string()),
-        )
-        .details(serde_json::json!({ "message": message }));
-    let changed = state
-        .store
-        .change_window(id, &WindowChange::Notify, &notices, now, event)
-        .await?;
-    after_change(&state).await;
-    Ok(Json(full_view(&state, &caller, changed).await?))
+    let told = (NoticeKind::DisruptionUpdate, message, "disruption.update");
+    change_with_notice(&state, &caller, id, WindowChange::Notify, told).await
 }
 
 /// Close a disruption (operator): the IT contacts are told it is resolved and the follow-ups
@@ -940,23 +933,6 @@ async fn close_disruption(
     caller.actor.require_operator()?;
     open_disruption_window(&state, id).await?;
     let message = parse_message(body.message.as_deref(), false)?;
-    let now = state.clock.now();
-    let notices = vec![NewNotice {
-        kind: NoticeKind::DisruptionResolved,
-        message: message.clone(),
-        due_at: now,
-    }];
-    let event = caller
-        .event(
-            "disruption.close",
-            "maintenance_window",
-            Some(id.to_string()),
-        )
-        .details(serde_json::json!({ "message": message }));
-    let changed = state
-        .store
-        .change_window(id, &WindowChange::Close, &notices, now, event)
-        .await?;
-    after_change(&state).await;
-    Ok(Json(full_view(&state, &caller, changed).await?))
+    let told = (NoticeKind::DisruptionResolved, message, "disruption.close");
+    change_with_notice(&state, &caller, id, WindowChange::Close, told).await
 }

@@ -33,6 +33,8 @@ use crate::store::{Organisation, Store, StoreResult};
 const EXPAND_BATCH: u32 = 50;
 /// Rounds of claiming per wake-up, so a large notice drains without waiting for the next tick.
 const MAX_DELIVERY_ROUNDS: usize = 100;
+/// How often a node deletes old messages.
+const PRUNE_EVERY: Duration = Duration::hours(1);
 /// How often each node reads the notice board again.
 const BOARD_REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -54,6 +56,8 @@ pub struct NoticeJobs {
     board: super::notice_board::NoticeBoard,
     /// When the notice board was last read from the database.
     board_read: std::sync::Mutex<Option<std::time::Instant>>,
+    /// When (on the server's clock) old messages were last pruned.
+    pruned_at: std::sync::Mutex<Option<DateTime<Utc>>>,
 }
 
 impl std::fmt::Debug for NoticeJobs {
@@ -82,6 +86,7 @@ impl NoticeJobs {
             wake: state.notice_wake.clone(),
             board: state.notice_board.clone(),
             board_read: std::sync::Mutex::new(None),
+            pruned_at: std::sync::Mutex::new(None),
         })
     }
 
@@ -117,6 +122,24 @@ impl NoticeJobs {
             if self.deliver_due().await? == 0 {
                 break;
             }
+        }
+        self.prune().await
+    }
+
+    /// Deletes old sent and dead-lettered messages, at most once an hour of the server's clock.
+    async fn prune(&self) -> StoreResult<()> {
+        let now = self.clock.now();
+        {
+            let mut last = self.pruned_at.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|t| now - t < PRUNE_EVERY) {
+                return Ok(());
+            }
+            *last = Some(now);
+        }
+        let keep = Duration::days(i64::from(self.config.notifications.retention_days));
+        let pruned = self.store.prune_deliveries(now - keep, now).await?;
+        if pruned > 0 {
+            tracing::info!(pruned, "old notice messages deleted");
         }
         Ok(())
     }

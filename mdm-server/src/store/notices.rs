@@ -390,6 +390,11 @@ pub trait NoticeStore: Send + Sync {
         audit: AuditEvent,
     ) -> StoreResult<Delivery>;
 
+    /// Deletes messages sent (or dead-lettered) before `before`, with their attempts, and
+    /// records how many in the audit trail; returns how many.
+    async fn prune_deliveries(&self, before: DateTime<Utc>, now: DateTime<Utc>)
+        -> StoreResult<u64>;
+
     async fn acknowledge_window(
         &self,
         window_id: i64,

@@ -801,6 +801,35 @@ impl NoticeStore for SqlStore {
         Ok(delivery)
     }
 
+    async fn prune_deliveries(
+        &self,
+        before: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        const OLD: &str =
+            "(state = 'sent' AND sent_at < $1) OR (state = 'dead' AND created_at < $1)";
+        let mut tx = self.write().await?;
+        sqlx::query(&format!(
+            "DELETE FROM delivery_attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE {OLD})"
+        ))
+        .bind(before)
+        .execute(&mut *tx)
+        .await?;
+        let pruned = sqlx::query(&format!("DELETE FROM deliveries WHERE {OLD}"))
+            .bind(before)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if pruned > 0 {
+            let mut event = AuditEvent::unattended("scheduler", "outbox.prune");
+            event.details =
+                serde_json::json!({ "deliveries": pruned, "before": before }).to_string();
+            append_audit_tx(&mut tx, &event, now).await?;
+        }
+        tx.commit().await?;
+        Ok(pruned)
+    }
+
     async fn acknowledge_window(
         &self,
         window_id: i64,
