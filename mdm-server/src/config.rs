@@ -24,6 +24,10 @@ pub struct Config {
     /// `https://` and `device_listen`.
     #[serde(default)]
     pub device_url: Option<String>,
+    /// The API's address as people reach it (`https://mdm.kommun.se`), for links the server
+    /// hands out such as calendar feeds; without it they are made from the request's host.
+    #[serde(default)]
+    pub public_url: Option<String>,
     /// How often devices check in, in seconds.
     pub checkin_interval_seconds: u64,
     /// `sqlite://...` or `postgres://...`; empty means SQLite in the data directory.

@@ -26,8 +26,8 @@ CREATE TABLE maintenance_series (
 CREATE INDEX maintenance_series_next ON maintenance_series (next_start_at) WHERE cancelled_at IS NULL;
 
 CREATE TABLE maintenance_series_targets (
-    series_id    INTEGERNOT NULL REFERENCES maintenance_series (id),
-    provider_id  INTEGERNOT NULL REFERENCES organisations (id),
+    series_id    INTEGER NOT NULL REFERENCES maintenance_series (id),
+    provider_id  INTEGER NOT NULL REFERENCES organisations (id),
     PRIMARY KEY (series_id, provider_id)
 );
 
@@ -55,8 +55,8 @@ CREATE TABLE maintenance_windows (
 CREATE INDEX maintenance_windows_starts ON maintenance_windows (starts_at);
 
 CREATE TABLE maintenance_targets (
-    window_id    INTEGERNOT NULL REFERENCES maintenance_windows (id),
-    provider_id  INTEGERNOT NULL REFERENCES organisations (id),
+    window_id    INTEGER NOT NULL REFERENCES maintenance_windows (id),
+    provider_id  INTEGER NOT NULL REFERENCES organisations (id),
     PRIMARY KEY (window_id, provider_id)
 );
 CREATE INDEX maintenance_targets_provider ON maintenance_targets (provider_id, window_id);

@@ -13,6 +13,7 @@
 use chrono::Utc;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use mdm_server::auth::{generate_token, hash_password};
+use mdm_server::clock::Clock;
 use mdm_server::domain::audit::AuditEvent;
 use mdm_server::domain::contact::ItContact;
 use mdm_server::domain::organisation::{ContractPeriod, OrgNumber};
@@ -54,7 +55,7 @@ async fn run(backend: Backend) {
         smtp.url(),
         gateway.config()
     );
-    let app = TestApp::spawn_configured(backend, &config, Utc::now()).await;
+    let app = TestApp::spawn_configured(backend, &config, Clock::System).await;
     let store = app.server.state.store.clone();
     let now = Utc::now();
     let setup = Instant::now();

@@ -119,13 +119,9 @@ impl TestApp {
         .await
     }
 
-    /// A server with these configuration lines added (such as a `[notifications]` table) whose
-    /// clock stands at `at`.
-    pub async fn spawn_configured(
-        backend: Backend,
-        extra_config: &str,
-        at: chrono::DateTime<Utc>,
-    ) -> TestApp {
+    /// A server with these configuration lines added (such as a `[notifications]` table) and
+    /// this clock.
+    pub async fn spawn_configured(backend: Backend, extra_config: &str, clock: Clock) -> TestApp {
         let dir = tempfile::tempdir().expect("tempdir");
         let database_url = fresh_database(backend, dir.path()).await;
         Self::spawn_at(
@@ -134,7 +130,7 @@ impl TestApp {
             database_url,
             false,
             ("127.0.0.1:0", "127.0.0.1:0"),
-            Clock::fixed(at),
+            clock,
             extra_config.to_string(),
         )
         .await

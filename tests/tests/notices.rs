@@ -7,6 +7,7 @@ use agent::client::{checkin_once, enroll};
 use agent::state::StateDir;
 use agent::swarm::simulated_facts;
 use chrono::{DateTime, Duration, Utc};
+use mdm_server::clock::Clock;
 use mdm_tests::sinks::{wait_until, GatewayStandIn, SmtpSink};
 use mdm_tests::{backend_tests, imei, server_binary, Backend, TestApp, ORG_A, ORG_B};
 use reqwest::StatusCode;
@@ -47,6 +48,10 @@ struct Kit {
 }
 
 async fn kit(backend: Backend, at: &str, extra: &str) -> Kit {
+    kit_on(backend, Clock::fixed(at.parse().expect("time")), extra).await
+}
+
+async fn kit_on(backend: Backend, clock: Clock, extra: &str) -> Kit {
     let smtp = SmtpSink::start();
     let gateway = GatewayStandIn::start().await;
     let config = format!(
@@ -55,8 +60,7 @@ async fn kit(backend: Backend, at: &str, extra: &str) -> Kit {
         smtp.url(),
         gateway.config()
     );
-    let at: DateTime<Utc> = at.parse().expect("time");
-    let app = TestApp::spawn_configured(backend, &config, at).await;
+    let app = TestApp::spawn_configured(backend, &config, clock).await;
     let (_, session) = app.bootstrap_admin().await;
     // An API token outlives the 8-hour session while tests move the clock on by days.
     let token = app
@@ -539,7 +543,9 @@ async fn a_reminder_due_while_the_server_is_down_goes_out_once_after_restart_mar
 }
 
 async fn two_server_processes_on_one_database_deliver_every_notice_exactly_once(backend: Backend) {
-    let kit = kit(backend, &Utc::now().to_rfc3339(), "concurrency = 4\n").await;
+    // Both nodes on the real clock, each sending one message at a time, so that both have
+    // work to race for.
+    let kit = kit_on(backend, Clock::System, "concurrency = 1\n").await;
     provider(
         &kit.app,
         &kit.admin,
@@ -580,6 +586,10 @@ async fn two_server_processes_on_one_database_deliver_every_notice_exactly_once(
     settle().await;
     let mails = kit.smtp.received();
     let sms_now = kit.gateway.requests();
+    assert!(
+        second.try_wait().expect("status").is_none(),
+        "the second node stopped early"
+    );
     let _ = second.kill().await;
     assert_eq!(mails.len(), expected, "no e-mail twice");
     assert_eq!(sms_now.len(), sms.len(), "no SMS twice");
@@ -599,6 +609,11 @@ async fn two_server_processes_on_one_database_deliver_every_notice_exactly_once(
         kit.app.count("delivery_attempts").await,
         (expected * 2) as i64
     );
+    let nodes = kit
+        .app
+        .count("(SELECT DISTINCT node FROM delivery_attempts) AS n")
+        .await;
+    assert_eq!(nodes, 2, "both nodes sent messages");
 }
 
 async fn the_sms_gateway_failing_three_times_then_accepting_delivers_once_with_retries_recorded(
@@ -687,9 +702,12 @@ async fn an_unreachable_relay_dead_letters_the_mail_until_the_operator_retries_i
         "[notifications]\nsmtp_url = \"smtp://127.0.0.1:{port}\"\nmail_from = \"it@kommun.example\"\n\
          poll_interval_ms = 50\nmax_attempts = 2\nretry_base_seconds = 1\nsend_timeout_seconds = 2\n"
     );
-    let app =
-        TestApp::spawn_configured(backend, &config, "2026-12-01T09:00:00Z".parse().expect("t"))
-            .await;
+    let app = TestApp::spawn_configured(
+        backend,
+        &config,
+        Clock::fixed("2026-12-01T09:00:00Z".parse().expect("t")),
+    )
+    .await;
     let (_, admin) = app.bootstrap_admin().await;
     provider(&app, &admin, "Omsorg Syd AB", ORG_B, &["cecilia"]).await;
     let r = app
@@ -948,7 +966,30 @@ async fn provider_admins_acknowledge_and_the_operator_sees_who_has_not(backend: 
     own.expect(StatusCode::OK);
     assert!(own.body.get("notices").is_none());
     assert!(own.body.get("not_acknowledged").is_none());
-    // Operator staff cannot acknowledge for a provider.
+    // A provider is not told which other providers a window concerns.
+    let both = schedule(
+        &kit,
+        window(
+            "Två utförare",
+            "2026-12-16T10:00",
+            "2026-12-16T12:00",
+            Some(&[kit.provider_a, kit.provider_b]),
+        ),
+    )
+    .await;
+    let seen = kit
+        .app
+        .get(&format!("/api/v1/maintenance-windows/{}", both["id"]), &a)
+        .await;
+    assert_eq!(seen.body["provider_ids"], json!([kit.provider_a]));
+    let listed = kit.app.get("/api/v1/maintenance-windows", &a).await;
+    assert!(listed
+        .body
+        .as_array()
+        .expect("list")
+        .iter()
+        .all(|w| w["provider_ids"].is_null() || w["provider_ids"] == json!([kit.provider_a])));
+    // The operator cannot acknowledge on a provider's behalf.
     kit.app
         .post(&ack, &kit.admin, json!({}))
         .await

@@ -164,8 +164,17 @@ impl NoticePolicy {
         Ok(())
     }
 
-    pub fn min_lead(&self) -> Duration {
-        Duration::days(i64::from(self.min_lead_days))
+    /// The earliest start that can be announced at `now`: the same local time `min_lead_days`
+    /// calendar days later (168 hours for 7 days, except across a DST change, where it is
+    /// 167 or 169).
+    pub fn earliest_start(&self, tz: Tz, now: DateTime<Utc>) -> DateTime<Utc> {
+        shift_local_days(tz, now, i64::from(self.min_lead_days))
+    }
+
+    /// When a window starting at `start` is announced: the same local time `min_lead_days`
+    /// calendar days before.
+    pub fn announce_at(&self, tz: Tz, start: DateTime<Utc>) -> DateTime<Utc> {
+        shift_local_days(tz, start, -i64::from(self.min_lead_days))
     }
 
     /// Whether a window (local times) lies in a preferred window; no preferred windows means
@@ -260,7 +269,7 @@ pub fn check_planned(
     if start <= now {
         return Err(DomainError::invalid("starts_at", "lies in the past").into());
     }
-    let earliest = now + policy.min_lead();
+    let earliest = policy.earliest_start(tz, now);
     if start < earliest {
         return Err(WindowRefusal::TooLate {
             earliest,
@@ -275,6 +284,15 @@ pub fn check_planned(
         return Err(WindowRefusal::OutsidePreferred);
     }
     Ok(!preferred)
+}
+
+/// The same local wall-clock time `days` calendar days away. Where that time does not exist
+/// (the hour skipped in March) it is the same number of hours away instead.
+fn shift_local_days(tz: Tz, t: DateTime<Utc>, days: i64) -> DateTime<Utc> {
+    let local = t.with_timezone(&tz).naive_local() + Duration::days(days);
+    tz.from_local_datetime(&local)
+        .earliest()
+        .map_or(t + Duration::days(days), |l| l.with_timezone(&Utc))
 }
 
 /// A time as people type it: RFC 3339 with an offset, or a local time (`2026-12-01T10:00`)
@@ -395,7 +413,7 @@ impl Recurrence {
     ) -> Result<(DateTime<Utc>, DateTime<Utc>), DomainError> {
         let never = || DomainError::invalid("cron", format!("'{}' never fires", self.expression));
         let first = self
-            .next_after(tz, now + policy.min_lead())
+            .next_after(tz, policy.earliest_start(tz, now))
             .ok_or_else(never)?;
         if let Some(second) = self.next_after(tz, first.0 + Duration::seconds(1)) {
             if second.0 - first.0 < Duration::hours(MIN_RECURRENCE_GAP_HOURS) {
@@ -745,6 +763,37 @@ mod tests {
             false
         )
         .is_ok());
+    }
+
+    #[test]
+    fn the_lead_time_counts_calendar_days_across_the_march_change() {
+        let policy = NoticePolicy::default();
+        // Tuesday 23 March 2027 10:00 (winter time) to Tuesday 30 March 10:00 (summer time) is
+        // seven calendar days but only 167 hours.
+        let now = local("2027-03-23T10:00");
+        let start = local("2027-03-30T10:00");
+        assert_eq!(start - now, Duration::hours(167));
+        assert_eq!(
+            check_planned(
+                &policy,
+                Stockholm,
+                now,
+                start,
+                start + Duration::hours(2),
+                false
+            ),
+            Ok(false)
+        );
+        assert_eq!(policy.announce_at(Stockholm, start), now);
+        assert!(check_planned(
+            &policy,
+            Stockholm,
+            now,
+            start - Duration::minutes(1),
+            start + Duration::hours(2),
+            true
+        )
+        .is_err());
     }
 
     #[test]

@@ -65,14 +65,20 @@ async fn rotate_feed(
         .set_calendar_feed(id, &hash, state.clock.now(), event)
         .await?;
     let path = format!("/calendar/{token}.ics");
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
+    let base = match &state.config.public_url {
+        Some(public) => public.trim_end_matches('/').to_string(),
+        None => format!(
+            "http://{}",
+            headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("localhost")
+        ),
+    };
     Ok((
         StatusCode::CREATED,
         Json(FeedView {
-            url: format!("http://{host}{path}"),
+            url: format!("{base}{path}"),
             path,
         }),
     ))

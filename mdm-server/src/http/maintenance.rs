@@ -150,7 +150,9 @@ pub struct WindowView {
 }
 
 impl WindowView {
-    fn new(state: &AppState, w: Window) -> Self {
+    /// The view for a caller of organisation `own` (`None` for the operator): a provider sees
+    /// only itself among the providers concerned, never which others are.
+    fn new(state: &AppState, w: Window, own: Option<i64>) -> Self {
         let now = state.clock.now();
         WindowView {
             id: w.id,
@@ -160,9 +162,10 @@ impl WindowView {
             title: w.text.title,
             description: w.text.description,
             systems: w.text.systems,
-            provider_ids: match w.targets {
-                Targets::All => None,
-                Targets::Providers(ids) => Some(ids),
+            provider_ids: match (w.targets, own) {
+                (Targets::All, _) => None,
+                (Targets::Providers(_), Some(own)) => Some(vec![own]),
+                (Targets::Providers(ids), None) => Some(ids),
             },
             starts_at: state.local(w.starts_at),
             ends_at: w.ends_at.map(|t| state.local(t)),
@@ -206,7 +209,7 @@ async fn visible_window(state: &AppState, caller: &Caller, id: i64) -> Result<Wi
 async fn full_view(state: &AppState, caller: &Caller, w: Window) -> Result<WindowView, ApiError> {
     let acks = state.store.acknowledgements(w.id).await?;
     let targets = w.targets.clone();
-    let mut view = WindowView::new(state, w);
+    let mut view = WindowView::new(state, w, caller.actor.scope().org());
     let own = caller.actor.scope().org();
     view.acknowledgements = acks
         .iter()
@@ -291,7 +294,7 @@ async fn list_windows(
     Ok(Json(
         windows
             .into_iter()
-            .map(|w| WindowView::new(&state, w))
+            .map(|w| WindowView::new(&state, w, caller.actor.scope().org()))
             .collect(),
     ))
 }

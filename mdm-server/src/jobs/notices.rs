@@ -16,7 +16,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use std::sync::Arc;
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{watch, Notify};
 
 use crate::clock::Clock;
 use crate::config::Config;
@@ -159,7 +159,8 @@ impl NoticeJobs {
     async fn announce_occurrences(&self, policy: &NoticePolicy) -> StoreResult<()> {
         let tz = self.config.time_zone;
         let now = self.clock.now();
-        for series in self.store.due_series(now + policy.min_lead()).await? {
+        let until = policy.earliest_start(tz, now);
+        for series in self.store.due_series(until).await? {
             if let Err(e) = self.announce_occurrence(policy, tz, &series, now).await {
                 tracing::warn!(series = series.id, error = %e, "could not announce an occurrence");
             }
@@ -186,7 +187,7 @@ impl NoticeJobs {
             .map(|(s, _)| s);
         // Announced when it was due (`start` less the lead time); after downtime that lies in
         // the past and the notice goes out at once, marked late.
-        let announce_at = start - policy.min_lead();
+        let announce_at = policy.announce_at(tz, start);
         let mut notices = vec![NewNotice::at(NoticeKind::Announced, announce_at)];
         notices.extend(
             timetable(policy, announce_at, start, end)
@@ -203,8 +204,10 @@ impl NoticeJobs {
             outside_preferred: series.outside_preferred,
             created_by: None,
         };
+        // An occurrence that ended while every node was down is passed over.
+        let window = Some(&window).filter(|_| end > now);
         self.store
-            .materialise_occurrence(series.id, next, &window, &notices, following, now)
+            .materialise_occurrence(series.id, next, window, &notices, following, now)
             .await?;
         Ok(())
     }
@@ -282,37 +285,40 @@ impl NoticeJobs {
                 }
             }
         }
-        if channels.contains(&Channel::Webhook) {
-            if let Some(url) = self.channels.webhook_url() {
-                let body = serde_json::json!({
-                    "notice_id": notice.id,
-                    "notice": notice.kind,
-                    "window": {
-                        "id": window.id,
-                        "kind": window.kind,
-                        "title": window.text.title,
-                        "systems": window.text.systems,
-                        "starts_at": window.starts_at,
-                        "ends_at": window.ends_at,
-                    },
-                    "subject": text.subject,
-                    "text": text.body,
-                });
-                out.push(NewDelivery {
-                    channel: Channel::Webhook,
-                    recipient: url.to_string(),
-                    provider_id: None,
-                    subject: text.subject.clone(),
-                    body: body.to_string(),
-                    idempotency_key: idempotency_key(notice.id, Channel::Webhook, url),
-                });
-            }
+        if channels.contains(&Channel::Webhook) && self.channels.has_webhook() {
+            let recipient = crate::notify::webhook::RECIPIENT;
+            let body = serde_json::json!({
+                "notice_id": notice.id,
+                "notice": notice.kind,
+                "window": {
+                    "id": window.id,
+                    "kind": window.kind,
+                    "title": window.text.title,
+                    "systems": window.text.systems,
+                    "starts_at": window.starts_at,
+                    "ends_at": window.ends_at,
+                },
+                "subject": text.subject,
+                "text": text.body,
+            });
+            out.push(NewDelivery {
+                channel: Channel::Webhook,
+                recipient: recipient.to_string(),
+                provider_id: None,
+                subject: text.subject.clone(),
+                body: body.to_string(),
+                idempotency_key: idempotency_key(notice.id, Channel::Webhook, recipient),
+            });
         }
         out
     }
 
-    /// Claims a batch of due deliveries and sends them, several at a time. Returns how many
-    /// were claimed.
+    /// Claims as many due deliveries as it sends at once and sends them. Returns how many were
+    /// claimed.
+    ///
+    /// Every send of a batch starts at once and ends within the send timeout, so the lease
+    /// (twice the timeout and half a minute) outlives the batch: no other node can take a row
+    /// this one is still sending.
     async fn deliver_due(&self) -> StoreResult<usize> {
         let concurrency = self.config.notifications.concurrency.max(1);
         let now = self.clock.now();
@@ -321,27 +327,32 @@ impl NoticeJobs {
         );
         let batch = self
             .store
-            .claim_deliveries(&self.node, now, now + lease, (concurrency * 4) as u32)
+            .claim_deliveries(&self.node, now, now + lease, concurrency as u32)
             .await?;
         let claimed = batch.len();
-        let permits = Arc::new(Semaphore::new(concurrency));
         let mut sending = tokio::task::JoinSet::new();
         for delivery in batch {
             let channels = self.channels.clone();
-            let permits = permits.clone();
             sending.spawn(async move {
-                let _permit = permits.acquire_owned().await;
                 let outcome = channels.send(&delivery).await;
                 (delivery, outcome)
             });
         }
+        // Every outcome is recorded, even after one fails to be: a send that is not recorded
+        // would go out again when its lease ends.
+        let mut first_error = None;
         while let Some(joined) = sending.join_next().await {
             let Ok((delivery, outcome)) = joined else {
                 continue;
             };
-            self.record(&delivery, outcome).await?;
+            if let Err(e) = self.record(&delivery, outcome).await {
+                first_error.get_or_insert(e);
+            }
         }
-        Ok(claimed)
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(claimed),
+        }
     }
 
     async fn record(&self, delivery: &Delivery, outcome: Result<(), String>) -> StoreResult<()> {

@@ -37,8 +37,8 @@ impl Channels {
     }
 
     /// Whether a webhook is configured (notices then get one webhook delivery each).
-    pub fn webhook_url(&self) -> Option<&str> {
-        self.webhook.as_ref().map(webhook::Webhook::url)
+    pub fn has_webhook(&self) -> bool {
+        self.webhook.is_some()
     }
 
     /// Hands one delivery to its channel; the error text is what the operator reads in the

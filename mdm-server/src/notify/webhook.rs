@@ -10,11 +10,25 @@ use sha2::Sha256;
 use crate::config::Notifications;
 use crate::store::notices::Delivery;
 
-#[derive(Debug)]
+/// The recipient outbox rows name for the webhook; the address itself (which may carry a
+/// token) stays in the configuration, out of the database and the API.
+pub const RECIPIENT: &str = "webhook";
+
 pub struct Webhook {
     http: reqwest::Client,
     url: String,
     secret: SecretString,
+}
+
+impl std::fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let host = url::Url::parse(&self.url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string));
+        f.debug_struct("Webhook")
+            .field("host", &host)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The signature header's value for a body sent at `timestamp` (Unix seconds).
@@ -51,10 +65,6 @@ impl Webhook {
         }))
     }
 
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
     pub async fn send(&self, d: &Delivery) -> Result<(), String> {
         let timestamp = chrono::Utc::now().timestamp();
         let signed = signature(
@@ -64,7 +74,7 @@ impl Webhook {
         );
         let response = self
             .http
-            .post(&d.recipient)
+            .post(&self.url)
             .header("Content-Type", "application/json")
             .header("Idempotency-Key", &d.idempotency_key)
             .header("X-MDM-Timestamp", timestamp.to_string())

@@ -336,12 +336,13 @@ pub trait NoticeStore: Send + Sync {
     async fn due_series(&self, until: DateTime<Utc>) -> StoreResult<Vec<Series>>;
     /// Creates the occurrence starting at the series' `next_start_at` (which must still be
     /// `expected`) with its notices and moves the series on to `following`. Returns `None` when
-    /// another node got there first.
+    /// another node got there first, or when `window` is `None` (an occurrence that ended while
+    /// the server was down is skipped, not announced after the fact).
     async fn materialise_occurrence(
         &self,
         series_id: i64,
         expected: DateTime<Utc>,
-        window: &NewWindow,
+        window: Option<&NewWindow>,
         notices: &[NewNotice],
         following: Option<DateTime<Utc>>,
         now: DateTime<Utc>,

@@ -349,8 +349,19 @@ impl NoticeStore for SqlStore {
         audit: AuditEvent,
     ) -> StoreResult<Window> {
         let mut tx = self.write().await?;
-        let current = load_window(&mut tx, id).await?;
-        if current.cancelled_at.is_some() || current.closed_at.is_some() {
+        // Taking the row first (and only while it is open) puts concurrent changes of one
+        // window in line: the second cancel or close finds it ended and changes nothing.
+        let open = sqlx::query(
+            "UPDATE maintenance_windows SET updated_at = $1 \
+             WHERE id = $2 AND cancelled_at IS NULL AND closed_at IS NULL",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if open == 0 {
+            load_window(&mut tx, id).await?;
             return Err(StoreError::Conflict(
                 "the window is already cancelled or closed".to_string(),
             ));
@@ -537,7 +548,7 @@ impl NoticeStore for SqlStore {
         &self,
         series_id: i64,
         expected: DateTime<Utc>,
-        window: &NewWindow,
+        window: Option<&NewWindow>,
         notices: &[NewNotice],
         following: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
@@ -556,9 +567,10 @@ impl NoticeStore for SqlStore {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        if moved == 0 {
+        let Some(window) = window.filter(|_| moved > 0) else {
+            tx.commit().await?;
             return Ok(None);
-        }
+        };
         let id = insert_window(&mut tx, window, now).await?;
         insert_notices(&mut tx, id, notices, now).await?;
         let mut event = AuditEvent::unattended("scheduler", "maintenance.occurrence_announce");
@@ -591,6 +603,20 @@ impl NoticeStore for SqlStore {
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
         let mut tx = self.write().await?;
+        // Follow-ups are added only to a window still open, decided under the window's row
+        // lock, taken first as `change_window` takes it: a close running at the same time
+        // either comes first (and nothing is added) or waits and then drops what is added here.
+        let window_open = !then.is_empty()
+            && sqlx::query(
+                "UPDATE maintenance_windows SET updated_at = updated_at \
+                 WHERE id = (SELECT window_id FROM notices WHERE id = $1) \
+                 AND cancelled_at IS NULL AND closed_at IS NULL",
+            )
+            .bind(notice_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                > 0;
         // The state check and the change are one statement: of two nodes expanding the same
         // notice, the second finds it expanded (PostgreSQL re-reads the row after the first
         // commits) and writes nothing.
@@ -627,7 +653,9 @@ impl NoticeStore for SqlStore {
             q.push(" ON CONFLICT (idempotency_key) DO NOTHING");
             q.build().execute(&mut *tx).await?;
         }
-        insert_notices(&mut tx, window_id, then, now).await?;
+        if window_open {
+            insert_notices(&mut tx, window_id, then, now).await?;
+        }
         tx.commit().await?;
         Ok(true)
     }

@@ -1,0 +1,170 @@
+//! Apple configuration profiles (`.mobileconfig`): the passcode and restrictions payloads of a
+//! policy as a property list, with only the keys, types and ranges Apple's schemas allow.
+//!
+//! Apps and their managed settings reach iPhones through MDM commands (`InstallApplication`
+//! with a `Configuration` dictionary), not through a profile payload.
+
+use plist::{Dictionary, Value};
+use sha2::{Digest, Sha256};
+
+use crate::policy::EffectivePolicy;
+
+/// What names the profile on the phone.
+#[derive(Debug, Clone, Copy)]
+pub struct ProfileIdentity<'a> {
+    /// Reverse-DNS identifier, stable across versions so a new one replaces the old
+    /// (`se.kommun.mdm.standard`).
+    pub identifier: &'a str,
+    pub organisation: &'a str,
+    pub display_name: &'a str,
+}
+
+/// A UUID (in Apple's upper-case form) that follows from `seed`, so the same content always
+/// gets the same UUID and changed content a new one.
+fn uuid_from(seed: &str) -> String {
+    let d = Sha256::digest(seed.as_bytes());
+    let h = hex::encode_upper(&d[..16]);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+fn payload(kind: &str, identifier: String, name: &str, mut keys: Dictionary) -> Dictionary {
+    let seed = format!("{identifier}:{}", content_seed(&keys));
+    keys.insert("PayloadType".into(), Value::from(kind));
+    keys.insert("PayloadIdentifier".into(), Value::from(identifier));
+    keys.insert("PayloadUUID".into(), Value::from(uuid_from(&seed)));
+    keys.insert("PayloadVersion".into(), Value::from(1u64));
+    keys.insert("PayloadDisplayName".into(), Value::from(name));
+    keys
+}
+
+fn content_seed(keys: &Dictionary) -> String {
+    let mut bytes = Vec::new();
+    // Writing a dictionary to memory cannot fail.
+    let _ = plist::to_writer_xml(&mut bytes, &Value::Dictionary(keys.clone()));
+    hex::encode(Sha256::digest(&bytes))
+}
+
+/// The configuration profile of `policy`.
+pub fn configuration_profile(policy: &EffectivePolicy, id: ProfileIdentity<'_>) -> Dictionary {
+    let mut passcode = Dictionary::new();
+    passcode.insert("forcePIN".into(), Value::from(true));
+    // Repeated or sequential digits (1111, 1234) are refused.
+    passcode.insert("allowSimple".into(), Value::from(false));
+    passcode.insert(
+        "requireAlphanumeric".into(),
+        Value::from(!policy.pin_numeric_allowed.value),
+    );
+    passcode.insert(
+        "minLength".into(),
+        Value::from(u64::from(policy.pin_min_length.value)),
+    );
+    passcode.insert(
+        "maxFailedAttempts".into(),
+        Value::from(u64::from(policy.pin_max_failed_attempts.value)),
+    );
+    passcode.insert(
+        "maxInactivity".into(),
+        Value::from(u64::from(policy.auto_lock_minutes.value)),
+    );
+    let mut restrictions = Dictionary::new();
+    restrictions.insert("allowCamera".into(), Value::from(policy.allow_camera.value));
+    restrictions.insert(
+        "allowScreenShot".into(),
+        Value::from(policy.allow_screenshots.value),
+    );
+    restrictions.insert(
+        "allowCloudBackup".into(),
+        Value::from(policy.allow_cloud_backup.value),
+    );
+    let content = vec![
+        Value::Dictionary(payload(
+            "com.apple.mobiledevice.passwordpolicy",
+            format!("{}.passcode", id.identifier),
+            "Lösenkod",
+            passcode,
+        )),
+        Value::Dictionary(payload(
+            "com.apple.applicationaccess",
+            format!("{}.restrictions", id.identifier),
+            "Begränsningar",
+            restrictions,
+        )),
+    ];
+    let mut top = Dictionary::new();
+    top.insert("PayloadContent".into(), Value::Array(content));
+    top.insert(
+        "PayloadDescription".into(),
+        Value::from(
+            "Kommunens standardinställningar för tjänstetelefoner: lösenkod och begränsningar.",
+        ),
+    );
+    top.insert("PayloadOrganization".into(), Value::from(id.organisation));
+    top.insert("PayloadRemovalDisallowed".into(), Value::from(true));
+    payload(
+        "Configuration",
+        id.identifier.to_string(),
+        id.display_name,
+        top,
+    )
+}
+
+/// The profile as XML property-list bytes, as a `.mobileconfig` file holds it before signing.
+pub fn to_xml(profile: &Dictionary) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let _ = plist::to_writer_xml(&mut bytes, &Value::Dictionary(profile.clone()));
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{effective, PolicyLayer, Source};
+
+    const ID: ProfileIdentity<'static> = ProfileIdentity {
+        identifier: "se.kommun.mdm.standard",
+        organisation: "Kommunens IT",
+        display_name: "Standardtelefon",
+    };
+
+    #[test]
+    fn the_profile_carries_the_pin_rules_and_parses_back() {
+        let layer: PolicyLayer = serde_json::from_value(serde_json::json!({
+            "pin_min_length": 6, "pin_max_failed_attempts": 8, "auto_lock_minutes": 2, "allow_camera": false
+        }))
+        .expect("layer");
+        let p = effective(&[(Source::Operator, &layer)]);
+        let xml = to_xml(&configuration_profile(&p, ID));
+        let back: Dictionary = plist::from_bytes(&xml).expect("a property list");
+        assert_eq!(back["PayloadType"].as_string(), Some("Configuration"));
+        let content = back["PayloadContent"].as_array().expect("content");
+        let passcode = content[0].as_dictionary().expect("payload");
+        assert_eq!(passcode["minLength"].as_unsigned_integer(), Some(6));
+        assert_eq!(passcode["maxFailedAttempts"].as_unsigned_integer(), Some(8));
+        assert_eq!(passcode["maxInactivity"].as_unsigned_integer(), Some(2));
+        assert_eq!(passcode["requireAlphanumeric"].as_boolean(), Some(false));
+        let restrictions = content[1].as_dictionary().expect("payload");
+        assert_eq!(restrictions["allowCamera"].as_boolean(), Some(false));
+    }
+
+    #[test]
+    fn uuids_follow_the_content() {
+        let p = effective(&[]);
+        let a = configuration_profile(&p, ID);
+        let same = configuration_profile(&p, ID);
+        assert_eq!(a["PayloadUUID"], same["PayloadUUID"]);
+        let layer: PolicyLayer =
+            serde_json::from_value(serde_json::json!({ "pin_min_length": 8 })).expect("layer");
+        let b = configuration_profile(&effective(&[(Source::Operator, &layer)]), ID);
+        assert_ne!(a["PayloadUUID"], b["PayloadUUID"]);
+        let uuid = a["PayloadUUID"].as_string().expect("uuid");
+        assert_eq!(uuid.len(), 36);
+        assert_eq!(uuid.matches('-').count(), 4);
+    }
+}

@@ -1,0 +1,22 @@
+//! The policy model and its renderings, with no HTTP and no database: the effective policy of
+//! a phone merged from the operator's, the provider's and the device's layers
+//! ([`policy`]), the agent's JSON document ([`agent`]) and the Apple configuration profile
+//! ([`apple`]).
+
+pub mod agent;
+pub mod apple;
+pub mod apps;
+pub mod policy;
+pub mod version;
+
+/// A policy that cannot be rendered for a phone.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    #[error("the app '{0}' is not in the catalogue")]
+    UnknownApp(String),
+    #[error("the app '{app}' has no id on {platform:?}")]
+    NotOnPlatform {
+        app: String,
+        platform: apps::Platform,
+    },
+}

@@ -1,0 +1,165 @@
+//! Every key of the configuration profiles we render is checked against Apple's published
+//! device-management schemas (the YAML files in `tests/apple-schemas`, copied with their
+//! licence from apple/device-management): the key must exist for its payload type, its value
+//! must have the schema's type, and integers must lie in the schema's range or list.
+
+use plist::{Dictionary, Value};
+use profiles::apple::{configuration_profile, to_xml, ProfileIdentity};
+use profiles::policy::{effective, PolicyLayer, Source};
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+struct Schema {
+    payload: Payload,
+    payloadkeys: Vec<Key>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Payload {
+    payloadtype: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Key {
+    key: String,
+    #[serde(rename = "type")]
+    kind: String,
+    range: Option<Range>,
+    rangelist: Option<Vec<serde_norway::Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Range {
+    min: Option<i64>,
+    max: Option<i64>,
+}
+
+fn schema(file: &str) -> Schema {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/apple-schemas")
+        .join(file);
+    let text = std::fs::read_to_string(&path).expect("schema file");
+    serde_norway::from_str(&text).expect("schema YAML")
+}
+
+/// Checks every key of `dict` against `keys`; returns what is wrong.
+fn check(dict: &Dictionary, keys: &[&Key], what: &str) -> Vec<String> {
+    let mut wrong = Vec::new();
+    for (name, value) in dict {
+        let Some(key) = keys.iter().find(|k| &k.key == name) else {
+            wrong.push(format!("{what}: {name} is not a key of the schema"));
+            continue;
+        };
+        let type_ok = match key.kind.as_str() {
+            "<boolean>" => value.as_boolean().is_some(),
+            "<integer>" => value.as_signed_integer().is_some(),
+            "<string>" => value.as_string().is_some(),
+            "<array>" => value.as_array().is_some(),
+            "<dictionary>" => value.as_dictionary().is_some(),
+            "<any>" => true,
+            other => {
+                wrong.push(format!(
+                    "{what}: {name} has schema type {other} this check does not know"
+                ));
+                true
+            }
+        };
+        if !type_ok {
+            wrong.push(format!(
+                "{what}: {name} should be {} but is {value:?}",
+                key.kind
+            ));
+        }
+        if let Some(n) = value.as_signed_integer() {
+            if let Some(range) = &key.range {
+                if range.min.is_some_and(|min| n < min) || range.max.is_some_and(|max| n > max) {
+                    wrong.push(format!("{what}: {name} = {n} is outside {:?}", range));
+                }
+            }
+            if let Some(list) = &key.rangelist {
+                if !list.iter().any(|v| v.as_i64() == Some(n)) {
+                    wrong.push(format!("{what}: {name} = {n} is not one of {list:?}"));
+                }
+            }
+        }
+        if let (Some(s), Some(list)) = (value.as_string(), &key.rangelist) {
+            if !list.iter().any(|v| v.as_str() == Some(s)) {
+                wrong.push(format!("{what}: {name} = {s} is not one of {list:?}"));
+            }
+        }
+    }
+    wrong
+}
+
+fn profile_for(layer: serde_json::Value) -> Dictionary {
+    let layer: PolicyLayer = serde_json::from_value(layer).expect("layer");
+    layer.validate().expect("a valid policy");
+    let policy = effective(&[(Source::Operator, &layer)]);
+    let profile = configuration_profile(
+        &policy,
+        ProfileIdentity {
+            identifier: "se.kommun.mdm.standard",
+            organisation: "Kommunens IT – vård och omsorg",
+            display_name: "Standardtelefon",
+        },
+    );
+    // What is checked is what a phone would parse.
+    plist::from_bytes(&to_xml(&profile)).expect("the profile parses as a property list")
+}
+
+#[test]
+fn every_key_of_the_profile_is_in_apples_schemas_with_its_type_and_range() {
+    let top = schema("TopLevel.yaml");
+    let common = schema("CommonPayloadKeys.yaml");
+    let payloads = [
+        schema("com.apple.mobiledevice.passwordpolicy.yaml"),
+        schema("com.apple.applicationaccess.yaml"),
+    ];
+    // The built-in policy, and the extremes every setting may take.
+    let policies = [
+        serde_json::json!({}),
+        serde_json::json!({ "pin_min_length": 4, "pin_max_failed_attempts": 2, "auto_lock_minutes": 1,
+                            "pin_numeric_allowed": false, "allow_camera": false, "allow_screenshots": false,
+                            "allow_cloud_backup": false }),
+        serde_json::json!({ "pin_min_length": 16, "pin_max_failed_attempts": 11, "auto_lock_minutes": 15 }),
+    ];
+    for policy in policies {
+        let profile = profile_for(policy.clone());
+        let mut wrong = check(
+            &profile,
+            &top.payloadkeys.iter().collect::<Vec<_>>(),
+            "top level",
+        );
+        let content = profile["PayloadContent"]
+            .as_array()
+            .expect("PayloadContent");
+        assert_eq!(content.len(), 2);
+        for item in content {
+            let dict = item.as_dictionary().expect("a payload is a dictionary");
+            let kind = dict["PayloadType"].as_string().expect("PayloadType");
+            let schema = payloads
+                .iter()
+                .find(|s| s.payload.payloadtype == kind)
+                .unwrap_or_else(|| panic!("no schema for {kind}"));
+            let keys: Vec<&Key> = common
+                .payloadkeys
+                .iter()
+                .chain(schema.payloadkeys.iter())
+                .collect();
+            wrong.extend(check(dict, &keys, kind));
+        }
+        assert!(wrong.is_empty(), "{policy}: {wrong:#?}");
+    }
+}
+
+#[test]
+fn the_check_itself_catches_a_wrong_key_type_and_range() {
+    let passcode = schema("com.apple.mobiledevice.passwordpolicy.yaml");
+    let keys: Vec<&Key> = passcode.payloadkeys.iter().collect();
+    let mut bad = Dictionary::new();
+    bad.insert("minLength".into(), Value::from(17u64));
+    bad.insert("forcePIN".into(), Value::from("yes"));
+    bad.insert("pinLength".into(), Value::from(4u64));
+    let wrong = check(&bad, &keys, "passcode");
+    assert_eq!(wrong.len(), 3, "{wrong:#?}");
+}
