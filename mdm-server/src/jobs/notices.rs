@@ -313,35 +313,55 @@ impl NoticeJobs {
         out
     }
 
-    /// Claims as many due deliveries as it sends at once and sends them. Returns how many were
-    /// claimed.
-    ///
-    /// Every send of a batch starts at once and ends within the send timeout, so the lease
-    /// (twice the timeout and half a minute) outlives the batch: no other node can take a row
-    /// this one is still sending.
+    /// Sends due deliveries, `concurrency` at a time, until none are left; returns how many
+    /// were claimed. Rows are claimed only when a slot is free for them, so each one's send
+    /// starts as soon as it is leased and ends within the send timeout: the lease (twice the
+    /// timeout and half a minute) outlives it, and no other node can take a row this one is
+    /// still sending.
     async fn deliver_due(&self) -> StoreResult<usize> {
         let concurrency = self.config.notifications.concurrency.max(1);
-        let now = self.clock.now();
         let lease = Duration::seconds(
             i64::try_from(self.config.notifications.send_timeout_seconds).unwrap_or(30) * 2 + 30,
         );
-        let batch = self
-            .store
-            .claim_deliveries(&self.node, now, now + lease, concurrency as u32)
-            .await?;
-        let claimed = batch.len();
         let mut sending = tokio::task::JoinSet::new();
-        for delivery in batch {
-            let channels = self.channels.clone();
-            sending.spawn(async move {
-                let outcome = channels.send(&delivery).await;
-                (delivery, outcome)
-            });
-        }
+        let mut claimed = 0;
+        let mut drained = false;
         // Every outcome is recorded, even after one fails to be: a send that is not recorded
         // would go out again when its lease ends.
         let mut first_error = None;
-        while let Some(joined) = sending.join_next().await {
+        loop {
+            // Refill when half the slots are free: fewer claims than one per message.
+            if !drained && sending.len() <= concurrency / 2 {
+                let now = self.clock.now();
+                let want = (concurrency - sending.len()) as u32;
+                match self
+                    .store
+                    .claim_deliveries(&self.node, now, now + lease, want)
+                    .await
+                {
+                    Ok(batch) => {
+                        drained = batch.is_empty();
+                        claimed += batch.len();
+                        for delivery in batch {
+                            let channels = self.channels.clone();
+                            sending.spawn(async move {
+                                let outcome = channels.send(&delivery).await;
+                                (delivery, outcome)
+                            });
+                        }
+                    }
+                    Err(e) => {
+                        drained = true;
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            let Some(joined) = sending.join_next().await else {
+                if drained {
+                    break;
+                }
+                continue;
+            };
             let Ok((delivery, outcome)) = joined else {
                 continue;
             };
