@@ -30,6 +30,7 @@ pub mod login;
 pub mod maintenance;
 pub mod metrics;
 pub mod models;
+pub mod policies;
 pub mod problem;
 pub mod providers;
 mod schemas;
@@ -95,6 +96,7 @@ impl AppState {
         (name = "models", description = "The catalogue of supported phone models"),
         (name = "devices", description = "The device inventory"),
         (name = "enrollment", description = "Enrollment tokens and device identities"),
+        (name = "policies", description = "The standard phone: policy layers, the app catalogue and each phone's effective policy"),
         (name = "maintenance", description = "Planned maintenance, disruptions, notices, their delivery and the calendar feed"),
         (name = "audit", description = "The hash-chained audit trail")
     )
@@ -122,6 +124,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(models::routes())
         .merge(devices::routes())
         .merge(enrollment::routes())
+        .merge(policies::routes())
         .merge(maintenance::routes())
         .merge(deliveries::routes())
         .merge(calendar::routes())

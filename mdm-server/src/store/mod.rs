@@ -15,8 +15,10 @@ use crate::domain::device::{DeviceStatus, Imei, Platform, Serial};
 use crate::domain::organisation::{ContractPeriod, OrgKind, OrgNumber};
 use crate::domain::role::{Role, Scope};
 pub use notices::NoticeStore;
+pub use policies::PolicyStore;
 
 pub mod notices;
+pub mod policies;
 pub mod postgres;
 pub mod sqlite;
 
@@ -641,6 +643,7 @@ pub trait Store:
     + EnrollmentStore
     + AuditStore
     + NoticeStore
+    + PolicyStore
     + Maintenance
 {
 }
@@ -654,6 +657,7 @@ impl<T> Store for T where
         + EnrollmentStore
         + AuditStore
         + NoticeStore
+        + PolicyStore
         + Maintenance
 {
 }

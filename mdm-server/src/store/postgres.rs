@@ -21,6 +21,10 @@ const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
 #[path = "notices_sql.rs"]
 mod notices_sql;
 
+#[allow(clippy::duplicate_mod)]
+#[path = "policies_sql.rs"]
+mod policies_sql;
+
 pub use shared::SqlStore as PgStore;
 
 impl PgStore {

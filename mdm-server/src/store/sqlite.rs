@@ -25,6 +25,10 @@ const SKIP_LOCKED: &str = "";
 #[path = "notices_sql.rs"]
 mod notices_sql;
 
+#[allow(clippy::duplicate_mod)]
+#[path = "policies_sql.rs"]
+mod policies_sql;
+
 pub use shared::SqlStore as SqliteStore;
 
 impl SqliteStore {

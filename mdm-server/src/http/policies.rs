@@ -1,0 +1,426 @@
+//! The standard phone: the operator's policy, provider and device overrides, the app catalogue
+//! they name, and each phone's effective policy with where every setting came from. The merge
+//! and the rules live in the `profiles` crate.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use profiles::agent::AgentPolicy;
+use profiles::apps::{CatalogueApp, Platform as ProfilePlatform};
+use profiles::policy::{effective, EffectivePolicy, PolicyLayer, Source};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::caller::{Caller, EventExt};
+use super::problem::{ApiError, ApiJson, ApiPath, FieldError};
+use super::AppState;
+use crate::domain::device::Platform;
+use crate::domain::organisation::OrgKind;
+use crate::store::policies::LayerScope;
+use crate::store::Device;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_operator_policy, set_operator_policy))
+        .routes(routes!(
+            get_provider_policy,
+            set_provider_policy,
+            clear_provider_policy
+        ))
+        .routes(routes!(
+            get_device_policy,
+            set_device_policy,
+            clear_device_policy
+        ))
+        .routes(routes!(effective_policy))
+        .routes(routes!(list_apps))
+        .routes(routes!(put_app))
+}
+
+/// A policy layer as stored: only the settings it sets.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LayerView {
+    /// `operator`, `provider` or `device`.
+    pub scope: String,
+    pub scope_id: Option<i64>,
+    #[schema(value_type = Object)]
+    pub layer: serde_json::Value,
+}
+
+fn layer_view(scope: LayerScope, layer: Option<PolicyLayer>) -> LayerView {
+    let (kind, id) = scope.parts();
+    LayerView {
+        scope: kind.to_string(),
+        scope_id: (scope != LayerScope::Operator).then_some(id),
+        layer: serde_json::to_value(layer.unwrap_or_default()).unwrap_or_default(),
+    }
+}
+
+/// The layer checked against the rules and the app catalogue.
+async fn checked_layer(state: &AppState, layer: &PolicyLayer) -> Result<(), ApiError> {
+    let invalid = |field: &str, message: String| {
+        ApiError::validation(vec![FieldError {
+            field: field.to_string(),
+            message,
+        }])
+    };
+    layer.validate().map_err(|e| invalid(e.field, e.message))?;
+    if let Some(apps) = &layer.required_apps {
+        let catalogue = state.store.list_apps().await?;
+        if let Some(unknown) = apps
+            .iter()
+            .find(|a| !catalogue.iter().any(|c| c.key == a.app))
+        {
+            return Err(invalid(
+                "required_apps.app",
+                format!(
+                    "'{}' is not in the app catalogue; add it first",
+                    unknown.app
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn set_layer(
+    state: &AppState,
+    caller: &Caller,
+    scope: LayerScope,
+    layer: Option<PolicyLayer>,
+    org: Option<i64>,
+) -> Result<LayerView, ApiError> {
+    caller.actor.require_operator_admin()?;
+    if let Some(layer) = &layer {
+        checked_layer(state, layer).await?;
+    }
+    let (kind, id) = scope.parts();
+    let action = if layer.is_some() {
+        "policy.set"
+    } else {
+        "policy.clear"
+    };
+    let event = caller
+        .event(action, "policy_layer", Some(format!("{kind}:{id}")))
+        .in_org(org)
+        .details(serde_json::to_value(&layer).unwrap_or_default());
+    state
+        .store
+        .set_policy_layer(scope, layer.as_ref(), state.clock.now(), event)
+        .await?;
+    Ok(layer_view(scope, layer))
+}
+
+/// The operator's standard phone: PIN, auto-lock, minimum OS versions, restrictions, apps.
+#[utoipa::path(get, path = "/api/v1/policy", tag = "policies", security(("bearer" = [])),
+    responses((status = 200, body = LayerView)))]
+async fn get_operator_policy(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<LayerView>, ApiError> {
+    caller.actor.require_operator()?;
+    let layer = state.store.policy_layer(LayerScope::Operator).await?;
+    Ok(Json(layer_view(LayerScope::Operator, layer)))
+}
+
+/// Replace the operator's standard phone (operator admin). Settings left out keep the built-in
+/// value (a PIN of four digits, ten attempts, auto-lock after five minutes).
+#[utoipa::path(put, path = "/api/v1/policy", tag = "policies", security(("bearer" = [])),
+    request_body(content = Object),
+    responses((status = 200, body = LayerView), (status = 422, body = super::problem::Problem)))]
+async fn set_operator_policy(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(layer): ApiJson<PolicyLayer>,
+) -> Result<Json<LayerView>, ApiError> {
+    let view = set_layer(&state, &caller, LayerScope::Operator, Some(layer), None).await?;
+    Ok(Json(view))
+}
+
+/// A provider that the caller may see, or 404.
+async fn visible_provider(state: &AppState, caller: &Caller, id: i64) -> Result<(), ApiError> {
+    if !caller.actor.scope().allows(Some(id)) {
+        return Err(ApiError::not_found());
+    }
+    match state.store.organisation(id).await?.kind {
+        OrgKind::Provider => Ok(()),
+        OrgKind::Operator => Err(ApiError::not_found()),
+    }
+}
+
+/// A provider's override of the standard phone.
+#[utoipa::path(get, path = "/api/v1/providers/{id}/policy", tag = "policies", security(("bearer" = [])),
+    params(("id" = i64, Path)), responses((status = 200, body = LayerView), (status = 404, body = super::problem::Problem)))]
+async fn get_provider_policy(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<LayerView>, ApiError> {
+    visible_provider(&state, &caller, id).await?;
+    let scope = LayerScope::Provider(id);
+    Ok(Json(layer_view(
+        scope,
+        state.store.policy_layer(scope).await?,
+    )))
+}
+
+/// Set a provider's override (operator admin): what it sets wins over the standard phone for
+/// that provider's phones.
+#[utoipa::path(put, path = "/api/v1/providers/{id}/policy", tag = "policies", security(("bearer" = [])),
+    params(("id" = i64, Path)), request_body(content = Object),
+    responses((status = 200, body = LayerView), (status = 404, body = super::problem::Problem), (status = 422, body = super::problem::Problem)))]
+async fn set_provider_policy(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(layer): ApiJson<PolicyLayer>,
+) -> Result<Json<LayerView>, ApiError> {
+    visible_provider(&state, &caller, id).await?;
+    let scope = LayerScope::Provider(id);
+    Ok(Json(
+        set_layer(&state, &caller, scope, Some(layer), Some(id)).await?,
+    ))
+}
+
+/// Remove a provider's override (operator admin).
+#[utoipa::path(delete, path = "/api/v1/providers/{id}/policy", tag = "policies", security(("bearer" = [])),
+    params(("id" = i64, Path)), responses((status = 200, body = LayerView), (status = 404, body = super::problem::Problem)))]
+async fn clear_provider_policy(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<LayerView>, ApiError> {
+    visible_provider(&state, &caller, id).await?;
+    let scope = LayerScope::Provider(id);
+    Ok(Json(
+        set_layer(&state, &caller, scope, None, Some(id)).await?,
+    ))
+}
+
+/// A phone's own override.
+#[utoipa::path(get, path = "/api/v1/devices/{id}/policy", tag = "policies", security(("bearer" = [])),
+    params(("id" = i64, Path)), responses((status = 200, body = LayerView), (status = 404, body = super::problem::Problem)))]
+async fn get_device_policy(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<LayerView>, ApiError> {
+    state.store.device(caller.actor.scope(), id).await?;
+    let scope = LayerScope::Device(id);
+    Ok(Json(layer_view(
+        scope,
+        state.store.policy_layer(scope).await?,
+    )))
+}
+
+/// Set a phone's own override (operator admin): it wins over the provider's and the operator's.
+#[utoipa::path(put, path = "/api/v1/devices/{id}/policy", tag = "policies", security(("bearer" = [])),
+    params(("id" = i64, Path)), request_body(content = Object),
+    responses((status = 200, body = LayerView), (status = 404, body = super::problem::Problem), (status = 422, body = super::problem::Problem)))]
+async fn set_device_policy(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(layer): ApiJson<PolicyLayer>,
+) -> Result<Json<LayerView>, ApiError> {
+    let device = state.store.device(caller.actor.scope(), id).await?;
+    let scope = LayerScope::Device(id);
+    Ok(Json(
+        set_layer(&state, &caller, scope, Some(layer), device.provider_id).await?,
+    ))
+}
+
+/// Remove a phone's own override (operator admin).
+#[utoipa::path(delete, path = "/api/v1/devices/{id}/policy", tag = "policies", security(("bearer" = [])),
+    params(("id" = i64, Path)), responses((status = 200, body = LayerView), (status = 404, body = super::problem::Problem)))]
+async fn clear_device_policy(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<LayerView>, ApiError> {
+    let device = state.store.device(caller.actor.scope(), id).await?;
+    let scope = LayerScope::Device(id);
+    Ok(Json(
+        set_layer(&state, &caller, scope, None, device.provider_id).await?,
+    ))
+}
+
+/// The policy a phone must follow: the operator's layer, then its provider's, then its own.
+pub async fn effective_for(state: &AppState, device: &Device) -> Result<EffectivePolicy, ApiError> {
+    let mut layers: Vec<(Source, PolicyLayer)> = Vec::with_capacity(3);
+    if let Some(l) = state.store.policy_layer(LayerScope::Operator).await? {
+        layers.push((Source::Operator, l));
+    }
+    if let Some(provider) = device.provider_id {
+        if let Some(l) = state
+            .store
+            .policy_layer(LayerScope::Provider(provider))
+            .await?
+        {
+            layers.push((Source::Provider(provider), l));
+        }
+    }
+    if let Some(l) = state
+        .store
+        .policy_layer(LayerScope::Device(device.id))
+        .await?
+    {
+        layers.push((Source::Device(device.id), l));
+    }
+    let refs: Vec<(Source, &PolicyLayer)> = layers.iter().map(|(s, l)| (*s, l)).collect();
+    Ok(effective(&refs))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EffectivePolicyView {
+    pub device_id: i64,
+    /// Every setting with its `value` and `source` (`built_in`, `operator`, or `provider` or
+    /// `device` with its id).
+    #[schema(value_type = Object)]
+    pub policy: serde_json::Value,
+    /// The document the phone's agent receives, and its hash.
+    #[schema(value_type = Option<Object>)]
+    pub agent_document: Option<serde_json::Value>,
+    pub agent_document_hash: Option<String>,
+    /// Why the document cannot be made for this phone (an app missing on its platform).
+    pub problem: Option<String>,
+}
+
+/// A phone's effective policy with the source of every setting.
+#[utoipa::path(get, path = "/api/v1/devices/{id}/effective-policy", tag = "policies", security(("bearer" = [])),
+    params(("id" = i64, Path)), responses((status = 200, body = EffectivePolicyView), (status = 404, body = super::problem::Problem)))]
+async fn effective_policy(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<EffectivePolicyView>, ApiError> {
+    let device = state.store.device(caller.actor.scope(), id).await?;
+    let policy = effective_for(&state, &device).await?;
+    let catalogue = state.store.list_apps().await?;
+    let platform = match device.platform {
+        Platform::Android => ProfilePlatform::Android,
+        Platform::Ios => ProfilePlatform::Ios,
+    };
+    let (document, hash, problem) = match AgentPolicy::render(&policy, &catalogue, platform) {
+        Ok(doc) => {
+            let (_, hash) = doc.to_json_and_hash();
+            (serde_json::to_value(&doc).ok(), Some(hash), None)
+        }
+        Err(e) => (None, None, Some(e.to_string())),
+    };
+    Ok(Json(EffectivePolicyView {
+        device_id: device.id,
+        policy: serde_json::to_value(&policy).unwrap_or_default(),
+        agent_document: document,
+        agent_document_hash: hash,
+        problem,
+    }))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppBody {
+    pub name: String,
+    /// Android package name, such as `se.phoniro.app`.
+    pub android_package: Option<String>,
+    /// iOS bundle id.
+    pub ios_bundle_id: Option<String>,
+    /// App Store id, for installing on iPhones through Apple's MDM.
+    pub app_store_id: Option<u64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppView {
+    pub key: String,
+    #[serde(flatten)]
+    pub app: AppBody,
+}
+
+fn app_view(app: CatalogueApp) -> AppView {
+    AppView {
+        key: app.key,
+        app: AppBody {
+            name: app.name,
+            android_package: app.android_package,
+            ios_bundle_id: app.ios_bundle_id,
+            app_store_id: app.app_store_id,
+        },
+    }
+}
+
+/// The app catalogue.
+#[utoipa::path(get, path = "/api/v1/apps", tag = "policies", security(("bearer" = [])),
+    responses((status = 200, body = Vec<AppView>)))]
+async fn list_apps(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> Result<Json<Vec<AppView>>, ApiError> {
+    let apps = state.store.list_apps().await?;
+    Ok(Json(apps.into_iter().map(app_view).collect()))
+}
+
+/// An identifier of an app: lower-case letters, digits, dots, hyphens and underscores.
+fn check_id(field: &str, value: &str, fields: &mut Vec<FieldError>) {
+    let ok = !value.is_empty()
+        && value.len() <= 200
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    if !ok {
+        fields.push(FieldError {
+            field: field.to_string(),
+            message: format!("'{value}' is not an identifier (letters, digits, '.', '-', '_')"),
+        });
+    }
+}
+
+/// Add an app to the catalogue or change it (operator admin). The key is what policies name.
+#[utoipa::path(put, path = "/api/v1/apps/{key}", tag = "policies", security(("bearer" = [])),
+    params(("key" = String, Path)), request_body = AppBody,
+    responses((status = 200, body = AppView), (status = 422, body = super::problem::Problem)))]
+async fn put_app(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(key): ApiPath<String>,
+    ApiJson(body): ApiJson<AppBody>,
+) -> Result<(StatusCode, Json<AppView>), ApiError> {
+    caller.actor.require_operator_admin()?;
+    let mut errors = Vec::new();
+    check_id("key", &key, &mut errors);
+    if body.name.trim().is_empty() || body.name.chars().count() > 200 {
+        errors.push(FieldError {
+            field: "name".into(),
+            message: "must be 1 to 200 characters".into(),
+        });
+    }
+    for (field, value) in [
+        ("android_package", &body.android_package),
+        ("ios_bundle_id", &body.ios_bundle_id),
+    ] {
+        if let Some(v) = value {
+            check_id(field, v, &mut errors);
+        }
+    }
+    if body.android_package.is_none() && body.ios_bundle_id.is_none() {
+        errors.push(FieldError {
+            field: "android_package".into(),
+            message: "give the Android package name, the iOS bundle id or both".into(),
+        });
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let app = CatalogueApp {
+        key: key.clone(),
+        name: body.name.trim().to_string(),
+        android_package: body.android_package,
+        ios_bundle_id: body.ios_bundle_id,
+        app_store_id: body.app_store_id,
+    };
+    let event = caller
+        .event("app.put", "app", Some(key))
+        .details(serde_json::to_value(&app).unwrap_or_default());
+    let stored = state.store.put_app(&app, state.clock.now(), event).await?;
+    Ok((StatusCode::OK, Json(app_view(stored))))
+}

@@ -1,0 +1,247 @@
+//! The standard phone over the API: the operator's policy, provider and device overrides, the
+//! app catalogue and each phone's effective policy with the source of every setting. Every test
+//! runs on SQLite and PostgreSQL.
+
+use mdm_tests::{backend_tests, imei, Backend, TestApp, ORG_A, ORG_B};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+backend_tests!(
+    a_provider_override_of_auto_lock_wins_over_the_default_and_a_device_override_over_the_provider,
+    policies_out_of_range_or_naming_unknown_apps_are_refused_and_nothing_changes,
+    the_effective_policy_names_each_app_by_its_id_on_the_phones_platform,
+);
+
+struct Fleet {
+    app: TestApp,
+    admin: String,
+    provider_a: i64,
+    phone_a: i64,
+    phone_b: i64,
+}
+
+async fn fleet(backend: Backend) -> Fleet {
+    let app = TestApp::spawn(backend).await;
+    let (_, admin) = app.bootstrap_admin().await;
+    let provider_a = app
+        .create_provider(&admin, "Hemtjänst Norr AB", ORG_A)
+        .await;
+    let provider_b = app.create_provider(&admin, "Omsorg Syd AB", ORG_B).await;
+    app.create_model(&admin, "ios", "iPhone 16", Some("2024-09-20"))
+        .await;
+    let phone_a = app
+        .register_device(&admin, "PHONEA01", &imei(1), Some(provider_a))
+        .await;
+    let phone_b = app
+        .register_device(&admin, "PHONEB01", &imei(2), Some(provider_b))
+        .await;
+    Fleet {
+        app,
+        admin,
+        provider_a,
+        phone_a,
+        phone_b,
+    }
+}
+
+async fn put(app: &TestApp, path: &str, token: &str, body: Value) -> mdm_tests::Response {
+    app.request(Method::PUT, path, Some(token), Some(body))
+        .await
+}
+
+async fn effective(app: &TestApp, token: &str, device: i64) -> Value {
+    let r = app
+        .get(&format!("/api/v1/devices/{device}/effective-policy"), token)
+        .await;
+    r.expect(StatusCode::OK);
+    r.body
+}
+
+async fn a_provider_override_of_auto_lock_wins_over_the_default_and_a_device_override_over_the_provider(
+    backend: Backend,
+) {
+    let f = fleet(backend).await;
+    let (app, admin) = (&f.app, f.admin.as_str());
+    put(
+        app,
+        "/api/v1/policy",
+        admin,
+        json!({ "auto_lock_minutes": 5, "pin_min_length": 6 }),
+    )
+    .await
+    .expect(StatusCode::OK);
+    put(
+        app,
+        &format!("/api/v1/providers/{}/policy", f.provider_a),
+        admin,
+        json!({ "auto_lock_minutes": 2 }),
+    )
+    .await
+    .expect(StatusCode::OK);
+    let a = effective(app, admin, f.phone_a).await;
+    assert_eq!(a["policy"]["auto_lock_minutes"]["value"], 2);
+    assert_eq!(
+        a["policy"]["auto_lock_minutes"]["source"],
+        json!({ "level": "provider", "id": f.provider_a })
+    );
+    assert_eq!(a["policy"]["pin_min_length"]["value"], 6);
+    assert_eq!(
+        a["policy"]["pin_min_length"]["source"],
+        json!({ "level": "operator" })
+    );
+    assert_eq!(
+        a["policy"]["pin_max_failed_attempts"]["source"],
+        json!({ "level": "built_in" })
+    );
+    // The other provider's phone has the operator's value.
+    let b = effective(app, admin, f.phone_b).await;
+    assert_eq!(b["policy"]["auto_lock_minutes"]["value"], 5);
+    // A device override wins over the provider's.
+    let device_path = format!("/api/v1/devices/{}/policy", f.phone_a);
+    put(app, &device_path, admin, json!({ "auto_lock_minutes": 1 }))
+        .await
+        .expect(StatusCode::OK);
+    let a = effective(app, admin, f.phone_a).await;
+    assert_eq!(a["policy"]["auto_lock_minutes"]["value"], 1);
+    assert_eq!(
+        a["policy"]["auto_lock_minutes"]["source"],
+        json!({ "level": "device", "id": f.phone_a })
+    );
+    assert_eq!(a["agent_document"]["auto_lock_minutes"], 1);
+    let hash_with_override = a["agent_document_hash"].clone();
+    // Removing it brings the provider's back, and the document's hash changes with it.
+    app.request(Method::DELETE, &device_path, Some(admin), None)
+        .await
+        .expect(StatusCode::OK);
+    let a = effective(app, admin, f.phone_a).await;
+    assert_eq!(a["policy"]["auto_lock_minutes"]["value"], 2);
+    assert_ne!(a["agent_document_hash"], hash_with_override);
+    // The provider's admin sees its own phone's policy, not another provider's phone.
+    let login = app
+        .create_user(admin, f.provider_a, "it@norr.example", "provider_admin")
+        .await;
+    let provider_admin = app.first_login(&login).await;
+    assert_eq!(
+        effective(app, &provider_admin, f.phone_a).await["policy"]["auto_lock_minutes"]["value"],
+        2
+    );
+    app.get(
+        &format!("/api/v1/devices/{}/effective-policy", f.phone_b),
+        &provider_admin,
+    )
+    .await
+    .expect_problem(StatusCode::NOT_FOUND, "not-found");
+    // Only the operator admin sets policy.
+    put(
+        app,
+        &device_path,
+        &provider_admin,
+        json!({ "auto_lock_minutes": 15 }),
+    )
+    .await
+    .expect_problem(StatusCode::FORBIDDEN, "forbidden");
+}
+
+async fn policies_out_of_range_or_naming_unknown_apps_are_refused_and_nothing_changes(
+    backend: Backend,
+) {
+    let f = fleet(backend).await;
+    let (app, admin) = (&f.app, f.admin.as_str());
+    put(app, "/api/v1/policy", admin, json!({ "pin_min_length": 6 }))
+        .await
+        .expect(StatusCode::OK);
+    let before = app.get("/api/v1/policy", admin).await.body;
+    for (body, field) in [
+        (json!({ "pin_min_length": 17 }), "pin_min_length"),
+        (json!({ "pin_min_length": 3 }), "pin_min_length"),
+        (
+            json!({ "pin_max_failed_attempts": 1 }),
+            "pin_max_failed_attempts",
+        ),
+        (
+            json!({ "pin_max_failed_attempts": 12 }),
+            "pin_max_failed_attempts",
+        ),
+        (json!({ "auto_lock_minutes": 16 }), "auto_lock_minutes"),
+        (json!({ "min_os_ios": "arton" }), "min_os_ios"),
+        (
+            json!({ "required_apps": [{ "app": "okand" }] }),
+            "required_apps.app",
+        ),
+    ] {
+        let r = put(app, "/api/v1/policy", admin, body.clone()).await;
+        r.expect_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
+        assert_eq!(r.body["errors"][0]["field"], field, "{body}: {}", r.text);
+    }
+    let r = put(app, "/api/v1/policy", admin, json!({ "pin": 4 })).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert_eq!(app.get("/api/v1/policy", admin).await.body, before);
+    put(app, "/api/v1/providers/999999/policy", admin, json!({}))
+        .await
+        .expect_problem(StatusCode::NOT_FOUND, "not-found");
+    put(
+        app,
+        "/api/v1/apps/Fel nyckel",
+        admin,
+        json!({ "name": "x", "android_package": "se.x" }),
+    )
+    .await
+    .expect_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
+    put(app, "/api/v1/apps/tom", admin, json!({ "name": "Tom" }))
+        .await
+        .expect_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
+    assert_eq!(app.count("apps").await, 0);
+}
+
+async fn the_effective_policy_names_each_app_by_its_id_on_the_phones_platform(backend: Backend) {
+    let f = fleet(backend).await;
+    let (app, admin) = (&f.app, f.admin.as_str());
+    put(
+        app,
+        "/api/v1/apps/phoniro",
+        admin,
+        json!({ "name": "Phoniro Care", "android_package": "se.phoniro.app", "ios_bundle_id": "se.phoniro.ios", "app_store_id": 1_234_567_890 }),
+    )
+    .await
+    .expect(StatusCode::OK);
+    put(
+        app,
+        "/api/v1/apps/journal",
+        admin,
+        json!({ "name": "Journalen", "android_package": "se.kommun.journal" }),
+    )
+    .await
+    .expect(StatusCode::OK);
+    put(
+        app,
+        "/api/v1/policy",
+        admin,
+        json!({ "required_apps": [{ "app": "phoniro", "min_version": "5.2", "settings": { "tenant": "norr" } }] }),
+    )
+    .await
+    .expect(StatusCode::OK);
+    let e = effective(app, admin, f.phone_a).await;
+    assert_eq!(e["agent_document"]["apps"][0]["id"], "se.phoniro.ios");
+    assert_eq!(e["agent_document"]["apps"][0]["settings"]["tenant"], "norr");
+    assert_eq!(e["agent_document"]["pin"]["min_length"], 4);
+    assert!(e["agent_document_hash"]
+        .as_str()
+        .is_some_and(|h| h.len() == 64));
+    // An app the iPhone cannot have leaves the document unmade, with the reason.
+    put(
+        app,
+        &format!("/api/v1/devices/{}/policy", f.phone_a),
+        admin,
+        json!({ "required_apps": [{ "app": "journal" }] }),
+    )
+    .await
+    .expect(StatusCode::OK);
+    let e = effective(app, admin, f.phone_a).await;
+    assert!(e["agent_document"].is_null());
+    assert!(
+        e["problem"].as_str().is_some_and(|p| p.contains("journal")),
+        "{e}"
+    );
+    let apps = app.get("/api/v1/apps", admin).await;
+    assert_eq!(apps.body.as_array().map(Vec::len), Some(2));
+}
