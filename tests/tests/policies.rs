@@ -10,6 +10,7 @@ backend_tests!(
     a_provider_override_of_auto_lock_wins_over_the_default_and_a_device_override_over_the_provider,
     policies_out_of_range_or_naming_unknown_apps_are_refused_and_nothing_changes,
     the_effective_policy_names_each_app_by_its_id_on_the_phones_platform,
+    a_phone_with_a_three_digit_pin_is_non_compliant_until_it_reports_four_digits,
 );
 
 struct Fleet {
@@ -244,4 +245,76 @@ async fn the_effective_policy_names_each_app_by_its_id_on_the_phones_platform(ba
     );
     let apps = app.get("/api/v1/apps", admin).await;
     assert_eq!(apps.body.as_array().map(Vec::len), Some(2));
+}
+
+async fn a_phone_with_a_three_digit_pin_is_non_compliant_until_it_reports_four_digits(
+    backend: Backend,
+) {
+    use agent::client::{checkin_once, enroll};
+    use agent::device_file::DeviceDescription;
+    use agent::state::StateDir;
+
+    let f = fleet(backend).await;
+    let (app, admin) = (&f.app, f.admin.as_str());
+    let compliance = format!("/api/v1/devices/{}/compliance", f.phone_a);
+    let before = app.get(&compliance, admin).await;
+    before.expect(StatusCode::OK);
+    assert_eq!(before.body["status"], "unknown");
+    put(app, "/api/v1/policy", admin, json!({ "min_os_ios": "17" }))
+        .await
+        .expect(StatusCode::OK);
+    // The phone as its description file says: an iPhone with a three-digit PIN.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let description = dir.path().join("phone.toml");
+    let write = |pin: u8| {
+        std::fs::write(
+            &description,
+            format!(
+                "serial = \"PHONEA01\"\nimei = \"{}\"\nplatform = \"ios\"\nmodel = \"iPhone 16\"\n\
+                 os_version = \"18.1\"\n\n[pin]\nset = true\nlength = {pin}\nnumeric = true\n",
+                imei(1)
+            ),
+        )
+        .expect("write description")
+    };
+    write(3);
+    let token = app
+        .post(
+            "/api/v1/enrollment-tokens",
+            admin,
+            json!({ "device_id": f.phone_a }),
+        )
+        .await;
+    token.expect(StatusCode::CREATED);
+    let state = StateDir::open(&dir.path().join("state")).expect("state");
+    let facts = DeviceDescription::load(&description)
+        .expect("description")
+        .facts();
+    enroll(&state, token.body["token"].as_str().expect("token"), &facts)
+        .await
+        .expect("enroll");
+    checkin_once(&state, &facts).await.expect("check-in");
+    let r = app.get(&compliance, admin).await;
+    assert_eq!(r.body["status"], "non_compliant", "{}", r.text);
+    assert_eq!(
+        r.body["reasons"],
+        json!([{ "code": "pin_too_short", "message": "PIN is 3 digits; policy requires 4" }])
+    );
+    write(4);
+    let facts = DeviceDescription::load(&description)
+        .expect("description")
+        .facts();
+    checkin_once(&state, &facts).await.expect("check-in");
+    let r = app.get(&compliance, admin).await;
+    assert_eq!(r.body["status"], "compliant", "{}", r.text);
+    assert_eq!(r.body["reasons"], json!([]));
+    // A higher minimum OS makes the same phone non-compliant at once.
+    put(app, "/api/v1/policy", admin, json!({ "min_os_ios": "19" }))
+        .await
+        .expect(StatusCode::OK);
+    let r = app.get(&compliance, admin).await;
+    assert_eq!(
+        r.body["reasons"][0]["message"],
+        "OS 18.1 is below the minimum 19"
+    );
 }

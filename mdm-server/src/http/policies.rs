@@ -34,6 +34,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
             clear_device_policy
         ))
         .routes(routes!(effective_policy))
+        .routes(routes!(device_compliance))
         .routes(routes!(list_apps))
         .routes(routes!(put_app))
 }
@@ -315,6 +316,76 @@ async fn effective_policy(
         agent_document: document,
         agent_document_hash: hash,
         problem,
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReasonView {
+    /// Stable: `pin_missing`, `pin_too_short`, `pin_length_unknown`, `pin_numeric`,
+    /// `os_too_old`, `os_unknown`, `app_unavailable`, `app_missing`, `app_outdated`,
+    /// `model_unsupported`.
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ComplianceView {
+    pub device_id: i64,
+    /// `compliant`, `non_compliant`, or `unknown` before the phone has reported.
+    pub status: String,
+    pub reasons: Vec<ReasonView>,
+    /// When the phone last checked in.
+    pub last_checkin_at: Option<chrono::DateTime<chrono::FixedOffset>>,
+}
+
+/// Whether a phone follows its effective policy, from what it last reported, with every
+/// reason it does not.
+#[utoipa::path(get, path = "/api/v1/devices/{id}/compliance", tag = "policies", security(("bearer" = [])),
+    params(("id" = i64, Path)), responses((status = 200, body = ComplianceView), (status = 404, body = super::problem::Problem)))]
+async fn device_compliance(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<ComplianceView>, ApiError> {
+    use crate::domain::compliance::{evaluate, DeviceContext};
+    let device = state.store.device(caller.actor.scope(), id).await?;
+    let last_checkin_at = device.last_checkin_at.map(|t| state.local(t));
+    let facts: Option<agent::protocol::DeviceFacts> = device
+        .facts
+        .as_deref()
+        .and_then(|f| serde_json::from_str(f).ok());
+    let Some(facts) = facts else {
+        return Ok(Json(ComplianceView {
+            device_id: device.id,
+            status: "unknown".into(),
+            reasons: Vec::new(),
+            last_checkin_at,
+        }));
+    };
+    let policy = effective_for(&state, &device).await?;
+    let apps = state.store.list_apps().await?;
+    let (_, supported) = super::models::catalogue(&state).await?;
+    let context = DeviceContext {
+        platform: device.platform,
+        model_supported: supported.contains(&device.model_id),
+    };
+    let reasons = evaluate(&policy, &apps, context, &facts);
+    Ok(Json(ComplianceView {
+        device_id: device.id,
+        status: if reasons.is_empty() {
+            "compliant"
+        } else {
+            "non_compliant"
+        }
+        .into(),
+        reasons: reasons
+            .into_iter()
+            .map(|r| ReasonView {
+                code: r.code.to_string(),
+                message: r.message,
+            })
+            .collect(),
+        last_checkin_at,
     }))
 }
 

@@ -1,0 +1,245 @@
+//! Whether a phone follows its effective policy, with every reason it does not spelled out for
+//! the people who must fix it.
+
+use agent::protocol::DeviceFacts;
+use profiles::apps::{CatalogueApp, Platform as ProfilePlatform};
+use profiles::policy::EffectivePolicy;
+use profiles::version::OsVersion;
+use serde::Serialize;
+
+use super::device::Platform;
+
+/// One way a phone breaks its policy: a stable code and a sentence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reason {
+    pub code: &'static str,
+    pub message: String,
+}
+
+fn reason(code: &'static str, message: String) -> Reason {
+    Reason { code, message }
+}
+
+/// What is known of a phone besides what it reports.
+#[derive(Debug, Clone, Copy)]
+pub struct DeviceContext {
+    pub platform: Platform,
+    /// Its model is on the supported list.
+    pub model_supported: bool,
+}
+
+/// Every reason the phone with these facts breaks `policy`; none means compliant.
+pub fn evaluate(
+    policy: &EffectivePolicy,
+    catalogue: &[CatalogueApp],
+    device: DeviceContext,
+    facts: &DeviceFacts,
+) -> Vec<Reason> {
+    let mut out = Vec::new();
+    let min_pin = policy.pin_min_length.value;
+    match (facts.pin.set, facts.pin.length) {
+        (false, _) => out.push(reason(
+            "pin_missing",
+            format!("No PIN is set; policy requires one of at least {min_pin} digits"),
+        )),
+        (true, Some(len)) if len < min_pin => out.push(reason(
+            "pin_too_short",
+            format!(
+                "PIN is {len} {}; policy requires {min_pin}",
+                if len == 1 { "digit" } else { "digits" }
+            ),
+        )),
+        (true, None) => out.push(reason(
+            "pin_length_unknown",
+            format!("The phone does not report its PIN length; policy requires {min_pin}"),
+        )),
+        _ => {}
+    }
+    if facts.pin.set && !policy.pin_numeric_allowed.value && facts.pin.numeric != Some(false) {
+        out.push(reason(
+            "pin_numeric",
+            "PIN is digits only; policy requires letters as well".to_string(),
+        ));
+    }
+    let minimum = match device.platform {
+        Platform::Android => &policy.min_os_android.value,
+        Platform::Ios => &policy.min_os_ios.value,
+    };
+    if let Some(minimum) = minimum {
+        match (
+            OsVersion::parse(&facts.os_version),
+            OsVersion::parse(minimum),
+        ) {
+            (Ok(have), Ok(need)) if have < need => out.push(reason(
+                "os_too_old",
+                format!("OS {have} is below the minimum {need}"),
+            )),
+            (Err(_), _) => out.push(reason(
+                "os_unknown",
+                format!(
+                    "OS version '{}' cannot be compared with the minimum {minimum}",
+                    facts.os_version
+                ),
+            )),
+            _ => {}
+        }
+    }
+    let platform = match device.platform {
+        Platform::Android => ProfilePlatform::Android,
+        Platform::Ios => ProfilePlatform::Ios,
+    };
+    for required in &policy.required_apps.value {
+        let app = catalogue.iter().find(|a| a.key == required.app);
+        let name = app.map_or(required.app.as_str(), |a| a.name.as_str());
+        let Some(id) = app.and_then(|a| a.id_on(platform)) else {
+            out.push(reason(
+                "app_unavailable",
+                format!("{name} app is required but does not exist for this platform"),
+            ));
+            continue;
+        };
+        match facts.installed_apps.iter().find(|i| i.id == id) {
+            None => out.push(reason("app_missing", format!("{name} app missing"))),
+            Some(installed) => {
+                if let Some(min) = &required.min_version {
+                    let below = match (OsVersion::parse(&installed.version), OsVersion::parse(min))
+                    {
+                        (Ok(have), Ok(need)) => have < need,
+                        _ => true,
+                    };
+                    if below {
+                        out.push(reason(
+                            "app_outdated",
+                            format!(
+                                "{name} app {} is below the required {min}",
+                                installed.version
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    if !device.model_supported {
+        out.push(reason(
+            "model_unsupported",
+            "The phone's model is no longer supported".to_string(),
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agent::protocol::{InstalledApp, PinState};
+    use profiles::policy::{effective, PolicyLayer, Source};
+
+    fn facts(pin: Option<u8>, os: &str, apps: &[(&str, &str)]) -> DeviceFacts {
+        DeviceFacts {
+            platform: "android".into(),
+            model: "Galaxy XCover7".into(),
+            os_version: os.into(),
+            serial: "R58N1234".into(),
+            imei: "356938035643809".into(),
+            iccid: None,
+            phone_number: None,
+            battery_percent: None,
+            storage_free_bytes: None,
+            storage_total_bytes: None,
+            installed_apps: apps
+                .iter()
+                .map(|(id, v)| InstalledApp {
+                    id: (*id).into(),
+                    version: (*v).into(),
+                })
+                .collect(),
+            pin: PinState {
+                set: pin.is_some(),
+                length: pin,
+                numeric: Some(true),
+            },
+            disk_encrypted: true,
+            mobile_data_bytes_this_month: None,
+            agent_version: "1.0".into(),
+        }
+    }
+
+    fn catalogue() -> Vec<CatalogueApp> {
+        vec![CatalogueApp {
+            key: "phoniro".into(),
+            name: "Phoniro".into(),
+            android_package: Some("se.phoniro.app".into()),
+            ios_bundle_id: None,
+            app_store_id: None,
+        }]
+    }
+
+    fn policy(json: serde_json::Value) -> EffectivePolicy {
+        let layer: PolicyLayer = serde_json::from_value(json).expect("layer");
+        effective(&[(Source::Operator, &layer)])
+    }
+
+    const ANDROID: DeviceContext = DeviceContext {
+        platform: Platform::Android,
+        model_supported: true,
+    };
+
+    fn messages(reasons: &[Reason]) -> Vec<String> {
+        reasons.iter().map(|r| r.message.clone()).collect()
+    }
+
+    #[test]
+    fn a_three_digit_pin_breaks_the_four_digit_rule_and_says_so() {
+        let p = policy(serde_json::json!({}));
+        let r = evaluate(&p, &[], ANDROID, &facts(Some(3), "14", &[]));
+        assert_eq!(messages(&r), ["PIN is 3 digits; policy requires 4"]);
+        assert!(evaluate(&p, &[], ANDROID, &facts(Some(4), "14", &[])).is_empty());
+        let r = evaluate(&p, &[], ANDROID, &facts(None, "14", &[]));
+        assert_eq!(r[0].code, "pin_missing");
+    }
+
+    #[test]
+    fn an_old_os_and_a_missing_or_old_app_are_named() {
+        let p = policy(serde_json::json!({
+            "min_os_android": "14",
+            "required_apps": [{ "app": "phoniro", "min_version": "5.2" }]
+        }));
+        let r = evaluate(&p, &catalogue(), ANDROID, &facts(Some(4), "13", &[]));
+        assert_eq!(
+            messages(&r),
+            ["OS 13 is below the minimum 14", "Phoniro app missing"]
+        );
+        let r = evaluate(
+            &p,
+            &catalogue(),
+            ANDROID,
+            &facts(Some(4), "14.1", &[("se.phoniro.app", "5.1.9")]),
+        );
+        assert_eq!(
+            messages(&r),
+            ["Phoniro app 5.1.9 is below the required 5.2"]
+        );
+        assert!(evaluate(
+            &p,
+            &catalogue(),
+            ANDROID,
+            &facts(Some(6), "15", &[("se.phoniro.app", "5.2")])
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn a_numeric_pin_where_letters_are_required_and_an_unsupported_model_are_reasons() {
+        let p = policy(serde_json::json!({ "pin_numeric_allowed": false }));
+        let old = DeviceContext {
+            model_supported: false,
+            ..ANDROID
+        };
+        let codes: Vec<&str> = evaluate(&p, &[], old, &facts(Some(6), "14", &[]))
+            .iter()
+            .map(|r| r.code)
+            .collect();
+        assert_eq!(codes, ["pin_numeric", "model_unsupported"]);
+    }
+}
