@@ -224,6 +224,7 @@ pub fn report(facts: &DeviceFacts) -> CheckinRequest {
         report_id: hex::encode(id),
         reported_at: Utc::now(),
         facts: facts.clone(),
+        policy_hash: None,
     }
 }
 
@@ -236,7 +237,9 @@ pub async fn checkin_once(
     state.enqueue(&report(facts))?;
     let client = DeviceClient::from_state(state)?;
     let mut last = None;
-    for (path, report) in state.pending()? {
+    for (path, mut report) in state.pending()? {
+        // The policy held now, not when the report was queued.
+        report.policy_hash = state.policy()?.map(|p| p.hash);
         let answer = match client.checkin(&report).await {
             Ok(answer) => answer,
             // The server read the report and will never take it (it contradicts the record, is
@@ -250,6 +253,9 @@ pub async fn checkin_once(
             }
             Err(e) => return Err(e),
         };
+        if let Some(policy) = &answer.policy {
+            state.save_policy(policy)?;
+        }
         if answer.acknowledged == report.report_id {
             state.acknowledge(&path)?;
         }

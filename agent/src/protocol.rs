@@ -85,6 +85,10 @@ pub struct CheckinRequest {
     /// When the phone made the report (it may arrive later).
     pub reported_at: DateTime<Utc>,
     pub facts: DeviceFacts,
+    /// The hash of the policy document the phone applied last; the answer carries the policy
+    /// only when the server's differs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_hash: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -95,6 +99,16 @@ pub struct CheckinResponse {
     /// Planned maintenance and disruptions in progress or coming up, for the phone to show.
     #[serde(default)]
     pub notices: Vec<DeviceNotice>,
+    /// The phone's policy, when it differs from the one it reported having.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicyUpdate>,
+}
+
+/// A policy document for the phone to apply (its shape is `profiles::agent::AgentPolicy`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyUpdate {
+    pub hash: String,
+    pub document: serde_json::Value,
 }
 
 /// A maintenance window or disruption as a phone shows it.

@@ -143,6 +143,20 @@ impl StateDir {
         std::fs::rename(path, &target).map_err(context(path))
     }
 
+    /// Keeps the policy the server sent; on a phone this is where it would be applied.
+    pub fn save_policy(&self, policy: &crate::protocol::PolicyUpdate) -> anyhow::Result<()> {
+        self.write_atomic("policy.json", &serde_json::to_vec_pretty(policy)?, false)
+    }
+
+    /// The policy last applied, if any.
+    pub fn policy(&self) -> anyhow::Result<Option<crate::protocol::PolicyUpdate>> {
+        let path = self.file("policy.json");
+        if !path.exists() {
+            return Ok(None);
+        }
+        Ok(Some(serde_json::from_str(&self.read("policy.json")?)?))
+    }
+
     pub fn acknowledge(&self, path: &Path) -> anyhow::Result<()> {
         std::fs::remove_file(path).map_err(context(path))
     }

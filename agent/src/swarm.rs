@@ -80,6 +80,8 @@ pub fn simulated_facts(serial: &str, imei: &str, platform: &str, model: &str) ->
 pub struct EnrolledPhone {
     pub client: DeviceClient,
     pub facts: DeviceFacts,
+    /// The hash of the policy this phone was sent last.
+    pub policy_hash: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
 /// Enrolls every phone, `concurrency` at a time; `progress` hears each one done.
@@ -98,6 +100,7 @@ pub async fn enroll_all(
             Ok(EnrolledPhone {
                 client,
                 facts: phone.facts,
+                policy_hash: Default::default(),
             })
         })
         .buffer_unordered(concurrency.max(1))
@@ -161,11 +164,20 @@ pub async fn rounds_of(
         .map(|phone| async move {
             let t = Instant::now();
             let outcome = match kind {
-                Request::Checkin => phone
-                    .client
-                    .checkin(&report(&phone.facts))
-                    .await
-                    .map(|_| ()),
+                Request::Checkin => {
+                    let mut request = report(&phone.facts);
+                    request.policy_hash = phone
+                        .policy_hash
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clone();
+                    phone.client.checkin(&request).await.map(|answer| {
+                        if let Some(policy) = answer.policy {
+                            *phone.policy_hash.lock().unwrap_or_else(|p| p.into_inner()) =
+                                Some(policy.hash);
+                        }
+                    })
+                }
                 Request::Ping => phone.client.ping().await,
             };
             outcome.ok().map(|()| t.elapsed())

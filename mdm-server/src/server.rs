@@ -52,6 +52,8 @@ pub async fn build_state_for(
     device_url: String,
 ) -> anyhow::Result<AppState> {
     let store = open_store(&config).await?;
+    let policy_board = crate::jobs::policy_board::PolicyBoard::default();
+    policy_board.refresh(store.as_ref()).await?;
     let operator = store
         .ensure_operator(&config.operator_name, options.clock.now())
         .await?;
@@ -82,6 +84,7 @@ pub async fn build_state_for(
         device_lookups: Arc::new(DeviceLookups::new(store.clone())),
         notice_board: Default::default(),
         notice_wake: Default::default(),
+        policy_board,
         store,
     })
 }
@@ -333,7 +336,15 @@ fn spawn_background(
         .checkin_times
         .clone()
         .run(state.store.clone(), stopped.clone());
+    let policies = state
+        .policy_board
+        .clone()
+        .run(state.store.clone(), stopped.clone());
     Ok(vec![
+        tokio::spawn(async move {
+            policies.await;
+            Ok(())
+        }),
         tokio::spawn(async move {
             times.await;
             Ok(())

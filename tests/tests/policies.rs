@@ -11,6 +11,7 @@ backend_tests!(
     policies_out_of_range_or_naming_unknown_apps_are_refused_and_nothing_changes,
     the_effective_policy_names_each_app_by_its_id_on_the_phones_platform,
     a_phone_with_a_three_digit_pin_is_non_compliant_until_it_reports_four_digits,
+    a_phone_receives_its_policy_at_the_next_check_in_and_again_only_when_it_changes,
 );
 
 struct Fleet {
@@ -316,5 +317,69 @@ async fn a_phone_with_a_three_digit_pin_is_non_compliant_until_it_reports_four_d
     assert_eq!(
         r.body["reasons"][0]["message"],
         "OS 18.1 is below the minimum 19"
+    );
+}
+
+async fn a_phone_receives_its_policy_at_the_next_check_in_and_again_only_when_it_changes(
+    backend: Backend,
+) {
+    use agent::client::{checkin_once, enroll};
+    use agent::state::StateDir;
+    use agent::swarm::simulated_facts;
+
+    let f = fleet(backend).await;
+    let (app, admin) = (&f.app, f.admin.as_str());
+    put(
+        app,
+        "/api/v1/policy",
+        admin,
+        json!({ "auto_lock_minutes": 5 }),
+    )
+    .await
+    .expect(StatusCode::OK);
+    let token = app
+        .post(
+            "/api/v1/enrollment-tokens",
+            admin,
+            json!({ "device_id": f.phone_a }),
+        )
+        .await;
+    token.expect(StatusCode::CREATED);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = StateDir::open(dir.path()).expect("state");
+    let facts = simulated_facts("PHONEA01", &imei(1), "ios", "iPhone 16");
+    enroll(&state, token.body["token"].as_str().expect("token"), &facts)
+        .await
+        .expect("enroll");
+    let first = checkin_once(&state, &facts).await.expect("check-in");
+    let policy = first
+        .policy
+        .expect("the policy comes with the first check-in");
+    assert_eq!(policy.document["auto_lock_minutes"], 5);
+    let expected = effective(app, admin, f.phone_a).await["agent_document_hash"].clone();
+    assert_eq!(json!(policy.hash), expected);
+    assert_eq!(
+        state.policy().expect("read").map(|p| p.hash),
+        Some(policy.hash.clone())
+    );
+    // Unchanged: not sent again.
+    let second = checkin_once(&state, &facts).await.expect("check-in");
+    assert!(second.policy.is_none());
+    // The provider's override reaches the phone at its next check-in.
+    put(
+        app,
+        &format!("/api/v1/providers/{}/policy", f.provider_a),
+        admin,
+        json!({ "auto_lock_minutes": 2 }),
+    )
+    .await
+    .expect(StatusCode::OK);
+    let third = checkin_once(&state, &facts).await.expect("check-in");
+    let changed = third.policy.expect("the changed policy");
+    assert_eq!(changed.document["auto_lock_minutes"], 2);
+    assert_ne!(changed.hash, policy.hash);
+    assert_eq!(
+        state.policy().expect("read").map(|p| p.hash),
+        Some(changed.hash)
     );
 }

@@ -119,6 +119,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let wait = match checkin_once(&state, &facts).await {
                     Ok(answer) => {
                         failures = 0;
+                        if let Some(policy) = &answer.policy {
+                            println!("policy {} applied", policy.hash);
+                        }
                         // The phone's screen shows these; here they go to the terminal.
                         for notice in &answer.notices {
                             let ends = notice.ends_at.map_or_else(

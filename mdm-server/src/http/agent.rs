@@ -465,6 +465,14 @@ async fn checkin(
         next_checkin_seconds: state.config.checkin_interval_seconds,
         server_time: now,
         notices: state.notice_board.for_provider(device.provider_id, now),
+        policy: state
+            .policy_board
+            .document(device.platform, device.provider_id, device.device_id)
+            .filter(|doc| req.policy_hash.as_deref() != Some(doc.hash.as_str()))
+            .map(|doc| agent::protocol::PolicyUpdate {
+                hash: doc.hash.clone(),
+                document: doc.json.clone(),
+            }),
     }))
 }
 

@@ -62,6 +62,8 @@ pub struct AppState {
     pub notice_board: crate::jobs::notice_board::NoticeBoard,
     /// Wakes this node's notice workers when a change has written notices.
     pub notice_wake: Arc<tokio::sync::Notify>,
+    /// Policy documents for phones, kept in memory.
+    pub policy_board: crate::jobs::policy_board::PolicyBoard,
 }
 
 impl std::fmt::Debug for AppState {

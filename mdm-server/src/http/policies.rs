@@ -110,6 +110,7 @@ async fn set_layer(
         .store
         .set_policy_layer(scope, layer.as_ref(), state.clock.now(), event)
         .await?;
+    refresh_board(state).await;
     Ok(layer_view(scope, layer))
 }
 
@@ -245,6 +246,14 @@ async fn clear_device_policy(
     Ok(Json(
         set_layer(&state, &caller, scope, None, device.provider_id).await?,
     ))
+}
+
+/// Phones checking in at this node get a change at once; other nodes read it within
+/// `policy_board::REFRESH_EVERY`.
+async fn refresh_board(state: &AppState) {
+    if let Err(e) = state.policy_board.refresh(state.store.as_ref()).await {
+        tracing::warn!(error = %e, "could not refresh the policy board");
+    }
 }
 
 /// The policy a phone must follow: the operator's layer, then its provider's, then its own.
@@ -493,5 +502,6 @@ async fn put_app(
         .event("app.put", "app", Some(key))
         .details(serde_json::to_value(&app).unwrap_or_default());
     let stored = state.store.put_app(&app, state.clock.now(), event).await?;
+    refresh_board(&state).await;
     Ok((StatusCode::OK, Json(app_view(stored))))
 }

@@ -4,3 +4,4 @@ pub mod checkin_times;
 pub mod device_lookups;
 pub mod notice_board;
 pub mod notices;
+pub mod policy_board;

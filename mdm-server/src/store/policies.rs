@@ -37,6 +37,8 @@ pub trait PolicyStore: Send + Sync {
         now: DateTime<Utc>,
         audit: AuditEvent,
     ) -> StoreResult<()>;
+    /// Every layer there is, in one query (for the policy board each node keeps).
+    async fn all_policy_layers(&self) -> StoreResult<Vec<(LayerScope, PolicyLayer)>>;
     async fn list_apps(&self) -> StoreResult<Vec<CatalogueApp>>;
     /// Adds an app or changes the one with its key.
     async fn put_app(

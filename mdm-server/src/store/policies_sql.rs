@@ -63,6 +63,28 @@ impl PolicyStore for SqlStore {
         Ok(())
     }
 
+    async fn all_policy_layers(&self) -> StoreResult<Vec<(LayerScope, PolicyLayer)>> {
+        let rows = sqlx::query("SELECT scope, scope_id, layer FROM policy_layers")
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let scope: String = row.try_get("scope")?;
+                let id: i64 = row.try_get("scope_id")?;
+                let text: String = row.try_get("layer")?;
+                let scope = match scope.as_str() {
+                    "operator" => LayerScope::Operator,
+                    "provider" => LayerScope::Provider(id),
+                    "device" => LayerScope::Device(id),
+                    other => return Err(corrupt("policy scope", other)),
+                };
+                let layer =
+                    serde_json::from_str(&text).map_err(|_| corrupt("policy layer", &text))?;
+                Ok((scope, layer))
+            })
+            .collect()
+    }
+
     async fn list_apps(&self) -> StoreResult<Vec<CatalogueApp>> {
         let rows = sqlx::query(
             "SELECT key, name, android_package, ios_bundle_id, app_store_id FROM apps ORDER BY key",

@@ -1,0 +1,137 @@
+//! The policy documents phones receive at check-in. Working one out takes the operator's,
+//! provider's and device's layers and the app catalogue; check-ins are the busiest requests, so
+//! each node keeps every layer in memory, reads them again every few seconds and after every
+//! change it makes, and keeps each rendered document until then.
+
+use profiles::agent::AgentPolicy;
+use profiles::apps::{CatalogueApp, Platform as ProfilePlatform};
+use profiles::policy::{effective, PolicyLayer, Source};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use crate::domain::device::Platform;
+use crate::store::policies::LayerScope;
+use crate::store::{Store, StoreResult};
+
+/// How often each node reads the layers again (changes on the node itself show at once).
+pub const REFRESH_EVERY: Duration = Duration::from_secs(5);
+
+/// A rendered document: its JSON and hash.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    pub hash: String,
+    pub json: serde_json::Value,
+}
+
+#[derive(Debug, Default)]
+struct Snapshot {
+    operator: Option<PolicyLayer>,
+    providers: HashMap<i64, PolicyLayer>,
+    devices: HashMap<i64, PolicyLayer>,
+    apps: Vec<CatalogueApp>,
+}
+
+type Key = (Platform, Option<i64>, Option<i64>);
+
+#[derive(Debug, Clone, Default)]
+pub struct PolicyBoard {
+    snapshot: Arc<RwLock<Arc<Snapshot>>>,
+    /// Documents by platform, provider with a layer, and device with a layer; `None` when the
+    /// policy cannot be rendered for the phone (an app missing on its platform).
+    rendered: Arc<Mutex<HashMap<Key, Option<Arc<Document>>>>>,
+}
+
+impl PolicyBoard {
+    pub async fn refresh(&self, store: &dyn Store) -> StoreResult<()> {
+        let mut snapshot = Snapshot {
+            apps: store.list_apps().await?,
+            ..Default::default()
+        };
+        for (scope, layer) in store.all_policy_layers().await? {
+            match scope {
+                LayerScope::Operator => snapshot.operator = Some(layer),
+                LayerScope::Provider(id) => {
+                    snapshot.providers.insert(id, layer);
+                }
+                LayerScope::Device(id) => {
+                    snapshot.devices.insert(id, layer);
+                }
+            }
+        }
+        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(snapshot);
+        self.rendered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        Ok(())
+    }
+
+    /// The document for a phone.
+    pub fn document(
+        &self,
+        platform: Platform,
+        provider_id: Option<i64>,
+        device_id: i64,
+    ) -> Option<Arc<Document>> {
+        let snapshot = self
+            .snapshot
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let provider = provider_id.filter(|p| snapshot.providers.contains_key(p));
+        let device = Some(device_id).filter(|d| snapshot.devices.contains_key(d));
+        let key = (platform, provider, device);
+        if let Some(found) = self
+            .rendered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return found.clone();
+        }
+        let mut layers: Vec<(Source, &PolicyLayer)> = Vec::with_capacity(3);
+        if let Some(l) = &snapshot.operator {
+            layers.push((Source::Operator, l));
+        }
+        if let Some(p) = provider {
+            layers.extend(snapshot.providers.get(&p).map(|l| (Source::Provider(p), l)));
+        }
+        if let Some(d) = device {
+            layers.extend(snapshot.devices.get(&d).map(|l| (Source::Device(d), l)));
+        }
+        let platform_for_profiles = match platform {
+            Platform::Android => ProfilePlatform::Android,
+            Platform::Ios => ProfilePlatform::Ios,
+        };
+        let document =
+            AgentPolicy::render(&effective(&layers), &snapshot.apps, platform_for_profiles)
+                .ok()
+                .map(|doc| {
+                    let (_, hash) = doc.to_json_and_hash();
+                    Arc::new(Document {
+                        hash,
+                        json: serde_json::to_value(&doc).unwrap_or_default(),
+                    })
+                });
+        self.rendered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, document.clone());
+        document
+    }
+
+    /// Reads the layers again every [`REFRESH_EVERY`] until `stop` says so.
+    pub async fn run(self, store: Arc<dyn Store>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(REFRESH_EVERY);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.wait_for(|s| *s) => break,
+            }
+            if let Err(e) = self.refresh(store.as_ref()).await {
+                tracing::warn!(error = %e, "could not read the policy layers; will retry");
+            }
+        }
+    }
+}
