@@ -273,6 +273,30 @@ impl DeviceCa {
         ))
     }
 
+    /// A certificate for signing configuration profiles, with its key (PKCS#8 DER): the chain
+    /// (this certificate, then the issuing CA) that signed profiles carry. Valid 90 days.
+    pub fn issue_profile_signing_certificate(
+        &self,
+        name_: &str,
+    ) -> Result<(String, Vec<u8>), CaError> {
+        let now = OffsetDateTime::now_utc();
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = name(name_);
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        // S/MIME signing is what CMS verifiers (openssl cms -verify) check signed data for.
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::EmailProtection];
+        params.not_before = now - Duration::minutes(5);
+        params.not_after = now + Duration::days(90);
+        params.serial_number = Some(random_serial());
+        let cert = params.signed_by(&key, &self.issuing)?;
+        Ok((
+            format!("{}{}", cert.pem(), self.issuing_pem),
+            key.serialize_der(),
+        ))
+    }
+
     /// The revocation list: serials (hex) with the time each was revoked.
     pub fn revocation_list(
         &self,

@@ -122,6 +122,70 @@ pub fn to_xml(profile: &Dictionary) -> Vec<u8> {
     bytes
 }
 
+/// Why a profile could not be signed.
+#[derive(Debug, thiserror::Error)]
+#[error("signing the profile: {0}")]
+pub struct SignError(String);
+
+fn sign_error(e: impl std::fmt::Display) -> SignError {
+    SignError(e.to_string())
+}
+
+/// The profile signed as CMS SignedData (DER), the form iPhones install and
+/// `openssl cms -verify` checks: the profile inside, one ECDSA P-256 SHA-256 signature, and the
+/// signing certificate followed by the rest of `chain_pem` so a phone can build the path to the
+/// root it trusts.
+pub fn sign(xml: &[u8], chain_pem: &str, key_pkcs8_der: &[u8]) -> Result<Vec<u8>, SignError> {
+    use cms::builder::{SignedDataBuilder, SignerInfoBuilder};
+    use cms::cert::{CertificateChoices, IssuerAndSerialNumber};
+    use cms::signed_data::{EncapsulatedContentInfo, SignerIdentifier};
+    use der::asn1::OctetStringRef;
+    use der::{Any, Encode, Tag};
+    use p256::pkcs8::DecodePrivateKey;
+    use x509_cert::spki::AlgorithmIdentifierOwned;
+
+    let chain = x509_cert::Certificate::load_pem_chain(chain_pem.as_bytes()).map_err(sign_error)?;
+    let signer_cert = chain
+        .first()
+        .ok_or_else(|| SignError("no signing certificate".into()))?;
+    let key = p256::ecdsa::SigningKey::from_pkcs8_der(key_pkcs8_der).map_err(sign_error)?;
+    let content = EncapsulatedContentInfo {
+        econtent_type: const_oid::db::rfc5911::ID_DATA,
+        econtent: Some(
+            Any::new(
+                Tag::OctetString,
+                OctetStringRef::new(xml).map_err(sign_error)?.as_bytes(),
+            )
+            .map_err(sign_error)?,
+        ),
+    };
+    let sha256 = AlgorithmIdentifierOwned {
+        oid: const_oid::db::rfc5912::ID_SHA_256,
+        parameters: None,
+    };
+    let sid = SignerIdentifier::IssuerAndSerialNumber(IssuerAndSerialNumber {
+        issuer: signer_cert.tbs_certificate.issuer.clone(),
+        serial_number: signer_cert.tbs_certificate.serial_number.clone(),
+    });
+    let signer =
+        SignerInfoBuilder::new(&key, sid, sha256.clone(), &content, None).map_err(sign_error)?;
+    let mut builder = SignedDataBuilder::new(&content);
+    builder.add_digest_algorithm(sha256).map_err(sign_error)?;
+    for cert in &chain {
+        builder
+            .add_certificate(CertificateChoices::Certificate(cert.clone()))
+            .map_err(sign_error)?;
+    }
+    builder
+        .add_signer_info::<p256::ecdsa::SigningKey, p256::ecdsa::DerSignature>(signer)
+        .map_err(sign_error)?;
+    builder
+        .build()
+        .map_err(sign_error)?
+        .to_der()
+        .map_err(sign_error)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,7 @@ backend_tests!(
     the_effective_policy_names_each_app_by_its_id_on_the_phones_platform,
     a_phone_with_a_three_digit_pin_is_non_compliant_until_it_reports_four_digits,
     a_phone_receives_its_policy_at_the_next_check_in_and_again_only_when_it_changes,
+    the_mobileconfig_parses_verifies_with_openssl_against_our_ca_and_carries_the_policy,
 );
 
 struct Fleet {
@@ -382,4 +383,81 @@ async fn a_phone_receives_its_policy_at_the_next_check_in_and_again_only_when_it
         state.policy().expect("read").map(|p| p.hash),
         Some(changed.hash)
     );
+}
+
+async fn the_mobileconfig_parses_verifies_with_openssl_against_our_ca_and_carries_the_policy(
+    backend: Backend,
+) {
+    let f = fleet(backend).await;
+    let (app, admin) = (&f.app, f.admin.as_str());
+    put(
+        app,
+        "/api/v1/policy",
+        admin,
+        json!({ "pin_min_length": 6, "auto_lock_minutes": 2 }),
+    )
+    .await
+    .expect(StatusCode::OK);
+    let r = app
+        .http
+        .get(format!(
+            "{}/api/v1/devices/{}/profile.mobileconfig",
+            app.base, f.phone_a
+        ))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/x-apple-aspen-config")
+    );
+    let signed = r.bytes().await.expect("body");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (profile, root, content) = (
+        dir.path().join("device.mobileconfig"),
+        dir.path().join("root.pem"),
+        dir.path().join("content.plist"),
+    );
+    std::fs::write(&profile, &signed).expect("write");
+    std::fs::write(&root, app.server.state.ca.root_pem()).expect("write");
+    let verified = std::process::Command::new("openssl")
+        .args(["cms", "-verify", "-binary", "-inform", "DER", "-in"])
+        .arg(&profile)
+        .arg("-CAfile")
+        .arg(&root)
+        .arg("-out")
+        .arg(&content)
+        .output()
+        .expect("run openssl (scripts/test installs it)");
+    assert!(
+        verified.status.success(),
+        "openssl cms -verify: {}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    let dict: plist::Dictionary =
+        plist::from_file(&content).expect("the content is a property list");
+    assert_eq!(dict["PayloadType"].as_string(), Some("Configuration"));
+    let passcode = dict["PayloadContent"].as_array().expect("content")[0]
+        .as_dictionary()
+        .expect("payload");
+    assert_eq!(passcode["minLength"].as_unsigned_integer(), Some(6));
+    assert_eq!(passcode["maxInactivity"].as_unsigned_integer(), Some(2));
+    // Signed by another CA it does not verify.
+    let other = tempfile::tempdir().expect("tempdir");
+    let stranger = enrollment::DeviceCa::load_or_create(other.path(), "Annan kommun").expect("ca");
+    std::fs::write(&root, stranger.root_pem()).expect("write");
+    let refused = std::process::Command::new("openssl")
+        .args(["cms", "-verify", "-binary", "-inform", "DER", "-in"])
+        .arg(&profile)
+        .arg("-CAfile")
+        .arg(&root)
+        .arg("-out")
+        .arg(&content)
+        .output()
+        .expect("run openssl");
+    assert!(!refused.status.success());
 }

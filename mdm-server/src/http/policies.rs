@@ -35,6 +35,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(effective_policy))
         .routes(routes!(device_compliance))
+        .routes(routes!(device_profile))
         .routes(routes!(list_apps))
         .routes(routes!(put_app))
 }
@@ -326,6 +327,64 @@ async fn effective_policy(
         agent_document_hash: hash,
         problem,
     }))
+}
+
+/// A phone's effective policy as a signed Apple configuration profile (`.mobileconfig`): the
+/// passcode and restrictions payloads, signed as CMS SignedData by a profile-signing
+/// certificate of the device CA.
+#[utoipa::path(get, path = "/api/v1/devices/{id}/profile.mobileconfig", tag = "policies", security(("bearer" = [])),
+    params(("id" = i64, Path)),
+    responses((status = 200, content_type = "application/x-apple-aspen-config", body = Vec<u8>),
+              (status = 404, body = super::problem::Problem)))]
+async fn device_profile(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::http::header;
+    use axum::response::IntoResponse;
+    let device = state.store.device(caller.actor.scope(), id).await?;
+    let policy = effective_for(&state, &device).await?;
+    let identifier = "se.kommun.mdm.standard";
+    let profile = profiles::apple::configuration_profile(
+        &policy,
+        profiles::apple::ProfileIdentity {
+            identifier,
+            organisation: &state.config.operator_name,
+            display_name: "Tjänstetelefon",
+        },
+    );
+    let internal = |e: String| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal error",
+            e,
+        )
+    };
+    let (chain, key) = state
+        .ca
+        .issue_profile_signing_certificate(&format!(
+            "{} profile signing",
+            state.config.operator_name
+        ))
+        .map_err(|e| internal(e.to_string()))?;
+    let signed = profiles::apple::sign(&profiles::apple::to_xml(&profile), &chain, &key)
+        .map_err(|e| internal(e.to_string()))?;
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                "application/x-apple-aspen-config".to_string(),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"device-{}.mobileconfig\"", device.id),
+            ),
+        ],
+        signed,
+    )
+        .into_response())
 }
 
 #[derive(Debug, Serialize, ToSchema)]
