@@ -249,28 +249,42 @@ impl DeviceCa {
         &self,
         hostnames: &[String],
     ) -> Result<(String, String), CaError> {
-        let now = OffsetDateTime::now_utc();
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-        let mut params = CertificateParams::default();
-        params.distinguished_name = name(hostnames.first().map_or("mdm", String::as_str));
-        params.subject_alt_names = hostnames
+        let sans = hostnames
             .iter()
             .map(|h| match h.parse::<std::net::IpAddr>() {
                 Ok(ip) => Ok(SanType::IpAddress(ip)),
                 Err(_) => h.clone().try_into().map(SanType::DnsName),
             })
             .collect::<Result<_, _>>()?;
+        let (chain, key) = self.issue_service_leaf(
+            hostnames.first().map_or("mdm", String::as_str),
+            sans,
+            ExtendedKeyUsagePurpose::ServerAuth,
+        )?;
+        Ok((chain, key.serialize_pem()))
+    }
+
+    /// A 90-day leaf for one of the server's own uses, with a new P-256 key: the chain (the
+    /// leaf, then the issuing CA) and the key.
+    fn issue_service_leaf(
+        &self,
+        common_name: &str,
+        sans: Vec<SanType>,
+        usage: ExtendedKeyUsagePurpose,
+    ) -> Result<(String, KeyPair), CaError> {
+        let now = OffsetDateTime::now_utc();
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = name(common_name);
+        params.subject_alt_names = sans;
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.extended_key_usages = vec![usage];
         params.not_before = now - Duration::minutes(5);
         params.not_after = now + Duration::days(90);
         params.serial_number = Some(random_serial());
         let cert = params.signed_by(&key, &self.issuing)?;
-        Ok((
-            format!("{}{}", cert.pem(), self.issuing_pem),
-            key.serialize_pem(),
-        ))
+        Ok((format!("{}{}", cert.pem(), self.issuing_pem), key))
     }
 
     /// A certificate for signing configuration profiles, with its key (PKCS#8 DER): the chain
@@ -279,22 +293,10 @@ impl DeviceCa {
         &self,
         name_: &str,
     ) -> Result<(String, Vec<u8>), CaError> {
-        let now = OffsetDateTime::now_utc();
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-        let mut params = CertificateParams::default();
-        params.distinguished_name = name(name_);
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         // S/MIME signing is what CMS verifiers (openssl cms -verify) check signed data for.
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::EmailProtection];
-        params.not_before = now - Duration::minutes(5);
-        params.not_after = now + Duration::days(90);
-        params.serial_number = Some(random_serial());
-        let cert = params.signed_by(&key, &self.issuing)?;
-        Ok((
-            format!("{}{}", cert.pem(), self.issuing_pem),
-            key.serialize_der(),
-        ))
+        let (chain, key) =
+            self.issue_service_leaf(name_, Vec::new(), ExtendedKeyUsagePurpose::EmailProtection)?;
+        Ok((chain, key.serialize_der()))
     }
 
     /// The revocation list: serials (hex) with the time each was revoked.

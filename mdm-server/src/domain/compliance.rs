@@ -84,10 +84,7 @@ pub fn evaluate(
             _ => {}
         }
     }
-    let platform = match device.platform {
-        Platform::Android => ProfilePlatform::Android,
-        Platform::Ios => ProfilePlatform::Ios,
-    };
+    let platform: ProfilePlatform = device.platform.into();
     for required in &policy.required_apps.value {
         let app = catalogue.iter().find(|a| a.key == required.app);
         let name = app.map_or(required.app.as_str(), |a| a.name.as_str());

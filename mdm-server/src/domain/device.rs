@@ -13,6 +13,15 @@ pub enum Platform {
     Ios,
 }
 
+impl From<Platform> for profiles::apps::Platform {
+    fn from(p: Platform) -> Self {
+        match p {
+            Platform::Android => profiles::apps::Platform::Android,
+            Platform::Ios => profiles::apps::Platform::Ios,
+        }
+    }
+}
+
 impl Platform {
     pub fn as_str(self) -> &'static str {
         match self {

@@ -15,7 +15,6 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::caller::{Caller, EventExt};
 use super::problem::{ApiError, ApiJson, ApiPath, FieldError};
 use super::AppState;
-use crate::domain::device::Platform;
 use crate::domain::organisation::OrgKind;
 use crate::store::policies::LayerScope;
 use crate::store::Device;
@@ -57,6 +56,14 @@ fn layer_view(scope: LayerScope, layer: Option<PolicyLayer>) -> LayerView {
         scope_id: (scope != LayerScope::Operator).then_some(id),
         layer: serde_json::to_value(layer.unwrap_or_default()).unwrap_or_default(),
     }
+}
+
+/// The layer as stored (empty when none is set).
+async fn stored_layer(state: &AppState, scope: LayerScope) -> Result<Json<LayerView>, ApiError> {
+    Ok(Json(layer_view(
+        scope,
+        state.store.policy_layer(scope).await?,
+    )))
 }
 
 /// The layer checked against the rules and the app catalogue.
@@ -123,8 +130,7 @@ async fn get_operator_policy(
     caller: Caller,
 ) -> Result<Json<LayerView>, ApiError> {
     caller.actor.require_operator()?;
-    let layer = state.store.policy_layer(LayerScope::Operator).await?;
-    Ok(Json(layer_view(LayerScope::Operator, layer)))
+    stored_layer(&state, LayerScope::Operator).await
 }
 
 /// Replace the operator's standard phone (operator admin). Settings left out keep the built-in
@@ -161,11 +167,7 @@ async fn get_provider_policy(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<LayerView>, ApiError> {
     visible_provider(&state, &caller, id).await?;
-    let scope = LayerScope::Provider(id);
-    Ok(Json(layer_view(
-        scope,
-        state.store.policy_layer(scope).await?,
-    )))
+    stored_layer(&state, LayerScope::Provider(id)).await
 }
 
 /// Set a provider's override (operator admin): what it sets wins over the standard phone for
@@ -210,11 +212,7 @@ async fn get_device_policy(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<LayerView>, ApiError> {
     state.store.device(caller.actor.scope(), id).await?;
-    let scope = LayerScope::Device(id);
-    Ok(Json(layer_view(
-        scope,
-        state.store.policy_layer(scope).await?,
-    )))
+    stored_layer(&state, LayerScope::Device(id)).await
 }
 
 /// Set a phone's own override (operator admin): it wins over the provider's and the operator's.
@@ -309,10 +307,7 @@ async fn effective_policy(
     let device = state.store.device(caller.actor.scope(), id).await?;
     let policy = effective_for(&state, &device).await?;
     let catalogue = state.store.list_apps().await?;
-    let platform = match device.platform {
-        Platform::Android => ProfilePlatform::Android,
-        Platform::Ios => ProfilePlatform::Ios,
-    };
+    let platform: ProfilePlatform = device.platform.into();
     let (document, hash, problem) = match AgentPolicy::render(&policy, &catalogue, platform) {
         Ok(doc) => {
             let (_, hash) = doc.to_json_and_hash();

@@ -100,10 +100,7 @@ impl PolicyBoard {
         if let Some(d) = device {
             layers.extend(snapshot.devices.get(&d).map(|l| (Source::Device(d), l)));
         }
-        let platform_for_profiles = match platform {
-            Platform::Android => ProfilePlatform::Android,
-            Platform::Ios => ProfilePlatform::Ios,
-        };
+        let platform_for_profiles: ProfilePlatform = platform.into();
         let document =
             AgentPolicy::render(&effective(&layers), &snapshot.apps, platform_for_profiles)
                 .ok()
