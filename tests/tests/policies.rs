@@ -19,6 +19,7 @@ struct Fleet {
     app: TestApp,
     admin: String,
     provider_a: i64,
+    provider_b: i64,
     phone_a: i64,
     phone_b: i64,
 }
@@ -42,6 +43,7 @@ async fn fleet(backend: Backend) -> Fleet {
         app,
         admin,
         provider_a,
+        provider_b,
         phone_a,
         phone_b,
     }
@@ -302,6 +304,17 @@ async fn a_phone_with_a_three_digit_pin_is_non_compliant_until_it_reports_four_d
         r.body["reasons"],
         json!([{ "code": "pin_too_short", "message": "PIN is 3 digits; policy requires 4" }])
     );
+    let summary = app.get("/api/v1/compliance/summary", admin).await;
+    summary.expect(StatusCode::OK);
+    assert_eq!(
+        summary.body,
+        json!([
+            { "provider_id": f.provider_a, "devices": 1, "compliant": 0, "non_compliant": 1, "unknown": 0,
+              "reasons": { "pin_too_short": 1 } },
+            { "provider_id": f.provider_b, "devices": 1, "compliant": 0, "non_compliant": 0, "unknown": 1,
+              "reasons": {} },
+        ])
+    );
     write(4);
     let facts = DeviceDescription::load(&description)
         .expect("description")
@@ -310,6 +323,17 @@ async fn a_phone_with_a_three_digit_pin_is_non_compliant_until_it_reports_four_d
     let r = app.get(&compliance, admin).await;
     assert_eq!(r.body["status"], "compliant", "{}", r.text);
     assert_eq!(r.body["reasons"], json!([]));
+    // A provider's admin sees its own provider only.
+    let login = app
+        .create_user(admin, f.provider_a, "it@norr.example", "provider_admin")
+        .await;
+    let provider_admin = app.first_login(&login).await;
+    let own = app.get("/api/v1/compliance/summary", &provider_admin).await;
+    assert_eq!(
+        own.body,
+        json!([{ "provider_id": f.provider_a, "devices": 1, "compliant": 1, "non_compliant": 0,
+                 "unknown": 0, "reasons": {} }])
+    );
     // A higher minimum OS makes the same phone non-compliant at once.
     put(app, "/api/v1/policy", admin, json!({ "min_os_ios": "19" }))
         .await

@@ -34,6 +34,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(effective_policy))
         .routes(routes!(device_compliance))
+        .routes(routes!(compliance_summary))
         .routes(routes!(device_profile))
         .routes(routes!(list_apps))
         .routes(routes!(put_app))
@@ -380,6 +381,115 @@ async fn device_profile(
         signed,
     )
         .into_response())
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProviderCompliance {
+    pub provider_id: i64,
+    pub devices: u64,
+    pub compliant: u64,
+    pub non_compliant: u64,
+    /// Phones that have not reported yet.
+    pub unknown: u64,
+    /// How many phones break the policy for each reason `code`.
+    pub reasons: std::collections::BTreeMap<String, u64>,
+}
+
+/// Compliance per provider for dashboards: the operator sees every provider, a provider's
+/// people their own. Worked out from each phone's last report and current policy.
+#[utoipa::path(get, path = "/api/v1/compliance/summary", tag = "policies", security(("bearer" = [])),
+    responses((status = 200, body = Vec<ProviderCompliance>)))]
+async fn compliance_summary(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<ProviderCompliance>>, ApiError> {
+    use crate::domain::compliance::{evaluate, DeviceContext};
+    use std::collections::{BTreeMap, HashMap};
+    let own = caller.actor.scope().org();
+    let mut operator = None;
+    let mut providers = HashMap::new();
+    let mut devices = HashMap::new();
+    for (scope, layer) in state.store.all_policy_layers().await? {
+        match scope {
+            LayerScope::Operator => operator = Some(layer),
+            LayerScope::Provider(id) => {
+                providers.insert(id, layer);
+            }
+            LayerScope::Device(id) => {
+                devices.insert(id, layer);
+            }
+        }
+    }
+    let apps = state.store.list_apps().await?;
+    let (_, supported) = super::models::catalogue(&state).await?;
+    let mut summary: BTreeMap<i64, ProviderCompliance> = BTreeMap::new();
+    let mut after_id = None;
+    loop {
+        let page = state
+            .store
+            .list_devices(&crate::store::DeviceFilter {
+                scope: own,
+                provider_id: own,
+                after_id,
+                limit: 1000,
+                ..Default::default()
+            })
+            .await?;
+        let Some(last) = page.last() else {
+            break;
+        };
+        after_id = Some(last.id);
+        for device in &page {
+            let Some(provider_id) = device.provider_id else {
+                continue;
+            };
+            let entry = summary
+                .entry(provider_id)
+                .or_insert_with(|| ProviderCompliance {
+                    provider_id,
+                    devices: 0,
+                    compliant: 0,
+                    non_compliant: 0,
+                    unknown: 0,
+                    reasons: BTreeMap::new(),
+                });
+            entry.devices += 1;
+            let facts: Option<agent::protocol::DeviceFacts> = device
+                .facts
+                .as_deref()
+                .and_then(|f| serde_json::from_str(f).ok());
+            let Some(facts) = facts else {
+                entry.unknown += 1;
+                continue;
+            };
+            let mut layers: Vec<(Source, &PolicyLayer)> = Vec::with_capacity(3);
+            layers.extend(operator.as_ref().map(|l| (Source::Operator, l)));
+            layers.extend(
+                providers
+                    .get(&provider_id)
+                    .map(|l| (Source::Provider(provider_id), l)),
+            );
+            layers.extend(
+                devices
+                    .get(&device.id)
+                    .map(|l| (Source::Device(device.id), l)),
+            );
+            let context = DeviceContext {
+                platform: device.platform,
+                model_supported: supported.contains(&device.model_id),
+            };
+            let reasons = evaluate(&effective(&layers), &apps, context, &facts);
+            if reasons.is_empty() {
+                entry.compliant += 1;
+            } else {
+                entry.non_compliant += 1;
+                for r in reasons {
+                    *entry.reasons.entry(r.code.to_string()).or_default() += 1;
+                }
+            }
+        }
+    }
+    Ok(Json(summary.into_values().collect()))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
