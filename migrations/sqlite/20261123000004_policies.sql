@@ -15,6 +15,8 @@ CREATE TABLE apps (
     android_package  TEXT,
     ios_bundle_id    TEXT,
     app_store_id     INTEGER,
+    -- Licensed per provider: this many phones of each provider are included, more are billed.
+    included_licences INTEGER,
     created_at       TEXT        NOT NULL,
     updated_at       TEXT        NOT NULL
 );

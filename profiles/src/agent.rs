@@ -111,6 +111,7 @@ mod tests {
             android_package: Some("se.phoniro.app".into()),
             ios_bundle_id: None,
             app_store_id: None,
+            included_licences: None,
         }]
     }
 

@@ -14,6 +14,10 @@ pub struct CatalogueApp {
     pub ios_bundle_id: Option<String>,
     /// App Store id, for installing through Apple's MDM.
     pub app_store_id: Option<u64>,
+    /// For an app licensed per provider: the licences each provider has included; phones
+    /// beyond that are billed.
+    #[serde(default)]
+    pub included_licences: Option<u32>,
 }
 
 /// The platforms policies are rendered for.

@@ -13,6 +13,7 @@ backend_tests!(
     a_phone_with_a_three_digit_pin_is_non_compliant_until_it_reports_four_digits,
     a_phone_receives_its_policy_at_the_next_check_in_and_again_only_when_it_changes,
     the_mobileconfig_parses_verifies_with_openssl_against_our_ca_and_carries_the_policy,
+    phones_using_a_per_provider_app_beyond_the_included_licences_are_billable,
 );
 
 struct Fleet {
@@ -484,4 +485,76 @@ async fn the_mobileconfig_parses_verifies_with_openssl_against_our_ca_and_carrie
         .output()
         .expect("run openssl");
     assert!(!refused.status.success());
+}
+
+async fn phones_using_a_per_provider_app_beyond_the_included_licences_are_billable(
+    backend: Backend,
+) {
+    use agent::client::{checkin_once, enroll};
+    use agent::protocol::InstalledApp;
+    use agent::state::StateDir;
+    use agent::swarm::simulated_facts;
+
+    let f = fleet(backend).await;
+    let (app, admin) = (&f.app, f.admin.as_str());
+    put(
+        app,
+        "/api/v1/apps/dokumentation",
+        admin,
+        json!({ "name": "Dokumentationsappen", "ios_bundle_id": "se.kommun.dok", "included_licences": 2 }),
+    )
+    .await
+    .expect(StatusCode::OK);
+    let mut phones = vec![(f.phone_a, "PHONEA01".to_string(), 1)];
+    for n in 2..=3u32 {
+        let serial = format!("PHONEA0{n}");
+        let id = app
+            .register_device(admin, &serial, &imei(10 + n), Some(f.provider_a))
+            .await;
+        phones.push((id, serial, 10 + n));
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (id, serial, n) in &phones {
+        let token = app
+            .post(
+                "/api/v1/enrollment-tokens",
+                admin,
+                json!({ "device_id": id }),
+            )
+            .await;
+        token.expect(StatusCode::CREATED);
+        let state = StateDir::open(&dir.path().join(serial)).expect("state");
+        let mut facts = simulated_facts(serial, &imei(*n), "ios", "iPhone 16");
+        facts.installed_apps.push(InstalledApp {
+            id: "se.kommun.dok".into(),
+            version: "2.0".into(),
+        });
+        enroll(&state, token.body["token"].as_str().expect("token"), &facts)
+            .await
+            .expect("enroll");
+        checkin_once(&state, &facts).await.expect("check-in");
+    }
+    let r = app.get("/api/v1/apps/dokumentation/licences", admin).await;
+    r.expect(StatusCode::OK);
+    assert_eq!(
+        r.body,
+        json!([
+            { "provider_id": f.provider_a, "in_use": 3, "included": 2, "billable": 1 },
+            { "provider_id": f.provider_b, "in_use": 0, "included": 2, "billable": 0 },
+        ])
+    );
+    put(
+        app,
+        "/api/v1/apps/phoniro",
+        admin,
+        json!({ "name": "Phoniro", "ios_bundle_id": "se.phoniro" }),
+    )
+    .await
+    .expect(StatusCode::OK);
+    app.get("/api/v1/apps/phoniro/licences", admin)
+        .await
+        .expect_problem(StatusCode::CONFLICT, "not-licensed");
+    app.get("/api/v1/apps/okand/licences", admin)
+        .await
+        .expect_problem(StatusCode::NOT_FOUND, "not-found");
 }

@@ -38,6 +38,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(device_profile))
         .routes(routes!(list_apps))
         .routes(routes!(put_app))
+        .routes(routes!(app_licences))
 }
 
 /// A policy layer as stored: only the settings it sets.
@@ -572,6 +573,10 @@ pub struct AppBody {
     pub ios_bundle_id: Option<String>,
     /// App Store id, for installing on iPhones through Apple's MDM.
     pub app_store_id: Option<u64>,
+    /// For an app licensed per provider (the documentation app): licences included for each
+    /// provider; phones beyond that are billed. Leave out for apps without licences.
+    #[serde(default)]
+    pub included_licences: Option<u32>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -589,6 +594,7 @@ fn app_view(app: CatalogueApp) -> AppView {
             android_package: app.android_package,
             ios_bundle_id: app.ios_bundle_id,
             app_store_id: app.app_store_id,
+            included_licences: app.included_licences,
         },
     }
 }
@@ -661,6 +667,7 @@ async fn put_app(
         android_package: body.android_package,
         ios_bundle_id: body.ios_bundle_id,
         app_store_id: body.app_store_id,
+        included_licences: body.included_licences,
     };
     let event = caller
         .event("app.put", "app", Some(key))
@@ -668,4 +675,93 @@ async fn put_app(
     let stored = state.store.put_app(&app, state.clock.now(), event).await?;
     refresh_board(&state).await;
     Ok((StatusCode::OK, Json(app_view(stored))))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LicenceUse {
+    pub provider_id: i64,
+    /// The provider's phones that report the app installed.
+    pub in_use: u64,
+    pub included: u64,
+    /// Phones beyond the included licences.
+    pub billable: u64,
+}
+
+/// Licence accounting of an app licensed per provider (operator): per provider, the phones
+/// using it, the licences included and how many are billable.
+#[utoipa::path(get, path = "/api/v1/apps/{key}/licences", tag = "policies", security(("bearer" = [])),
+    params(("key" = String, Path)),
+    responses((status = 200, body = Vec<LicenceUse>), (status = 404, body = super::problem::Problem),
+              (status = 409, body = super::problem::Problem)))]
+async fn app_licences(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(key): ApiPath<String>,
+) -> Result<Json<Vec<LicenceUse>>, ApiError> {
+    use std::collections::BTreeMap;
+    caller.actor.require_operator()?;
+    let app = state
+        .store
+        .list_apps()
+        .await?
+        .into_iter()
+        .find(|a| a.key == key)
+        .ok_or_else(ApiError::not_found)?;
+    let Some(included) = app.included_licences else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not-licensed",
+            "Not licensed per provider",
+            format!(
+                "{} has no licences per provider; set included_licences first",
+                app.name
+            ),
+        ));
+    };
+    let mut in_use: BTreeMap<i64, u64> = BTreeMap::new();
+    for provider in state.store.list_providers().await? {
+        in_use.insert(provider.id, 0);
+    }
+    let mut after_id = None;
+    loop {
+        let page = state
+            .store
+            .list_devices(&crate::store::DeviceFilter {
+                after_id,
+                limit: 1000,
+                ..Default::default()
+            })
+            .await?;
+        let Some(last) = page.last() else {
+            break;
+        };
+        after_id = Some(last.id);
+        for device in &page {
+            let (Some(provider), Some(facts)) = (device.provider_id, device.facts.as_deref())
+            else {
+                continue;
+            };
+            let Some(id) = app.id_on(device.platform.into()) else {
+                continue;
+            };
+            let Ok(facts) = serde_json::from_str::<agent::protocol::DeviceFacts>(facts) else {
+                continue;
+            };
+            if facts.installed_apps.iter().any(|i| i.id == id) {
+                *in_use.entry(provider).or_default() += 1;
+            }
+        }
+    }
+    let included = u64::from(included);
+    Ok(Json(
+        in_use
+            .into_iter()
+            .map(|(provider_id, used)| LicenceUse {
+                provider_id,
+                in_use: used,
+                included,
+                billable: used.saturating_sub(included),
+            })
+            .collect(),
+    ))
 }

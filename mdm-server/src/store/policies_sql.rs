@@ -87,19 +87,22 @@ impl PolicyStore for SqlStore {
 
     async fn list_apps(&self) -> StoreResult<Vec<CatalogueApp>> {
         let rows = sqlx::query(
-            "SELECT key, name, android_package, ios_bundle_id, app_store_id FROM apps ORDER BY key",
+            "SELECT key, name, android_package, ios_bundle_id, app_store_id, included_licences \
+             FROM apps ORDER BY key",
         )
         .fetch_all(self.pool())
         .await?;
         rows.iter()
             .map(|row| {
                 let store_id: Option<i64> = row.try_get("app_store_id")?;
+                let included: Option<i64> = row.try_get("included_licences")?;
                 Ok(CatalogueApp {
                     key: row.try_get("key")?,
                     name: row.try_get("name")?,
                     android_package: row.try_get("android_package")?,
                     ios_bundle_id: row.try_get("ios_bundle_id")?,
                     app_store_id: store_id.and_then(|v| u64::try_from(v).ok()),
+                    included_licences: included.and_then(|v| u32::try_from(v).ok()),
                 })
             })
             .collect()
@@ -113,9 +116,11 @@ impl PolicyStore for SqlStore {
     ) -> StoreResult<CatalogueApp> {
         let mut tx = self.write().await?;
         sqlx::query(
-            "INSERT INTO apps (key, name, android_package, ios_bundle_id, app_store_id, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (key) DO UPDATE SET name = $2, \
-             android_package = $3, ios_bundle_id = $4, app_store_id = $5, updated_at = $6",
+            "INSERT INTO apps (key, name, android_package, ios_bundle_id, app_store_id, \
+             included_licences, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $7, $6, $6) ON CONFLICT (key) DO UPDATE SET name = $2, \
+             android_package = $3, ios_bundle_id = $4, app_store_id = $5, included_licences = $7, \
+             updated_at = $6",
         )
         .bind(&app.key)
         .bind(&app.name)
@@ -123,6 +128,7 @@ impl PolicyStore for SqlStore {
         .bind(&app.ios_bundle_id)
         .bind(app.app_store_id.and_then(|v| i64::try_from(v).ok()))
         .bind(now)
+        .bind(app.included_licences.map(i64::from))
         .execute(&mut *tx)
         .await?;
         append_audit_tx(&mut tx, &audit, now).await?;
