@@ -239,7 +239,8 @@ pub async fn checkin_once(
     let mut last = None;
     for (path, mut report) in state.pending()? {
         // The policy held now, not when the report was queued.
-        report.policy_hash = state.policy()?.map(|p| p.hash);
+        // An unreadable policy file means the phone has none; the server sends it again.
+        report.policy_hash = state.policy().ok().flatten().map(|p| p.hash);
         let answer = match client.checkin(&report).await {
             Ok(answer) => answer,
             // The server read the report and will never take it (it contradicts the record, is

@@ -42,35 +42,28 @@ pub struct AgentPolicy {
 }
 
 impl AgentPolicy {
-    /// The document for a phone of `platform`. Every required app must be in the catalogue and
-    /// exist on the platform.
+    /// The document for a phone of `platform`. Every required app must be in the catalogue; one
+    /// that does not exist on the platform is left out (compliance reports it), so the rest of
+    /// the policy, the PIN rules above all, still reaches the phone.
     pub fn render(
         policy: &EffectivePolicy,
         catalogue: &[CatalogueApp],
         platform: Platform,
     ) -> Result<Self, RenderError> {
-        let apps = policy
-            .required_apps
-            .value
-            .iter()
-            .map(|required| {
-                let app = catalogue
-                    .iter()
-                    .find(|a| a.key == required.app)
-                    .ok_or_else(|| RenderError::UnknownApp(required.app.clone()))?;
-                let id = app
-                    .id_on(platform)
-                    .ok_or_else(|| RenderError::NotOnPlatform {
-                        app: required.app.clone(),
-                        platform,
-                    })?;
-                Ok(AgentApp {
+        let mut apps = Vec::with_capacity(policy.required_apps.value.len());
+        for required in &policy.required_apps.value {
+            let app = catalogue
+                .iter()
+                .find(|a| a.key == required.app)
+                .ok_or_else(|| RenderError::UnknownApp(required.app.clone()))?;
+            if let Some(id) = app.id_on(platform) {
+                apps.push(AgentApp {
                     id: id.to_string(),
                     min_version: required.min_version.clone(),
                     settings: required.settings.clone(),
-                })
-            })
-            .collect::<Result<Vec<_>, RenderError>>()?;
+                });
+            }
+        }
         Ok(AgentPolicy {
             pin: AgentPin {
                 min_length: policy.pin_min_length.value,
@@ -91,11 +84,15 @@ impl AgentPolicy {
         })
     }
 
-    /// The JSON bytes and their SHA-256 (hex), which names this version of the document.
-    pub fn to_json_and_hash(&self) -> (Vec<u8>, String) {
-        let bytes = serde_json::to_vec(self).unwrap_or_default();
+    /// The document as JSON and the SHA-256 (hex) of its canonical form (keys sorted, no
+    /// spaces), which names this version: the phone can work the hash out again from what it
+    /// receives.
+    pub fn to_json_and_hash(&self) -> (serde_json::Value, String) {
+        let value = serde_json::to_value(self).unwrap_or_default();
+        // serde_json keeps object keys sorted, so these bytes are the canonical form.
+        let bytes = serde_json::to_vec(&value).unwrap_or_default();
         let hash = hex::encode(Sha256::digest(&bytes));
-        (bytes, hash)
+        (value, hash)
     }
 }
 
@@ -146,13 +143,10 @@ mod tests {
         }));
         let doc = AgentPolicy::render(&p, &catalogue(), Platform::Android).expect("render");
         assert_eq!(doc.apps[0].id, "se.phoniro.app");
-        assert_eq!(
-            AgentPolicy::render(&p, &catalogue(), Platform::Ios),
-            Err(RenderError::NotOnPlatform {
-                app: "phoniro".into(),
-                platform: Platform::Ios
-            })
-        );
+        // Not on iPhones: left out, and the rest of the policy still goes.
+        let ios = AgentPolicy::render(&p, &catalogue(), Platform::Ios).expect("render");
+        assert!(ios.apps.is_empty());
+        assert_eq!(ios.pin.min_length, 4);
         let unknown = policy(serde_json::json!({ "required_apps": [{ "app": "okänd" }] }));
         assert_eq!(
             AgentPolicy::render(&unknown, &catalogue(), Platform::Android),

@@ -14,9 +14,4 @@ pub mod version;
 pub enum RenderError {
     #[error("the app '{0}' is not in the catalogue")]
     UnknownApp(String),
-    #[error("the app '{app}' has no id on {platform:?}")]
-    NotOnPlatform {
-        app: String,
-        platform: apps::Platform,
-    },
 }

@@ -6,15 +6,32 @@
 use std::cmp::Ordering;
 use std::fmt;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct OsVersion(Vec<u32>);
+
+/// Equal as ordered: `17` is `17.0`.
+impl PartialEq for OsVersion {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for OsVersion {}
 
 impl OsVersion {
     pub fn parse(input: &str) -> Result<Self, String> {
         let text = input.trim();
-        let parts: Result<Vec<u32>, _> = text.split('.').map(str::parse::<u32>).collect();
+        // Digits only: `str::parse` would also take a leading `+`.
+        let parts: Option<Vec<u32>> = text
+            .split('.')
+            .map(|p| {
+                (!p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+                    .then(|| p.parse::<u32>().ok())
+                    .flatten()
+            })
+            .collect();
         match parts {
-            Ok(parts) if (1..=4).contains(&parts.len()) => Ok(OsVersion(parts)),
+            Some(parts) if (1..=4).contains(&parts.len()) => Ok(OsVersion(parts)),
             _ => Err(format!(
                 "'{input}' is not a version; expected one to four numbers with dots, such as 17.4"
             )),
@@ -67,7 +84,7 @@ mod tests {
 
     #[test]
     fn things_that_are_not_versions_are_refused() {
-        for bad in ["", "fjorton", "17.", "1.2.3.4.5", "-1", "17.4b"] {
+        for bad in ["", "fjorton", "17.", "1.2.3.4.5", "-1", "+17", "17.4b"] {
             assert!(OsVersion::parse(bad).is_err(), "{bad}");
         }
     }

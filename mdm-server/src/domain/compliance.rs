@@ -55,11 +55,19 @@ pub fn evaluate(
         )),
         _ => {}
     }
-    if facts.pin.set && !policy.pin_numeric_allowed.value && facts.pin.numeric != Some(false) {
-        out.push(reason(
-            "pin_numeric",
-            "PIN is digits only; policy requires letters as well".to_string(),
-        ));
+    if facts.pin.set && !policy.pin_numeric_allowed.value {
+        match facts.pin.numeric {
+            Some(false) => {}
+            Some(true) => out.push(reason(
+                "pin_numeric",
+                "PIN is digits only; policy requires letters as well".to_string(),
+            )),
+            None => out.push(reason(
+                "pin_kind_unknown",
+                "The phone does not report whether its PIN has letters; policy requires them"
+                    .to_string(),
+            )),
+        }
     }
     let minimum = match device.platform {
         Platform::Android => &policy.min_os_android.value,
@@ -99,19 +107,19 @@ pub fn evaluate(
             None => out.push(reason("app_missing", format!("{name} app missing"))),
             Some(installed) => {
                 if let Some(min) = &required.min_version {
-                    let below = match (OsVersion::parse(&installed.version), OsVersion::parse(min))
-                    {
-                        (Ok(have), Ok(need)) => have < need,
-                        _ => true,
-                    };
-                    if below {
-                        out.push(reason(
+                    match (OsVersion::parse(&installed.version), OsVersion::parse(min)) {
+                        (Ok(have), Ok(need)) if have < need => out.push(reason(
                             "app_outdated",
+                            format!("{name} app {} is below the required {min}", installed.version),
+                        )),
+                        (Err(_), _) => out.push(reason(
+                            "app_version_unknown",
                             format!(
-                                "{name} app {} is below the required {min}",
+                                "{name} app version '{}' cannot be compared with the required {min}",
                                 installed.version
                             ),
-                        ));
+                        )),
+                        _ => {}
                     }
                 }
             }

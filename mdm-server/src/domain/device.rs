@@ -65,6 +65,12 @@ pub const ALL_STATUSES: [DeviceStatus; 6] = [
 ];
 
 impl DeviceStatus {
+    /// Whether the phone is in use or can be: not retired and not waiting to be wiped. Only
+    /// these count in compliance dashboards and licence accounting.
+    pub fn in_service(self) -> bool {
+        !matches!(self, DeviceStatus::Retired | DeviceStatus::AwaitingWipe)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             DeviceStatus::InStock => "in_stock",

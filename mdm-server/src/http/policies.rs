@@ -312,8 +312,8 @@ async fn effective_policy(
     let platform: ProfilePlatform = device.platform.into();
     let (document, hash, problem) = match AgentPolicy::render(&policy, &catalogue, platform) {
         Ok(doc) => {
-            let (_, hash) = doc.to_json_and_hash();
-            (serde_json::to_value(&doc).ok(), Some(hash), None)
+            let (json, hash) = doc.to_json_and_hash();
+            (Some(json), Some(hash), None)
         }
         Err(e) => (None, None, Some(e.to_string())),
     };
@@ -440,7 +440,7 @@ async fn compliance_summary(
             break;
         };
         after_id = Some(last.id);
-        for device in &page {
+        for device in page.iter().filter(|d| d.status.in_service()) {
             let Some(provider_id) = device.provider_id else {
                 continue;
             };
@@ -736,7 +736,7 @@ async fn app_licences(
             break;
         };
         after_id = Some(last.id);
-        for device in &page {
+        for device in page.iter().filter(|d| d.status.in_service()) {
             let (Some(provider), Some(facts)) = (device.provider_id, device.facts.as_deref())
             else {
                 continue;

@@ -26,6 +26,8 @@ pub struct Document {
 
 #[derive(Debug, Default)]
 struct Snapshot {
+    /// Counts refreshes; a document is cached only for the snapshot it was made from.
+    generation: u64,
     operator: Option<PolicyLayer>,
     providers: HashMap<i64, PolicyLayer>,
     devices: HashMap<i64, PolicyLayer>,
@@ -33,18 +35,25 @@ struct Snapshot {
 }
 
 type Key = (Platform, Option<i64>, Option<i64>);
+/// Documents made from the snapshot of one generation.
+type Rendered = (u64, HashMap<Key, Option<Arc<Document>>>);
 
 #[derive(Debug, Clone, Default)]
 pub struct PolicyBoard {
     snapshot: Arc<RwLock<Arc<Snapshot>>>,
     /// Documents by platform, provider with a layer, and device with a layer; `None` when the
     /// policy cannot be rendered for the phone (an app missing on its platform).
-    rendered: Arc<Mutex<HashMap<Key, Option<Arc<Document>>>>>,
+    rendered: Arc<Mutex<Rendered>>,
+    /// One refresh at a time, so an older read never replaces a newer one.
+    refreshing: Arc<tokio::sync::Mutex<u64>>,
 }
 
 impl PolicyBoard {
     pub async fn refresh(&self, store: &dyn Store) -> StoreResult<()> {
+        let mut generation = self.refreshing.lock().await;
+        *generation += 1;
         let mut snapshot = Snapshot {
+            generation: *generation,
             apps: store.list_apps().await?,
             ..Default::default()
         };
@@ -59,11 +68,9 @@ impl PolicyBoard {
                 }
             }
         }
+        let fresh = snapshot.generation;
         *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(snapshot);
-        self.rendered
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        *self.rendered.lock().unwrap_or_else(|p| p.into_inner()) = (fresh, HashMap::new());
         Ok(())
     }
 
@@ -82,13 +89,13 @@ impl PolicyBoard {
         let provider = provider_id.filter(|p| snapshot.providers.contains_key(p));
         let device = Some(device_id).filter(|d| snapshot.devices.contains_key(d));
         let key = (platform, provider, device);
-        if let Some(found) = self
-            .rendered
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
         {
-            return found.clone();
+            let rendered = self.rendered.lock().unwrap_or_else(|p| p.into_inner());
+            if rendered.0 == snapshot.generation {
+                if let Some(found) = rendered.1.get(&key) {
+                    return found.clone();
+                }
+            }
         }
         let mut layers: Vec<(Source, &PolicyLayer)> = Vec::with_capacity(3);
         if let Some(l) = &snapshot.operator {
@@ -105,16 +112,14 @@ impl PolicyBoard {
             AgentPolicy::render(&effective(&layers), &snapshot.apps, platform_for_profiles)
                 .ok()
                 .map(|doc| {
-                    let (_, hash) = doc.to_json_and_hash();
-                    Arc::new(Document {
-                        hash,
-                        json: serde_json::to_value(&doc).unwrap_or_default(),
-                    })
+                    let (json, hash) = doc.to_json_and_hash();
+                    Arc::new(Document { hash, json })
                 });
-        self.rendered
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, document.clone());
+        let mut rendered = self.rendered.lock().unwrap_or_else(|p| p.into_inner());
+        // A refresh may have come in between: then this was made from the old layers.
+        if rendered.0 == snapshot.generation {
+            rendered.1.insert(key, document.clone());
+        }
         document
     }
 
