@@ -14,6 +14,7 @@ backend_tests!(
     a_phone_receives_its_policy_at_the_next_check_in_and_again_only_when_it_changes,
     the_mobileconfig_parses_verifies_with_openssl_against_our_ca_and_carries_the_policy,
     phones_using_a_per_provider_app_beyond_the_included_licences_are_billable,
+    only_the_operator_admin_sets_policy_and_providers_see_only_their_own,
 );
 
 struct Fleet {
@@ -559,4 +560,85 @@ async fn phones_using_a_per_provider_app_beyond_the_included_licences_are_billab
     app.get("/api/v1/apps/okand/licences", admin)
         .await
         .expect_problem(StatusCode::NOT_FOUND, "not-found");
+}
+
+async fn only_the_operator_admin_sets_policy_and_providers_see_only_their_own(backend: Backend) {
+    let f = fleet(backend).await;
+    let (app, admin) = (&f.app, f.admin.as_str());
+    let operator = app
+        .create_user(
+            admin,
+            app.server.state.operator_id,
+            "servicedesk@kommun.example",
+            "operator_staff",
+        )
+        .await;
+    let staff = app.first_login(&operator).await;
+    let provider = app
+        .create_user(admin, f.provider_a, "it@norr.example", "provider_admin")
+        .await;
+    let provider_admin = app.first_login(&provider).await;
+    // Operator staff read the policy but do not change it or the catalogue.
+    app.get("/api/v1/policy", &staff)
+        .await
+        .expect(StatusCode::OK);
+    for (method, path, body) in [
+        (
+            Method::PUT,
+            "/api/v1/policy".to_string(),
+            Some(json!({ "auto_lock_minutes": 1 })),
+        ),
+        (
+            Method::PUT,
+            format!("/api/v1/providers/{}/policy", f.provider_a),
+            Some(json!({})),
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1/devices/{}/policy", f.phone_a),
+            None,
+        ),
+        (
+            Method::PUT,
+            "/api/v1/apps/x".to_string(),
+            Some(json!({ "name": "X", "android_package": "se.x" })),
+        ),
+    ] {
+        app.request(method, &path, Some(&staff), body)
+            .await
+            .expect_problem(StatusCode::FORBIDDEN, "forbidden");
+    }
+    // A provider's admin reads its own provider's override, not another's, and not the
+    // operator's layer or licence accounting.
+    app.get(
+        &format!("/api/v1/providers/{}/policy", f.provider_a),
+        &provider_admin,
+    )
+    .await
+    .expect(StatusCode::OK);
+    app.get(
+        &format!("/api/v1/providers/{}/policy", f.provider_b),
+        &provider_admin,
+    )
+    .await
+    .expect_problem(StatusCode::NOT_FOUND, "not-found");
+    app.get(
+        &format!("/api/v1/devices/{}/policy", f.phone_b),
+        &provider_admin,
+    )
+    .await
+    .expect_problem(StatusCode::NOT_FOUND, "not-found");
+    app.get("/api/v1/policy", &provider_admin)
+        .await
+        .expect_problem(StatusCode::FORBIDDEN, "forbidden");
+    app.get("/api/v1/apps/x/licences", &provider_admin)
+        .await
+        .expect_problem(StatusCode::FORBIDDEN, "forbidden");
+    app.get(
+        &format!("/api/v1/devices/{}/profile.mobileconfig", f.phone_b),
+        &provider_admin,
+    )
+    .await
+    .expect_problem(StatusCode::NOT_FOUND, "not-found");
+    assert_eq!(app.count("policy_layers").await, 0, "nothing was stored");
 }
