@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use profiles::agent::AgentPolicy;
 use profiles::apps::{CatalogueApp, Platform as ProfilePlatform};
-use profiles::policy::{effective, EffectivePolicy, PolicyLayer, Source};
+use profiles::policy::{effective, EffectivePolicy, PolicyLayer};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -16,7 +16,7 @@ use super::caller::{Caller, EventExt};
 use super::problem::{ApiError, ApiJson, ApiPath, FieldError};
 use super::AppState;
 use crate::domain::organisation::OrgKind;
-use crate::store::policies::LayerScope;
+use crate::store::policies::{LayerScope, PolicyLayers};
 use crate::store::Device;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -259,28 +259,16 @@ async fn refresh_board(state: &AppState) {
 
 /// The policy a phone must follow: the operator's layer, then its provider's, then its own.
 pub async fn effective_for(state: &AppState, device: &Device) -> Result<EffectivePolicy, ApiError> {
-    let mut layers: Vec<(Source, PolicyLayer)> = Vec::with_capacity(3);
-    if let Some(l) = state.store.policy_layer(LayerScope::Operator).await? {
-        layers.push((Source::Operator, l));
-    }
-    if let Some(provider) = device.provider_id {
-        if let Some(l) = state
-            .store
-            .policy_layer(LayerScope::Provider(provider))
-            .await?
-        {
-            layers.push((Source::Provider(provider), l));
+    let mut scopes = vec![LayerScope::Operator, LayerScope::Device(device.id)];
+    scopes.extend(device.provider_id.map(LayerScope::Provider));
+    let mut rows = Vec::with_capacity(3);
+    for scope in scopes {
+        if let Some(layer) = state.store.policy_layer(scope).await? {
+            rows.push((scope, layer));
         }
     }
-    if let Some(l) = state
-        .store
-        .policy_layer(LayerScope::Device(device.id))
-        .await?
-    {
-        layers.push((Source::Device(device.id), l));
-    }
-    let refs: Vec<(Source, &PolicyLayer)> = layers.iter().map(|(s, l)| (*s, l)).collect();
-    Ok(effective(&refs))
+    let layers = PolicyLayers::from_rows(rows);
+    Ok(effective(&layers.for_device(device.provider_id, device.id)))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -384,6 +372,42 @@ async fn device_profile(
         .into_response())
 }
 
+/// What a phone last reported, if anything.
+fn reported_facts(device: &Device) -> Option<agent::protocol::DeviceFacts> {
+    serde_json::from_str(device.facts.as_deref()?).ok()
+}
+
+/// Calls `each` with the provider and the record of every phone in service placed with a
+/// provider (only `own`'s when given), reading the inventory a page at a time.
+async fn placed_phones(
+    state: &AppState,
+    own: Option<i64>,
+    mut each: impl FnMut(i64, &Device),
+) -> Result<(), ApiError> {
+    let mut after_id = None;
+    loop {
+        let page = state
+            .store
+            .list_devices(&crate::store::DeviceFilter {
+                scope: own,
+                provider_id: own,
+                after_id,
+                limit: 1000,
+                ..Default::default()
+            })
+            .await?;
+        let Some(last) = page.last() else {
+            return Ok(());
+        };
+        after_id = Some(last.id);
+        for device in page.iter().filter(|d| d.status.in_service()) {
+            if let Some(provider) = device.provider_id {
+                each(provider, device);
+            }
+        }
+    }
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ProviderCompliance {
     pub provider_id: i64,
@@ -405,91 +429,44 @@ async fn compliance_summary(
     caller: Caller,
 ) -> Result<Json<Vec<ProviderCompliance>>, ApiError> {
     use crate::domain::compliance::{evaluate, DeviceContext};
-    use std::collections::{BTreeMap, HashMap};
+    use std::collections::BTreeMap;
     let own = caller.actor.scope().org();
-    let mut operator = None;
-    let mut providers = HashMap::new();
-    let mut devices = HashMap::new();
-    for (scope, layer) in state.store.all_policy_layers().await? {
-        match scope {
-            LayerScope::Operator => operator = Some(layer),
-            LayerScope::Provider(id) => {
-                providers.insert(id, layer);
-            }
-            LayerScope::Device(id) => {
-                devices.insert(id, layer);
-            }
-        }
-    }
+    let layers = PolicyLayers::from_rows(state.store.all_policy_layers().await?);
     let apps = state.store.list_apps().await?;
     let (_, supported) = super::models::catalogue(&state).await?;
     let mut summary: BTreeMap<i64, ProviderCompliance> = BTreeMap::new();
-    let mut after_id = None;
-    loop {
-        let page = state
-            .store
-            .list_devices(&crate::store::DeviceFilter {
-                scope: own,
-                provider_id: own,
-                after_id,
-                limit: 1000,
-                ..Default::default()
-            })
-            .await?;
-        let Some(last) = page.last() else {
-            break;
+    placed_phones(&state, own, |provider_id, device| {
+        let entry = summary
+            .entry(provider_id)
+            .or_insert_with(|| ProviderCompliance {
+                provider_id,
+                devices: 0,
+                compliant: 0,
+                non_compliant: 0,
+                unknown: 0,
+                reasons: BTreeMap::new(),
+            });
+        entry.devices += 1;
+        let Some(facts) = reported_facts(device) else {
+            entry.unknown += 1;
+            return;
         };
-        after_id = Some(last.id);
-        for device in page.iter().filter(|d| d.status.in_service()) {
-            let Some(provider_id) = device.provider_id else {
-                continue;
-            };
-            let entry = summary
-                .entry(provider_id)
-                .or_insert_with(|| ProviderCompliance {
-                    provider_id,
-                    devices: 0,
-                    compliant: 0,
-                    non_compliant: 0,
-                    unknown: 0,
-                    reasons: BTreeMap::new(),
-                });
-            entry.devices += 1;
-            let facts: Option<agent::protocol::DeviceFacts> = device
-                .facts
-                .as_deref()
-                .and_then(|f| serde_json::from_str(f).ok());
-            let Some(facts) = facts else {
-                entry.unknown += 1;
-                continue;
-            };
-            let mut layers: Vec<(Source, &PolicyLayer)> = Vec::with_capacity(3);
-            layers.extend(operator.as_ref().map(|l| (Source::Operator, l)));
-            layers.extend(
-                providers
-                    .get(&provider_id)
-                    .map(|l| (Source::Provider(provider_id), l)),
-            );
-            layers.extend(
-                devices
-                    .get(&device.id)
-                    .map(|l| (Source::Device(device.id), l)),
-            );
-            let context = DeviceContext {
-                platform: device.platform,
-                model_supported: supported.contains(&device.model_id),
-            };
-            let reasons = evaluate(&effective(&layers), &apps, context, &facts);
-            if reasons.is_empty() {
-                entry.compliant += 1;
-            } else {
-                entry.non_compliant += 1;
-                for r in reasons {
-                    *entry.reasons.entry(r.code.to_string()).or_default() += 1;
-                }
+        let context = DeviceContext {
+            platform: device.platform,
+            model_supported: supported.contains(&device.model_id),
+        };
+        let policy = effective(&layers.for_device(Some(provider_id), device.id));
+        let reasons = evaluate(&policy, &apps, context, &facts);
+        if reasons.is_empty() {
+            entry.compliant += 1;
+        } else {
+            entry.non_compliant += 1;
+            for r in reasons {
+                *entry.reasons.entry(r.code.to_string()).or_default() += 1;
             }
         }
-    }
+    })
+    .await?;
     Ok(Json(summary.into_values().collect()))
 }
 
@@ -524,11 +501,7 @@ async fn device_compliance(
     use crate::domain::compliance::{evaluate, DeviceContext};
     let device = state.store.device(caller.actor.scope(), id).await?;
     let last_checkin_at = device.last_checkin_at.map(|t| state.local(t));
-    let facts: Option<agent::protocol::DeviceFacts> = device
-        .facts
-        .as_deref()
-        .and_then(|f| serde_json::from_str(f).ok());
-    let Some(facts) = facts else {
+    let Some(facts) = reported_facts(&device) else {
         return Ok(Json(ComplianceView {
             device_id: device.id,
             status: "unknown".into(),
@@ -722,36 +695,15 @@ async fn app_licences(
     for provider in state.store.list_providers().await? {
         in_use.insert(provider.id, 0);
     }
-    let mut after_id = None;
-    loop {
-        let page = state
-            .store
-            .list_devices(&crate::store::DeviceFilter {
-                after_id,
-                limit: 1000,
-                ..Default::default()
-            })
-            .await?;
-        let Some(last) = page.last() else {
-            break;
-        };
-        after_id = Some(last.id);
-        for device in page.iter().filter(|d| d.status.in_service()) {
-            let (Some(provider), Some(facts)) = (device.provider_id, device.facts.as_deref())
-            else {
-                continue;
-            };
-            let Some(id) = app.id_on(device.platform.into()) else {
-                continue;
-            };
-            let Ok(facts) = serde_json::from_str::<agent::protocol::DeviceFacts>(facts) else {
-                continue;
-            };
-            if facts.installed_apps.iter().any(|i| i.id == id) {
-                *in_use.entry(provider).or_default() += 1;
-            }
+    placed_phones(&state, None, |provider, device| {
+        let using = app.id_on(device.platform.into()).is_some_and(|id| {
+            reported_facts(device).is_some_and(|f| f.installed_apps.iter().any(|i| i.id == id))
+        });
+        if using {
+            *in_use.entry(provider).or_default() += 1;
         }
-    }
+    })
+    .await?;
     let included = u64::from(included);
     Ok(Json(
         in_use

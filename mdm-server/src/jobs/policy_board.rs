@@ -5,13 +5,13 @@
 
 use profiles::agent::AgentPolicy;
 use profiles::apps::{CatalogueApp, Platform as ProfilePlatform};
-use profiles::policy::{effective, PolicyLayer, Source};
+use profiles::policy::effective;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use crate::domain::device::Platform;
-use crate::store::policies::LayerScope;
+use crate::store::policies::PolicyLayers;
 use crate::store::{Store, StoreResult};
 
 /// How often each node reads the layers again (changes on the node itself show at once).
@@ -28,9 +28,7 @@ pub struct Document {
 struct Snapshot {
     /// Counts refreshes; a document is cached only for the snapshot it was made from.
     generation: u64,
-    operator: Option<PolicyLayer>,
-    providers: HashMap<i64, PolicyLayer>,
-    devices: HashMap<i64, PolicyLayer>,
+    layers: PolicyLayers,
     apps: Vec<CatalogueApp>,
 }
 
@@ -52,22 +50,11 @@ impl PolicyBoard {
     pub async fn refresh(&self, store: &dyn Store) -> StoreResult<()> {
         let mut generation = self.refreshing.lock().await;
         *generation += 1;
-        let mut snapshot = Snapshot {
+        let snapshot = Snapshot {
             generation: *generation,
+            layers: PolicyLayers::from_rows(store.all_policy_layers().await?),
             apps: store.list_apps().await?,
-            ..Default::default()
         };
-        for (scope, layer) in store.all_policy_layers().await? {
-            match scope {
-                LayerScope::Operator => snapshot.operator = Some(layer),
-                LayerScope::Provider(id) => {
-                    snapshot.providers.insert(id, layer);
-                }
-                LayerScope::Device(id) => {
-                    snapshot.devices.insert(id, layer);
-                }
-            }
-        }
         let fresh = snapshot.generation;
         *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(snapshot);
         *self.rendered.lock().unwrap_or_else(|p| p.into_inner()) = (fresh, HashMap::new());
@@ -86,8 +73,9 @@ impl PolicyBoard {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let provider = provider_id.filter(|p| snapshot.providers.contains_key(p));
-        let device = Some(device_id).filter(|d| snapshot.devices.contains_key(d));
+        // Phones without layers of their own share one document per provider and platform.
+        let provider = provider_id.filter(|p| snapshot.layers.providers.contains_key(p));
+        let device = Some(device_id).filter(|d| snapshot.layers.devices.contains_key(d));
         let key = (platform, provider, device);
         {
             let rendered = self.rendered.lock().unwrap_or_else(|p| p.into_inner());
@@ -97,16 +85,7 @@ impl PolicyBoard {
                 }
             }
         }
-        let mut layers: Vec<(Source, &PolicyLayer)> = Vec::with_capacity(3);
-        if let Some(l) = &snapshot.operator {
-            layers.push((Source::Operator, l));
-        }
-        if let Some(p) = provider {
-            layers.extend(snapshot.providers.get(&p).map(|l| (Source::Provider(p), l)));
-        }
-        if let Some(d) = device {
-            layers.extend(snapshot.devices.get(&d).map(|l| (Source::Device(d), l)));
-        }
+        let layers = snapshot.layers.for_device(provider, device_id);
         let platform_for_profiles: ProfilePlatform = platform.into();
         let document =
             AgentPolicy::render(&effective(&layers), &snapshot.apps, platform_for_profiles)

@@ -3,7 +3,8 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use profiles::apps::CatalogueApp;
-use profiles::policy::PolicyLayer;
+use profiles::policy::{PolicyLayer, Source};
+use std::collections::HashMap;
 
 use super::StoreResult;
 use crate::domain::audit::AuditEvent;
@@ -23,6 +24,52 @@ impl LayerScope {
             LayerScope::Provider(id) => ("provider", id),
             LayerScope::Device(id) => ("device", id),
         }
+    }
+}
+
+/// Every policy layer there is, by scope.
+#[derive(Debug, Clone, Default)]
+pub struct PolicyLayers {
+    pub operator: Option<PolicyLayer>,
+    pub providers: HashMap<i64, PolicyLayer>,
+    pub devices: HashMap<i64, PolicyLayer>,
+}
+
+impl PolicyLayers {
+    pub fn from_rows(rows: Vec<(LayerScope, PolicyLayer)>) -> Self {
+        let mut layers = PolicyLayers::default();
+        for (scope, layer) in rows {
+            match scope {
+                LayerScope::Operator => layers.operator = Some(layer),
+                LayerScope::Provider(id) => {
+                    layers.providers.insert(id, layer);
+                }
+                LayerScope::Device(id) => {
+                    layers.devices.insert(id, layer);
+                }
+            }
+        }
+        layers
+    }
+
+    /// The layers that apply to a phone, in merge order (operator, provider, device), each
+    /// with its source.
+    pub fn for_device(
+        &self,
+        provider_id: Option<i64>,
+        device_id: i64,
+    ) -> Vec<(Source, &PolicyLayer)> {
+        let mut out = Vec::with_capacity(3);
+        out.extend(self.operator.as_ref().map(|l| (Source::Operator, l)));
+        if let Some(p) = provider_id {
+            out.extend(self.providers.get(&p).map(|l| (Source::Provider(p), l)));
+        }
+        out.extend(
+            self.devices
+                .get(&device_id)
+                .map(|l| (Source::Device(device_id), l)),
+        );
+        out
     }
 }
 
