@@ -147,6 +147,19 @@ async fn announced_to_b(backend: Backend) -> (Kit, i64) {
     (kit, created["id"].as_i64().expect("id"))
 }
 
+/// Waits until `n` e-mails whose subject starts with `prefix` have arrived.
+async fn wait_for_subjects(kit: &Kit, prefix: &str, n: usize) {
+    wait_until(
+        WAIT,
+        || subjects(&kit.smtp.received(), prefix) == n,
+        || {
+            let all: Vec<String> = kit.smtp.received().into_iter().map(|m| m.subject).collect();
+            format!("{n} × '{prefix}' expected; arrived: {all:?}")
+        },
+    )
+    .await;
+}
+
 /// Waits until no message is being sent: a mail can reach the SMTP server a moment before its
 /// sender records it as sent, and moving the test clock by weeks in that moment would make the
 /// lease look run out.
@@ -453,39 +466,13 @@ async fn a_recurring_window_announces_each_occurrence_at_its_own_lead_time(backe
     // The March occurrence is announced on 23 February, 7 days before 2 March.
     outbox_at_rest(&kit).await;
     clock.advance("2027-02-23T08:59:00Z".parse::<DateTime<Utc>>().expect("t") - clock.now());
-    wait_until(
-        WAIT,
-        || {
-            subjects(&kit.smtp.received(), "Påminnelse") == 3
-                && subjects(&kit.smtp.received(), "Tjänsten är i drift igen") == 3
-        },
-        || {
-            format!(
-                "{:?}",
-                kit.smtp
-                    .received()
-                    .iter()
-                    .map(|m| m.subject.clone())
-                    .collect::<Vec<_>>()
-            )
-        },
-    )
-    .await;
+    wait_for_subjects(&kit, "Påminnelse", 3).await;
+    wait_for_subjects(&kit, "Tjänsten är i drift igen", 3).await;
     settle().await;
     assert_eq!(subjects(&kit.smtp.received(), "Planerat underhåll"), 3);
     outbox_at_rest(&kit).await;
     clock.advance(Duration::minutes(1));
-    wait_until(
-        WAIT,
-        || subjects(&kit.smtp.received(), "Planerat underhåll") == 6,
-        || {
-            format!(
-                "{} announcements",
-                subjects(&kit.smtp.received(), "Planerat underhåll")
-            )
-        },
-    )
-    .await;
+    wait_for_subjects(&kit, "Planerat underhåll", 6).await;
     let march: Vec<_> = kit
         .smtp
         .received()
@@ -791,21 +778,7 @@ async fn a_disruption_goes_by_sms_and_email_with_follow_ups_until_it_is_closed(b
     // The default policy follows up every two hours.
     outbox_at_rest(&kit).await;
     kit.app.clock.advance(Duration::minutes(120));
-    wait_until(
-        WAIT,
-        || subjects(&kit.smtp.received(), "Driftstörningen pågår") == 3,
-        || {
-            format!(
-                "{:?}",
-                kit.smtp
-                    .received()
-                    .iter()
-                    .map(|m| m.subject.clone())
-                    .collect::<Vec<_>>()
-            )
-        },
-    )
-    .await;
+    wait_for_subjects(&kit, "Driftstörningen pågår", 3).await;
     kit.app
         .post(
             &format!("/api/v1/disruptions/{id}/updates"),
@@ -824,12 +797,7 @@ async fn a_disruption_goes_by_sms_and_email_with_follow_ups_until_it_is_closed(b
         .await;
     closed.expect(StatusCode::OK);
     assert_eq!(closed.body["status"], "completed");
-    wait_until(
-        WAIT,
-        || subjects(&kit.smtp.received(), "Driftstörningen är åtgärdad") == 3,
-        || format!("{} e-mails", kit.smtp.received().len()),
-    )
-    .await;
+    wait_for_subjects(&kit, "Driftstörningen är åtgärdad", 3).await;
     let update = kit
         .smtp
         .received()
