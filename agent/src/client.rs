@@ -9,9 +9,10 @@ use enrollment::{fingerprint, EnrollmentInvite};
 use rcgen::{CertificateParams, KeyPair, PKCS_ECDSA_P256_SHA256};
 use std::time::Duration;
 
+use crate::phone::Answer;
 use crate::protocol::{
-    CheckinRequest, CheckinResponse, DeviceFacts, EnrollRequest, EnrollResponse, RenewRequest,
-    RenewResponse,
+    CheckinRequest, CheckinResponse, CommandAction, CommandResult, DeviceCommand, DeviceFacts,
+    EnrollRequest, EnrollResponse, RenewRequest, RenewResponse,
 };
 use crate::state::{Enrollment, StateDir};
 
@@ -158,6 +159,13 @@ impl DeviceClient {
             .await?)
     }
 
+    /// Reports how a command went.
+    pub async fn command_result(&self, id: i64, result: &CommandResult) -> anyhow::Result<()> {
+        self.post(&format!("/agent/v1/commands/{id}/result"), Some(result))
+            .await
+            .map(|_| ())
+    }
+
     /// Whether the server accepts this device's certificate at the TLS level (no database).
     pub async fn ping(&self) -> anyhow::Result<()> {
         self.post("/agent/v1/ping", None::<&()>).await.map(|_| ())
@@ -228,12 +236,110 @@ pub fn report(facts: &DeviceFacts) -> CheckinRequest {
     }
 }
 
-/// One check-in: the current facts are queued, then every unacknowledged report is delivered
-/// in order. Reports stay queued when the server cannot be reached.
+/// One check-in: the current facts (as commands have changed them) are queued, then every
+/// unacknowledged report is delivered in order, then the commands in the answer are carried
+/// out and answered. Reports stay queued when the server cannot be reached.
+///
+/// After a wipe the state directory is empty and the phone must enroll again.
 pub async fn checkin_once(
     state: &StateDir,
     facts: &DeviceFacts,
 ) -> anyhow::Result<CheckinResponse> {
+    let answer = deliver_reports(state, &state.phone()?.facts(facts)).await?;
+    let client = DeviceClient::from_state(state)?;
+    let done = carry_out(state, &client, facts, &answer.commands).await?;
+    if done.refresh && !done.wiped {
+        // Asked for fresh information: report again at once.
+        let fresh = report(&state.phone()?.facts(facts));
+        client.checkin(&fresh).await?;
+    }
+    Ok(answer)
+}
+
+/// What carrying out a check-in's commands led to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Carried {
+    pub wiped: bool,
+    pub refresh: bool,
+}
+
+/// A refusal that answering again cannot change: the server knows the command's outcome
+/// already, or never sent it.
+fn answer_settled(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<Refused>()
+        .is_some_and(|r| matches!(r.status, 404 | 409))
+}
+
+/// Carries out commands in order and reports each answer. A command seen before (delivery is
+/// at least once) is answered from the log without acting again. Answers the server has not
+/// stored yet (the network failed) go first. A wipe is answered, then the state directory is
+/// erased.
+pub async fn carry_out(
+    state: &StateDir,
+    client: &DeviceClient,
+    base: &DeviceFacts,
+    commands: &[DeviceCommand],
+) -> anyhow::Result<Carried> {
+    let mut log = state.answers()?;
+    for command in commands {
+        if log.answers.contains_key(&command.id) {
+            if let Some(a) = log.answers.get_mut(&command.id) {
+                a.reported = false;
+            }
+            continue;
+        }
+        let mut phone = state.phone()?;
+        let result = phone.execute(base, &command.action);
+        state.save_phone(&phone)?;
+        let wipe = command.action == CommandAction::Wipe;
+        log.remember(
+            command.id,
+            Answer {
+                result,
+                wipe,
+                reported: false,
+            },
+        );
+        state.save_answers(&log)?;
+        if wipe {
+            // Nothing after a wipe runs: the phone is about to be erased.
+            break;
+        }
+    }
+    let mut carried = Carried {
+        refresh: commands
+            .iter()
+            .any(|c| c.action == CommandAction::RefreshInformation),
+        ..Carried::default()
+    };
+    // A wipe's answer goes last: after it the phone is erased.
+    let mut todo = log.unreported();
+    todo.sort_by_key(|(_, answer)| answer.wipe);
+    for (id, answer) in todo {
+        match client.command_result(id, &answer.result).await {
+            Ok(()) => {}
+            Err(e) if answer_settled(&e) => {}
+            Err(e) => {
+                state.save_answers(&log)?;
+                return Err(e);
+            }
+        }
+        if let Some(a) = log.answers.get_mut(&id) {
+            a.reported = true;
+        }
+        state.save_answers(&log)?;
+        if answer.wipe && answer.result.status == crate::protocol::CommandStatus::Acknowledged {
+            state.erase()?;
+            carried.wiped = true;
+            return Ok(carried);
+        }
+    }
+    Ok(carried)
+}
+
+/// Queues the current facts and delivers every unacknowledged report in order; returns the
+/// last answer.
+async fn deliver_reports(state: &StateDir, facts: &DeviceFacts) -> anyhow::Result<CheckinResponse> {
     state.enqueue(&report(facts))?;
     let client = DeviceClient::from_state(state)?;
     let mut last = None;

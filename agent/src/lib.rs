@@ -3,7 +3,8 @@
 //! - [`protocol`]: what travels between a device and the server (also used by the server);
 //! - [`schedule`]: when to check in next (interval, jitter, backoff), pure rules;
 //! - with the `client` feature: the phone's description file, its state directory, the HTTP
-//!   client that enrolls and checks in over mutual TLS, and the swarm of simulated phones.
+//!   client that enrolls and checks in over mutual TLS, the simulated phone that carries out
+//!   commands, and the swarm of simulated phones.
 //!
 //! The protocol and schedule have no platform I/O, so an Android app can embed them.
 
@@ -14,6 +15,8 @@ pub mod schedule;
 pub mod client;
 #[cfg(feature = "client")]
 pub mod device_file;
+#[cfg(feature = "client")]
+pub mod phone;
 #[cfg(feature = "client")]
 pub mod state;
 #[cfg(feature = "client")]

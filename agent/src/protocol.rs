@@ -102,6 +102,74 @@ pub struct CheckinResponse {
     /// The phone's policy, when it differs from the one it reported having.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<PolicyUpdate>,
+    /// Commands to carry out, in order. A command can arrive more than once (delivery is at
+    /// least once); the phone answers a repeat from its record instead of acting again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub commands: Vec<DeviceCommand>,
+}
+
+/// A command for the phone, with the id its answer goes to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceCommand {
+    pub id: i64,
+    #[serde(flatten)]
+    pub action: CommandAction,
+}
+
+/// What the phone is asked to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum CommandAction {
+    /// Lock the screen now, showing the message and the support number.
+    Lock {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        phone_number: Option<String>,
+    },
+    /// Erase the phone. The phone answers first, then erases, and must enroll again.
+    Wipe,
+    /// Lock into lost mode, showing the message and the number to call to the finder.
+    LostModeOn {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        phone_number: Option<String>,
+    },
+    LostModeOff,
+    /// `app` is the catalogue key; `identifier` the package name or bundle id on this phone.
+    InstallApp {
+        app: String,
+        identifier: String,
+    },
+    RemoveApp {
+        app: String,
+        identifier: String,
+    },
+    /// Check in at once with fresh facts.
+    RefreshInformation,
+    Restart,
+}
+
+/// The phone's answer to a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandStatus {
+    /// Done.
+    Acknowledged,
+    /// Tried and failed; `error` says why.
+    Error,
+    /// Cannot be done now (for example during a call); send it again later.
+    NotNow,
+}
+
+/// `POST /agent/v1/commands/{id}/result`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandResult {
+    pub status: CommandStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// A policy document for the phone to apply (its shape is `profiles::agent::AgentPolicy`).

@@ -157,6 +157,48 @@ impl StateDir {
         Ok(Some(serde_json::from_str(&self.read("policy.json")?)?))
     }
 
+    fn read_json_or_default<T: serde::de::DeserializeOwned + Default>(
+        &self,
+        name: &str,
+    ) -> anyhow::Result<T> {
+        if !self.file(name).exists() {
+            return Ok(T::default());
+        }
+        Ok(serde_json::from_str(&self.read(name)?)?)
+    }
+
+    /// What commands have done to the phone.
+    pub fn phone(&self) -> anyhow::Result<crate::phone::PhoneState> {
+        self.read_json_or_default("phone.json")
+    }
+
+    pub fn save_phone(&self, phone: &crate::phone::PhoneState) -> anyhow::Result<()> {
+        self.write_atomic("phone.json", &serde_json::to_vec_pretty(phone)?, false)
+    }
+
+    /// The answers given to commands, for repeats and for answers not yet delivered.
+    pub fn answers(&self) -> anyhow::Result<crate::phone::AnswerLog> {
+        self.read_json_or_default("answers.json")
+    }
+
+    pub fn save_answers(&self, log: &crate::phone::AnswerLog) -> anyhow::Result<()> {
+        self.write_atomic("answers.json", &serde_json::to_vec(log)?, false)
+    }
+
+    /// Erases everything: identity, enrollment, reports, policy, the phone's state. What a
+    /// wipe leaves is a phone that must enroll again.
+    pub fn erase(&self) -> anyhow::Result<()> {
+        for entry in std::fs::read_dir(&self.dir).map_err(context(&self.dir))? {
+            let path = entry.map_err(context(&self.dir))?.path();
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path).map_err(context(&path))?;
+            } else {
+                std::fs::remove_file(&path).map_err(context(&path))?;
+            }
+        }
+        std::fs::create_dir_all(self.file("pending")).map_err(context(&self.dir))
+    }
+
     pub fn acknowledge(&self, path: &Path) -> anyhow::Result<()> {
         std::fs::remove_file(path).map_err(context(path))
     }

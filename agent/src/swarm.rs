@@ -5,9 +5,11 @@ use futures::stream::{self, StreamExt};
 use std::time::{Duration, Instant};
 
 use crate::client::{enroll_with, report, DeviceClient};
-use crate::protocol::{DeviceFacts, InstalledApp, PinState};
+use crate::phone::PhoneState;
+use crate::protocol::{CommandResult, DeviceCommand, DeviceFacts, InstalledApp, PinState};
 use crate::AGENT_VERSION;
 use enrollment::EnrollmentInvite;
+use std::collections::BTreeMap;
 
 /// One simulated phone: its enrollment token and the identifiers registered for it.
 #[derive(Clone)]
@@ -82,6 +84,48 @@ pub struct EnrolledPhone {
     pub facts: DeviceFacts,
     /// The hash of the policy this phone was sent last.
     pub policy_hash: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    /// What commands did to this phone, and the answers it gave, by command id.
+    pub commands: std::sync::Arc<std::sync::Mutex<SwarmCommands>>,
+}
+
+/// A simulated phone's commands: its state and its answers (kept in memory).
+#[derive(Debug, Default)]
+pub struct SwarmCommands {
+    pub phone: PhoneState,
+    pub answers: BTreeMap<i64, CommandResult>,
+    /// Commands carried out (a repeat is answered from `answers` and not counted).
+    pub executed: usize,
+}
+
+impl EnrolledPhone {
+    fn lock_commands(&self) -> std::sync::MutexGuard<'_, SwarmCommands> {
+        self.commands.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Carries out the commands of a check-in answer and reports each answer.
+    pub async fn answer_commands(&self, commands: &[DeviceCommand]) -> anyhow::Result<()> {
+        for command in commands {
+            let result = {
+                let mut state = self.lock_commands();
+                match state.answers.get(&command.id) {
+                    Some(known) => known.clone(),
+                    None => {
+                        let result = state.phone.execute(&self.facts, &command.action);
+                        state.answers.insert(command.id, result.clone());
+                        state.executed += 1;
+                        result
+                    }
+                }
+            };
+            self.client.command_result(command.id, &result).await?;
+        }
+        Ok(())
+    }
+
+    /// How many commands this phone has carried out.
+    pub fn executed(&self) -> usize {
+        self.lock_commands().executed
+    }
 }
 
 /// Enrolls every phone, `concurrency` at a time; `progress` hears each one done.
@@ -101,6 +145,7 @@ pub async fn enroll_all(
                 client,
                 facts: phone.facts,
                 policy_hash: Default::default(),
+                commands: Default::default(),
             })
         })
         .buffer_unordered(concurrency.max(1))
@@ -171,12 +216,16 @@ pub async fn rounds_of(
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .clone();
-                    phone.client.checkin(&request).await.map(|answer| {
-                        if let Some(policy) = answer.policy {
-                            *phone.policy_hash.lock().unwrap_or_else(|p| p.into_inner()) =
-                                Some(policy.hash);
+                    match phone.client.checkin(&request).await {
+                        Ok(answer) => {
+                            if let Some(policy) = answer.policy {
+                                *phone.policy_hash.lock().unwrap_or_else(|p| p.into_inner()) =
+                                    Some(policy.hash);
+                            }
+                            phone.answer_commands(&answer.commands).await
                         }
-                    })
+                        Err(e) => Err(e),
+                    }
                 }
                 Request::Ping => phone.client.ping().await,
             };

@@ -50,6 +50,8 @@ pub struct Config {
     /// How notices reach people: the SMTP relay, the SMS gateway, the webhook, retries.
     #[serde(default)]
     pub notifications: Notifications,
+    /// Finished commands (answered, expired, cancelled) are deleted after this many days.
+    pub command_retention_days: u32,
 }
 
 /// Delivery of notices. A channel that is not configured fails its deliveries, which end in
@@ -123,6 +125,7 @@ struct Defaults {
     max_body_bytes: usize,
     supported_generations_back: usize,
     log_json: bool,
+    command_retention_days: u32,
 }
 
 const DEFAULTS: Defaults = Defaults {
@@ -136,6 +139,7 @@ const DEFAULTS: Defaults = Defaults {
     max_body_bytes: 256 * 1024,
     supported_generations_back: 2,
     log_json: false,
+    command_retention_days: 90,
 };
 
 #[derive(Debug, thiserror::Error)]

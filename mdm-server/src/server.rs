@@ -54,6 +54,8 @@ pub async fn build_state_for(
     let store = open_store(&config).await?;
     let policy_board = crate::jobs::policy_board::PolicyBoard::default();
     policy_board.refresh(store.as_ref()).await?;
+    let command_board = crate::jobs::command_board::CommandBoard::default();
+    command_board.refresh(store.as_ref()).await?;
     let operator = store
         .ensure_operator(&config.operator_name, options.clock.now())
         .await?;
@@ -85,6 +87,7 @@ pub async fn build_state_for(
         notice_board: Default::default(),
         notice_wake: Default::default(),
         policy_board,
+        command_board,
         store,
     })
 }
@@ -340,7 +343,25 @@ fn spawn_background(
         .policy_board
         .clone()
         .run(state.store.clone(), stopped.clone());
+    let sweeper = crate::jobs::commands::CommandSweeper::new(
+        state.store.clone(),
+        state.clock.clone(),
+        state.config.command_retention_days,
+    );
+    let sweeping = stopped.clone();
+    let commands = state
+        .command_board
+        .clone()
+        .run(state.store.clone(), stopped.clone());
     Ok(vec![
+        tokio::spawn(async move {
+            sweeper.run(sweeping).await;
+            Ok(())
+        }),
+        tokio::spawn(async move {
+            commands.await;
+            Ok(())
+        }),
         tokio::spawn(async move {
             policies.await;
             Ok(())

@@ -1,10 +1,11 @@
 //! The policy model and its renderings, with no HTTP and no database: the effective policy of
 //! a phone merged from the operator's, the provider's and the device's layers
-//! ([`policy`]), the agent's JSON document ([`agent`]) and the Apple configuration profile
-//! ([`apple`]).
+//! ([`policy`]), the agent's JSON document ([`agent`]), the Apple configuration profile
+//! ([`apple`]) and the Apple MDM command payloads ([`apple_commands`]).
 
 pub mod agent;
 pub mod apple;
+pub mod apple_commands;
 pub mod apps;
 pub mod policy;
 pub mod version;

@@ -5,18 +5,24 @@
 
 use plist::{Dictionary, Value};
 use profiles::apple::{configuration_profile, to_xml, ProfileIdentity};
+use profiles::apple_commands::AppleCommand;
 use profiles::policy::{effective, PolicyLayer, Source};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
 struct Schema {
     payload: Payload,
+    /// Absent for a command without keys (`DisableLostMode`).
+    #[serde(default)]
     payloadkeys: Vec<Key>,
 }
 
 #[derive(Debug, Deserialize)]
 struct Payload {
-    payloadtype: String,
+    /// Configuration profile payloads.
+    payloadtype: Option<String>,
+    /// MDM commands.
+    requesttype: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -139,7 +145,7 @@ fn every_key_of_the_profile_is_in_apples_schemas_with_its_type_and_range() {
             let kind = dict["PayloadType"].as_string().expect("PayloadType");
             let schema = payloads
                 .iter()
-                .find(|s| s.payload.payloadtype == kind)
+                .find(|s| s.payload.payloadtype.as_deref() == Some(kind))
                 .unwrap_or_else(|| panic!("no schema for {kind}"));
             let keys: Vec<&Key> = common
                 .payloadkeys
@@ -162,4 +168,58 @@ fn the_check_itself_catches_a_wrong_key_type_and_range() {
     bad.insert("pinLength".into(), Value::from(4u64));
     let wrong = check(&bad, &keys, "passcode");
     assert_eq!(wrong.len(), 3, "{wrong:#?}");
+}
+
+#[test]
+fn every_key_of_every_command_is_in_apples_command_schemas_with_its_type() {
+    let mut configuration = Dictionary::new();
+    configuration.insert("tenant".into(), Value::from("norr"));
+    let commands = [
+        (
+            "device.lock.yaml",
+            AppleCommand::Lock {
+                message: Some("Ring IT".into()),
+                phone_number: Some("+46812345678".into()),
+            },
+        ),
+        ("device.erase.yaml", AppleCommand::Erase),
+        (
+            "device.lostmode.enable.yaml",
+            AppleCommand::LostModeOn {
+                message: Some("Hittad?".into()),
+                phone_number: Some("+46812345678".into()),
+                footnote: Some("Kommunens IT".into()),
+            },
+        ),
+        ("device.lostmode.disable.yaml", AppleCommand::LostModeOff),
+        (
+            "application.install.yaml",
+            AppleCommand::InstallApp {
+                app_store_id: 1_234_567_890,
+                configuration: Some(configuration),
+            },
+        ),
+        (
+            "application.remove.yaml",
+            AppleCommand::RemoveApp {
+                bundle_id: "se.phoniro.ios".into(),
+            },
+        ),
+        ("information.device.yaml", AppleCommand::RefreshInformation),
+        ("device.restart.yaml", AppleCommand::Restart),
+    ];
+    for (file, command) in commands {
+        let schema = schema(&format!("commands/{file}"));
+        // What is checked is what a phone would parse.
+        let message: Dictionary = plist::from_bytes(&command.to_plist("17")).expect("plist");
+        let mut body = message["Command"].as_dictionary().expect("Command").clone();
+        let request = body.remove("RequestType").expect("RequestType");
+        assert_eq!(
+            request.as_string(),
+            schema.payload.requesttype.as_deref(),
+            "{file}"
+        );
+        let wrong = check(&body, &schema.payloadkeys.iter().collect::<Vec<_>>(), file);
+        assert!(wrong.is_empty(), "{file}: {wrong:#?}");
+    }
 }

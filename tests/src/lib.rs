@@ -468,6 +468,18 @@ pub async fn import_iphones(
     first_imei: u32,
     count: u32,
 ) -> Vec<mdm_server::store::Device> {
+    import_placed_iphones(store, model_id, prefix, first_imei, count, None).await
+}
+
+/// Like [`import_iphones`], placed with `provider_id`; returns only the phones imported.
+pub async fn import_placed_iphones(
+    store: &dyn mdm_server::store::Store,
+    model_id: i64,
+    prefix: &str,
+    first_imei: u32,
+    count: u32,
+    provider_id: Option<i64>,
+) -> Vec<mdm_server::store::Device> {
     use mdm_server::domain::audit::AuditEvent;
     use mdm_server::domain::device::{Imei, Platform, Serial};
     use mdm_server::store::{DeviceFilter, NewDevice};
@@ -478,7 +490,7 @@ pub async fn import_iphones(
             imei: Imei::parse(&imei(first_imei + n)).expect("imei"),
             model_id,
             platform: Platform::Ios,
-            provider_id: None,
+            provider_id,
             purchase_date: None,
             warranty_end: None,
             supplier: None,
@@ -493,13 +505,69 @@ pub async fn import_iphones(
         )
         .await
         .expect("import");
-    store
-        .list_devices(&DeviceFilter {
-            limit: count + 1,
-            ..Default::default()
-        })
+    let mut devices = Vec::with_capacity(count as usize);
+    let mut after = None;
+    loop {
+        let page = store
+            .list_devices(&DeviceFilter {
+                limit: 1000,
+                after_id: after,
+                ..Default::default()
+            })
+            .await
+            .expect("devices");
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        devices.extend(page.into_iter().filter(|d| d.serial.starts_with(prefix)));
+    }
+    devices
+}
+
+/// `count` iPhones of `model_id` placed with `provider_id`, each with an enrollment token made
+/// through the store and enrolled as a simulated phone on the app's device listener.
+pub async fn enrolled_swarm(
+    app: &TestApp,
+    model_id: i64,
+    provider_id: i64,
+    prefix: &str,
+    count: u32,
+) -> Vec<agent::swarm::EnrolledPhone> {
+    use mdm_server::auth::hash_token;
+    use mdm_server::domain::audit::AuditEvent;
+    use mdm_server::store::NewEnrollmentToken;
+
+    let state = &app.server.state;
+    let store = state.store.as_ref();
+    let devices =
+        import_placed_iphones(store, model_id, prefix, 500_000, count, Some(provider_id)).await;
+    let now = app.clock.now();
+    let mut phones = Vec::with_capacity(devices.len());
+    for device in devices {
+        let invite =
+            enrollment::EnrollmentInvite::new(&app.device_url(), &state.ca.root_fingerprint());
+        let token = NewEnrollmentToken {
+            token_hash: hash_token(&invite.secret),
+            device_id: Some(device.id),
+            provider_id: None,
+            created_by: None,
+            expires_at: now + chrono::Duration::days(1),
+        };
+        store
+            .create_enrollment_token(
+                &token,
+                now,
+                AuditEvent::unattended("test", "enrollment_token.create"),
+            )
+            .await
+            .expect("token");
+        phones.push(agent::swarm::SwarmPhone {
+            token: invite.encode(),
+            facts: agent::swarm::simulated_facts(&device.serial, &device.imei, "ios", "iPhone 16"),
+        });
+    }
+    agent::swarm::enroll_all(phones, 16, &|| {})
         .await
-        .expect("devices")
+        .expect("enroll the swarm")
 }
 
 /// The first credentials of a new account.

@@ -122,6 +122,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         if let Some(policy) = &answer.policy {
                             println!("policy {} applied", policy.hash);
                         }
+                        for command in &answer.commands {
+                            println!("command {}: {:?}", command.id, command.action);
+                        }
+                        if state.enrollment()?.is_none() {
+                            println!("this phone was wiped by municipal IT; enroll it again");
+                            return Ok(());
+                        }
+                        if let Some(lock) = state.phone()?.lock_screen {
+                            println!(
+                                "{}: {} {}",
+                                if lock.lost_mode {
+                                    "lost mode"
+                                } else {
+                                    "locked"
+                                },
+                                lock.message.unwrap_or_default(),
+                                lock.phone_number.unwrap_or_default()
+                            );
+                        }
                         // The phone's screen shows these; here they go to the terminal.
                         for notice in &answer.notices {
                             let ends = notice.ends_at.map_or_else(

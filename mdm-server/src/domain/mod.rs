@@ -7,6 +7,7 @@
 pub mod account;
 pub mod audit;
 pub mod calendar;
+pub mod command;
 pub mod compliance;
 pub mod contact;
 pub mod device;

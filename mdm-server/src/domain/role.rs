@@ -105,6 +105,16 @@ impl Actor {
         self.role.is_operator().then_some(()).ok_or(Forbidden)
     }
 
+    /// Municipal IT sends commands to phones; only its admins may wipe one or send a command
+    /// to every phone of a provider.
+    pub fn may_send_command(&self, kind: &str, fan_out: bool) -> Result<(), Forbidden> {
+        match self.role {
+            Role::OperatorAdmin => Ok(()),
+            Role::OperatorStaff if kind != "wipe" && !fan_out => Ok(()),
+            _ => Err(Forbidden),
+        }
+    }
+
     /// Whether the actor may list and read accounts at all.
     pub fn may_read_accounts(&self) -> bool {
         matches!(self.role, Role::OperatorAdmin | Role::ProviderAdmin)
@@ -218,5 +228,24 @@ mod tests {
                 .is_err());
         }
         assert!(!actor(Role::OperatorStaff, OPERATOR_ORG).may_read_accounts());
+    }
+
+    #[test]
+    fn only_operator_admins_wipe_or_fan_out_commands() {
+        let actor = |role| Actor {
+            account_id: 1,
+            org_id: 1,
+            role,
+        };
+        let admin = actor(Role::OperatorAdmin);
+        let staff = actor(Role::OperatorStaff);
+        assert!(admin.may_send_command("wipe", false).is_ok());
+        assert!(admin.may_send_command("lock", true).is_ok());
+        assert!(staff.may_send_command("lock", false).is_ok());
+        assert!(staff.may_send_command("wipe", false).is_err());
+        assert!(staff.may_send_command("lock", true).is_err());
+        assert!(actor(Role::ProviderAdmin)
+            .may_send_command("lock", false)
+            .is_err());
     }
 }

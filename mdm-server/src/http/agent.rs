@@ -3,7 +3,8 @@
 //! as live, checked on every request so that a revocation works at once.
 
 use agent::protocol::{
-    CheckinRequest, CheckinResponse, EnrollRequest, EnrollResponse, RenewRequest, RenewResponse,
+    CheckinRequest, CheckinResponse, CommandAction, CommandResult, DeviceCommand, EnrollRequest,
+    EnrollResponse, RenewRequest, RenewResponse,
 };
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
@@ -15,7 +16,7 @@ use base64::Engine;
 use enrollment::{check_csr, CsrError};
 use std::net::SocketAddr;
 
-use super::problem::{ApiError, ApiJson, FieldError};
+use super::problem::{ApiError, ApiJson, ApiPath, FieldError};
 use super::AppState;
 use crate::auth::hash_token;
 use crate::domain::audit::{AuditEvent, Outcome};
@@ -41,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .route("/agent/v1/enroll", post(enroll))
         .route("/agent/v1/checkin", post(checkin))
         .route("/agent/v1/renew", post(renew))
+        .route("/agent/v1/commands/{id}/result", post(command_result))
         .route("/agent/v1/ping", post(ping))
         .fallback(|| async { ApiError::not_found() })
         .layer(axum::extract::DefaultBodyLimit::max(
@@ -460,6 +462,7 @@ async fn checkin(
             .record_checkin(device.device_id, Some(&facts), now)
             .await?;
     }
+    let commands = next_commands(&state, device.device_id, now).await?;
     Ok(Json(CheckinResponse {
         acknowledged: req.report_id,
         next_checkin_seconds: state.config.checkin_interval_seconds,
@@ -473,7 +476,113 @@ async fn checkin(
                 hash: doc.hash.clone(),
                 document: doc.json.clone(),
             }),
+        commands,
     }))
+}
+
+/// The phone's next commands, marked sent.
+async fn next_commands(
+    state: &AppState,
+    device_id: i64,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<DeviceCommand>, ApiError> {
+    if !state.command_board.may_have(device_id) {
+        return Ok(Vec::new());
+    }
+    let taken = state
+        .store
+        .take_commands(device_id, now, crate::domain::command::PER_CHECKIN)
+        .await?;
+    let mut commands = Vec::with_capacity(taken.len());
+    for (id, payload) in taken {
+        match serde_json::from_str::<CommandAction>(&payload) {
+            Ok(action) => commands.push(DeviceCommand { id, action }),
+            Err(e) => tracing::error!(command = id, error = %e, "stored command is not readable"),
+        }
+    }
+    Ok(commands)
+}
+
+/// Answer of the result route.
+#[derive(Debug, serde::Serialize)]
+struct ResultStored {
+    command_id: i64,
+    state: &'static str,
+}
+
+/// A phone's answer to a command it was sent. Answers are idempotent by command id: the same
+/// answer again is accepted and changes nothing.
+async fn command_result(
+    State(state): State<AppState>,
+    caller: DeviceCaller,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(req): ApiJson<CommandResult>,
+) -> Result<Json<ResultStored>, ApiError> {
+    use crate::domain::command::ResultRefusal;
+    use crate::store::commands::AnswerOutcome;
+    let now = state.clock.now();
+    let device = &caller.session;
+    let event = device_event(
+        Some(device.device_id),
+        device.provider_id,
+        &caller.peer,
+        "device.command_result",
+        Outcome::Success,
+        serde_json::json!({
+            "command_id": id,
+            "status": req.status,
+            "error": crate::domain::command::error_text(req.error.as_deref()),
+        }),
+    );
+    let refused = |slug: &'static str, title: &'static str, detail: String| {
+        ApiError::new(StatusCode::CONFLICT, slug, title, detail)
+    };
+    let outcome = match state
+        .store
+        .record_answer(
+            device.device_id,
+            id,
+            req.status,
+            req.error.as_deref(),
+            now,
+            event,
+        )
+        .await
+    {
+        Err(StoreError::NotFound) => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "command-unknown",
+                "No such command for this phone",
+                format!("this phone was never sent command {id}"),
+            ))
+        }
+        other => other?,
+    };
+    match outcome {
+        AnswerOutcome::Recorded(c) | AnswerOutcome::Repeat(c) => Ok(Json(ResultStored {
+            command_id: c.id,
+            state: c.state.as_str(),
+        })),
+        AnswerOutcome::Refused(ResultRefusal::NotSent) => Err(refused(
+            "command-not-sent",
+            "The command was not sent to this phone",
+            format!("command {id} has not been sent to this phone yet, so it cannot have a result"),
+        )),
+        AnswerOutcome::Refused(ResultRefusal::Conflicts(was)) => Err(refused(
+            "command-result-conflict",
+            "The command already has another result",
+            format!(
+                "command {id} is already {}; its result cannot change",
+                was.as_str()
+            ),
+        )),
+        AnswerOutcome::Refused(ResultRefusal::Cancelled) => Err(refused(
+            "command-cancelled",
+            "The command was cancelled",
+            format!("command {id} was cancelled before this answer arrived"),
+        )),
+    }
 }
 
 async fn renew(

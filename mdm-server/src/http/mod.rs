@@ -22,6 +22,7 @@ pub mod agent;
 pub mod audit;
 pub mod calendar;
 pub mod caller;
+pub mod commands;
 pub mod deliveries;
 pub mod device_connection;
 pub mod devices;
@@ -64,6 +65,8 @@ pub struct AppState {
     pub notice_wake: Arc<tokio::sync::Notify>,
     /// Policy documents for phones, kept in memory.
     pub policy_board: crate::jobs::policy_board::PolicyBoard,
+    /// Which phones have commands waiting.
+    pub command_board: crate::jobs::command_board::CommandBoard,
 }
 
 impl std::fmt::Debug for AppState {
@@ -99,6 +102,7 @@ impl AppState {
         (name = "devices", description = "The device inventory"),
         (name = "enrollment", description = "Enrollment tokens and device identities"),
         (name = "policies", description = "The standard phone: policy layers, the app catalogue and each phone's effective policy"),
+        (name = "commands", description = "Commands to phones: lock, wipe, lost mode, apps, refresh, restart; to one phone or a whole provider"),
         (name = "maintenance", description = "Planned maintenance, disruptions, notices, their delivery and the calendar feed"),
         (name = "audit", description = "The hash-chained audit trail")
     )
@@ -127,6 +131,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(devices::routes())
         .merge(enrollment::routes())
         .merge(policies::routes())
+        .merge(commands::routes())
         .merge(maintenance::routes())
         .merge(deliveries::routes())
         .merge(calendar::routes())

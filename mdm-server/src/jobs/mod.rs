@@ -1,6 +1,8 @@
 //! Background work of a server node.
 
 pub mod checkin_times;
+pub mod command_board;
+pub mod commands;
 pub mod device_lookups;
 pub mod notice_board;
 pub mod notices;

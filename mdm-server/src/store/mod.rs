@@ -14,9 +14,11 @@ use crate::domain::contact::ItContact;
 use crate::domain::device::{DeviceStatus, Imei, Platform, Serial};
 use crate::domain::organisation::{ContractPeriod, OrgKind, OrgNumber};
 use crate::domain::role::{Role, Scope};
+pub use commands::CommandStore;
 pub use notices::NoticeStore;
 pub use policies::PolicyStore;
 
+pub mod commands;
 pub mod notices;
 pub mod policies;
 pub mod postgres;
@@ -644,6 +646,7 @@ pub trait Store:
     + AuditStore
     + NoticeStore
     + PolicyStore
+    + CommandStore
     + Maintenance
 {
 }
@@ -658,6 +661,7 @@ impl<T> Store for T where
         + AuditStore
         + NoticeStore
         + PolicyStore
+        + CommandStore
         + Maintenance
 {
 }

@@ -25,6 +25,10 @@ mod notices_sql;
 #[path = "policies_sql.rs"]
 mod policies_sql;
 
+#[allow(clippy::duplicate_mod)]
+#[path = "commands_sql.rs"]
+mod commands_sql;
+
 pub use shared::SqlStore as PgStore;
 
 impl PgStore {

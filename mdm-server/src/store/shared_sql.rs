@@ -1179,7 +1179,7 @@ async fn insert_identity(tx: &mut Tx, identity: &DeviceIdentity) -> StoreResult<
 /// Serialises changes to one device's identities: on PostgreSQL this takes the device row's
 /// lock (SQLite's write transaction already holds the whole database), so a revocation can
 /// never miss a certificate that a concurrent renewal or enrollment is adding.
-async fn lock_device(tx: &mut Tx, device_id: i64) -> StoreResult<()> {
+pub(super) async fn lock_device(tx: &mut Tx, device_id: i64) -> StoreResult<()> {
     sqlx::query("UPDATE devices SET id = id WHERE id = $1")
         .bind(device_id)
         .execute(&mut **tx)
@@ -1187,7 +1187,7 @@ async fn lock_device(tx: &mut Tx, device_id: i64) -> StoreResult<()> {
     Ok(())
 }
 
-async fn revoke_live_identities(
+pub(super) async fn revoke_live_identities(
     tx: &mut Tx,
     device_id: i64,
     reason: &str,
@@ -1280,6 +1280,14 @@ impl EnrollmentStore for SqlStore {
         }
         // Re-enrollment: the device's earlier identities stop working now.
         revoke_live_identities(&mut tx, identity.device_id, "re-enrolled", now).await?;
+        super::commands_sql::purge_pending(
+            &mut tx,
+            identity.device_id,
+            None,
+            "purged: the phone enrolled again",
+            now,
+        )
+        .await?;
         insert_identity(&mut tx, identity).await?;
         sqlx::query(
             "UPDATE devices SET enrolled_at = $1, last_checkin_at = $1, facts = $2, facts_hash = $3, updated_at = $1 \

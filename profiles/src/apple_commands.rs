@@ -1,0 +1,187 @@
+//! Apple MDM command payloads for the commands municipal IT sends: the plist an iPhone fetches
+//! from the server in Apple's protocol (`Command` with its `RequestType` and keys, and the
+//! `CommandUUID` its answer quotes). Keys and types follow Apple's schemas in
+//! `mdm/commands/*.yaml`; `tests/apple_schema.rs` checks every key against them.
+
+use plist::{Dictionary, Value};
+
+/// A command for an iPhone, in the terms of Apple's protocol.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AppleCommand {
+    /// `DeviceLock`: lock now, showing a message and a phone number on the lock screen.
+    Lock {
+        message: Option<String>,
+        phone_number: Option<String>,
+    },
+    /// `EraseDevice`. The phone's data plan (eSIM) is kept: the municipality's subscription
+    /// moves with the phone to its next holder.
+    Erase,
+    /// `EnableLostMode` (supervised phones): what the finder sees.
+    LostModeOn {
+        message: Option<String>,
+        phone_number: Option<String>,
+        footnote: Option<String>,
+    },
+    /// `DisableLostMode`.
+    LostModeOff,
+    /// `InstallApplication` of an App Store app, as a managed app, removed with the MDM
+    /// profile (management flag 1), with its managed settings.
+    InstallApp {
+        app_store_id: u64,
+        configuration: Option<Dictionary>,
+    },
+    /// `RemoveApplication` of a managed app by bundle id.
+    RemoveApp { bundle_id: String },
+    /// `DeviceInformation` with the queries the inventory keeps.
+    RefreshInformation,
+    /// `RestartDevice`.
+    Restart,
+}
+
+/// What an inventory refresh asks an iPhone for.
+pub const INFORMATION_QUERIES: [&str; 9] = [
+    "DeviceName",
+    "Model",
+    "ModelName",
+    "OSVersion",
+    "SerialNumber",
+    "IMEI",
+    "ICCID",
+    "BatteryLevel",
+    "AvailableDeviceCapacity",
+];
+
+/// Removes the managed app when the MDM profile is removed.
+const REMOVE_APP_WITH_PROFILE: i64 = 1;
+
+fn set_text(d: &mut Dictionary, key: &str, value: &Option<String>) {
+    if let Some(v) = value {
+        d.insert(key.into(), Value::String(v.clone()));
+    }
+}
+
+impl AppleCommand {
+    pub fn request_type(&self) -> &'static str {
+        match self {
+            AppleCommand::Lock { .. } => "DeviceLock",
+            AppleCommand::Erase => "EraseDevice",
+            AppleCommand::LostModeOn { .. } => "EnableLostMode",
+            AppleCommand::LostModeOff => "DisableLostMode",
+            AppleCommand::InstallApp { .. } => "InstallApplication",
+            AppleCommand::RemoveApp { .. } => "RemoveApplication",
+            AppleCommand::RefreshInformation => "DeviceInformation",
+            AppleCommand::Restart => "RestartDevice",
+        }
+    }
+
+    /// The `Command` dictionary.
+    pub fn command(&self) -> Dictionary {
+        let mut d = Dictionary::new();
+        d.insert(
+            "RequestType".into(),
+            Value::String(self.request_type().into()),
+        );
+        match self {
+            AppleCommand::Lock {
+                message,
+                phone_number,
+            } => {
+                set_text(&mut d, "Message", message);
+                set_text(&mut d, "PhoneNumber", phone_number);
+            }
+            AppleCommand::Erase => {
+                d.insert("PreserveDataPlan".into(), Value::Boolean(true));
+            }
+            AppleCommand::LostModeOn {
+                message,
+                phone_number,
+                footnote,
+            } => {
+                set_text(&mut d, "Message", message);
+                set_text(&mut d, "PhoneNumber", phone_number);
+                set_text(&mut d, "Footnote", footnote);
+            }
+            AppleCommand::InstallApp {
+                app_store_id,
+                configuration,
+            } => {
+                d.insert(
+                    "iTunesStoreID".into(),
+                    Value::Integer(i64::try_from(*app_store_id).unwrap_or(i64::MAX).into()),
+                );
+                d.insert(
+                    "ManagementFlags".into(),
+                    Value::Integer(REMOVE_APP_WITH_PROFILE.into()),
+                );
+                if let Some(configuration) = configuration {
+                    d.insert(
+                        "Configuration".into(),
+                        Value::Dictionary(configuration.clone()),
+                    );
+                }
+            }
+            AppleCommand::RemoveApp { bundle_id } => {
+                d.insert("Identifier".into(), Value::String(bundle_id.clone()));
+            }
+            AppleCommand::RefreshInformation => {
+                d.insert(
+                    "Queries".into(),
+                    Value::Array(
+                        INFORMATION_QUERIES
+                            .iter()
+                            .map(|q| Value::String((*q).into()))
+                            .collect(),
+                    ),
+                );
+            }
+            AppleCommand::LostModeOff | AppleCommand::Restart => {}
+        }
+        d
+    }
+
+    /// The whole message as an iPhone receives it, XML plist. `command_uuid` is what the
+    /// phone's answer quotes (the command's id in our queue, as text).
+    pub fn to_plist(&self, command_uuid: &str) -> Vec<u8> {
+        let mut top = Dictionary::new();
+        top.insert("Command".into(), Value::Dictionary(self.command()));
+        top.insert("CommandUUID".into(), Value::String(command_uuid.into()));
+        crate::apple::to_xml(&top)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lock_carries_its_message_and_number_and_parses_as_a_plist() {
+        let bytes = AppleCommand::Lock {
+            message: Some("Ring IT-supporten".into()),
+            phone_number: Some("+46812345678".into()),
+        }
+        .to_plist("42");
+        let value = Value::from_reader(std::io::Cursor::new(bytes)).expect("plist");
+        let top = value.as_dictionary().expect("dict");
+        assert_eq!(top["CommandUUID"].as_string(), Some("42"));
+        let command = top["Command"].as_dictionary().expect("command");
+        assert_eq!(command["RequestType"].as_string(), Some("DeviceLock"));
+        assert_eq!(command["Message"].as_string(), Some("Ring IT-supporten"));
+        assert_eq!(command["PhoneNumber"].as_string(), Some("+46812345678"));
+    }
+
+    #[test]
+    fn an_erase_keeps_the_data_plan_and_an_install_is_managed() {
+        let erase = AppleCommand::Erase.command();
+        assert_eq!(erase["PreserveDataPlan"].as_boolean(), Some(true));
+        let install = AppleCommand::InstallApp {
+            app_store_id: 1_234_567_890,
+            configuration: None,
+        }
+        .command();
+        assert_eq!(
+            install["iTunesStoreID"].as_signed_integer(),
+            Some(1_234_567_890)
+        );
+        assert_eq!(install["ManagementFlags"].as_signed_integer(), Some(1));
+    }
+}
