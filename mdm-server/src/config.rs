@@ -52,6 +52,8 @@ pub struct Config {
     pub notifications: Notifications,
     /// Finished commands (answered, expired, cancelled) are deleted after this many days.
     pub command_retention_days: u32,
+    /// How long a phone may break the policy before its provider's IT contacts are told.
+    pub compliance_grace_hours: u32,
 }
 
 /// Delivery of notices. A channel that is not configured fails its deliveries, which end in
@@ -126,6 +128,7 @@ struct Defaults {
     supported_generations_back: usize,
     log_json: bool,
     command_retention_days: u32,
+    compliance_grace_hours: u32,
 }
 
 const DEFAULTS: Defaults = Defaults {
@@ -140,6 +143,7 @@ const DEFAULTS: Defaults = Defaults {
     supported_generations_back: 2,
     log_json: false,
     command_retention_days: 90,
+    compliance_grace_hours: crate::domain::compliance::DEFAULT_GRACE_HOURS,
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -349,6 +349,8 @@ fn spawn_background(
         state.config.command_retention_days,
     );
     let sweeping = stopped.clone();
+    let compliance = crate::jobs::compliance::ComplianceWatch::new(state);
+    let watching = stopped.clone();
     let commands = state
         .command_board
         .clone()
@@ -356,6 +358,10 @@ fn spawn_background(
     Ok(vec![
         tokio::spawn(async move {
             sweeper.run(sweeping).await;
+            Ok(())
+        }),
+        tokio::spawn(async move {
+            compliance.run(watching).await;
             Ok(())
         }),
         tokio::spawn(async move {

@@ -187,7 +187,8 @@ async fn run(backend: Backend) {
     }
     println!("{name}:");
     let app = TestApp::spawn(backend).await;
-    let (_, admin) = app.bootstrap_admin().await;
+    let admin =
+        mdm_tests::store_api_token(&app, mdm_server::domain::role::Role::OperatorAdmin).await;
     let model = app
         .create_model(&admin, "ios", "iPhone 16", Some("2024-09-20"))
         .await;

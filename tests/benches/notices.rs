@@ -12,13 +12,12 @@
 
 use chrono::Utc;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use mdm_server::auth::{generate_token, hash_password};
 use mdm_server::clock::Clock;
 use mdm_server::domain::audit::AuditEvent;
 use mdm_server::domain::contact::ItContact;
 use mdm_server::domain::organisation::{ContractPeriod, OrgNumber};
 use mdm_server::domain::role::Role;
-use mdm_server::store::{NewAccount, NewProvider, NewSession, SessionKind};
+use mdm_server::store::NewProvider;
 use mdm_tests::sinks::{GatewayStandIn, SmtpSink, SMS_PASSWORD, SMS_USER};
 use mdm_tests::{Backend, TestApp, POSTGRES_ENV};
 use std::sync::Arc;
@@ -85,37 +84,7 @@ async fn run(backend: Backend) {
             .await
             .expect("provider");
     }
-    let account = store
-        .create_account(
-            &NewAccount {
-                org_id: app.server.state.operator_id,
-                email: "bench@kommun.example".into(),
-                display_name: "Bench".into(),
-                role: Role::OperatorStaff,
-                password_hash: hash_password("not-used-for-login-in-the-bench"),
-                must_change_password: false,
-                totp_secret: None,
-            },
-            now,
-            event("account.create"),
-        )
-        .await
-        .expect("account");
-    let (token, token_hash) = generate_token();
-    store
-        .create_token(
-            &NewSession {
-                account_id: account.id,
-                kind: SessionKind::ApiToken,
-                name: Some("bench".into()),
-                token_hash,
-                expires_at: now + chrono::Duration::days(1),
-            },
-            now,
-            event("token.create"),
-        )
-        .await
-        .expect("token");
+    let token = mdm_tests::store_api_token(&app, Role::OperatorStaff).await;
     let setup = setup.elapsed();
     let messages = (PROVIDERS * CONTACTS) as usize;
 

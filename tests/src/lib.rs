@@ -570,6 +570,49 @@ pub async fn enrolled_swarm(
         .expect("enroll the swarm")
 }
 
+/// An account of `role` in the operator organisation and an API token for it, made straight
+/// through the store (no CLI binary needed: benchmarks run from the release build).
+pub async fn store_api_token(app: &TestApp, role: mdm_server::domain::role::Role) -> String {
+    use mdm_server::auth::{generate_token, hash_password};
+    use mdm_server::domain::audit::AuditEvent;
+    use mdm_server::store::{NewAccount, NewSession, SessionKind};
+
+    let store = &app.server.state.store;
+    let now = app.clock.now();
+    let account = store
+        .create_account(
+            &NewAccount {
+                org_id: app.server.state.operator_id,
+                email: format!("{}@kommun.example", role.as_str()),
+                display_name: "Bench".into(),
+                role,
+                password_hash: hash_password("not-used-for-login-in-the-bench"),
+                must_change_password: false,
+                totp_secret: None,
+            },
+            now,
+            AuditEvent::unattended("bench", "account.create"),
+        )
+        .await
+        .expect("account");
+    let (token, token_hash) = generate_token();
+    store
+        .create_token(
+            &NewSession {
+                account_id: account.id,
+                kind: SessionKind::ApiToken,
+                name: Some("bench".into()),
+                token_hash,
+                expires_at: now + chrono::Duration::days(1),
+            },
+            now,
+            AuditEvent::unattended("bench", "token.create"),
+        )
+        .await
+        .expect("token");
+    token
+}
+
 /// The first credentials of a new account.
 #[derive(Debug, Clone)]
 pub struct NewLogin {

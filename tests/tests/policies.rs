@@ -15,6 +15,7 @@ backend_tests!(
     the_mobileconfig_parses_verifies_with_openssl_against_our_ca_and_carries_the_policy,
     phones_using_a_per_provider_app_beyond_the_included_licences_are_billable,
     only_the_operator_admin_sets_policy_and_providers_see_only_their_own,
+    compliance_is_recorded_at_check_in_with_history_and_a_phone_non_compliant_past_the_grace_period_is_reported_once,
 );
 
 struct Fleet {
@@ -641,4 +642,171 @@ async fn only_the_operator_admin_sets_policy_and_providers_see_only_their_own(ba
     .await
     .expect_problem(StatusCode::NOT_FOUND, "not-found");
     assert_eq!(app.count("policy_layers").await, 0, "nothing was stored");
+}
+
+/// Compliance is recorded when a check-in brings new facts, with every change in the history;
+/// a phone non-compliant for longer than the grace period (72 hours) is reported once, by
+/// e-mail through the outbox, to its provider's IT contacts.
+async fn compliance_is_recorded_at_check_in_with_history_and_a_phone_non_compliant_past_the_grace_period_is_reported_once(
+    backend: Backend,
+) {
+    use agent::client::{checkin_once, enroll};
+    use agent::device_file::DeviceDescription;
+    use agent::state::StateDir;
+    use chrono::Duration;
+    use mdm_server::clock::Clock;
+    use mdm_tests::sinks::SmtpSink;
+
+    let smtp = SmtpSink::start();
+    let config = format!(
+        "[notifications]\nsmtp_url = \"{}\"\nmail_from = \"it@kommun.example\"\n",
+        smtp.url()
+    );
+    let clock = Clock::fixed("2026-11-23T09:00:00Z".parse().expect("time"));
+    let app = TestApp::spawn_configured(backend, &config, clock).await;
+    let (_, session) = app.bootstrap_admin().await;
+    // An API token outlives the 8-hour session while the clock moves on by days.
+    let token = app
+        .post(
+            "/api/v1/me/tokens",
+            &session,
+            json!({ "name": "tests", "expires_in_days": 365 }),
+        )
+        .await;
+    token.expect(StatusCode::CREATED);
+    let admin = token.body["token"].as_str().expect("token").to_string();
+    let provider = app
+        .post(
+            "/api/v1/providers",
+            &admin,
+            json!({ "name": "Hemtjänst Norr AB", "org_number": ORG_A, "contract_start": "2024-01-01",
+                    "it_contacts": [{ "name": "Anna", "email": "anna@norr.example", "mobile": "+46701234567" }] }),
+        )
+        .await;
+    provider.expect(StatusCode::CREATED);
+    let provider = provider.body["id"].as_i64().expect("id");
+    app.create_model(&admin, "ios", "iPhone 16", Some("2024-09-20"))
+        .await;
+    let phone = app
+        .register_device(&admin, "PHONEA01", &imei(1), Some(provider))
+        .await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let description = dir.path().join("phone.toml");
+    let write = |pin: u8| {
+        std::fs::write(
+            &description,
+            format!(
+                "serial = \"PHONEA01\"\nimei = \"{}\"\nplatform = \"ios\"\nmodel = \"iPhone 16\"\n\
+                 os_version = \"18.1\"\n\n[pin]\nset = true\nlength = {pin}\nnumeric = true\n",
+                imei(1)
+            ),
+        )
+        .expect("write description")
+    };
+    let facts = || {
+        DeviceDescription::load(&description)
+            .expect("description")
+            .facts()
+    };
+    write(3);
+    let enrollment = app
+        .post(
+            "/api/v1/enrollment-tokens",
+            &admin,
+            json!({ "device_id": phone }),
+        )
+        .await;
+    enrollment.expect(StatusCode::CREATED);
+    let state = StateDir::open(&dir.path().join("state")).expect("state");
+    enroll(
+        &state,
+        enrollment.body["token"].as_str().expect("token"),
+        &facts(),
+    )
+    .await
+    .expect("enroll");
+    checkin_once(&state, &facts()).await.expect("check-in");
+
+    let history_path = format!("/api/v1/devices/{phone}/compliance/history");
+    let history = app.get(&history_path, &admin).await;
+    history.expect(StatusCode::OK);
+    assert_eq!(
+        history.body.as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        history.text
+    );
+    assert_eq!(history.body[0]["status"], "non_compliant");
+    assert_eq!(history.body[0]["reasons"][0]["code"], "pin_too_short");
+    let compliance = app
+        .get(&format!("/api/v1/devices/{phone}/compliance"), &admin)
+        .await;
+    assert_eq!(compliance.body["since"], history.body[0]["at"]);
+
+    // Within the grace period: no message. Past it: one, to the provider's IT contact.
+    app.clock.advance(Duration::hours(71));
+    checkin_once(&state, &facts()).await.expect("check-in");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(
+        smtp.received().is_empty(),
+        "told before the grace period ended"
+    );
+    app.clock.advance(Duration::hours(2));
+    let mails = smtp.wait_for(1, std::time::Duration::from_secs(20)).await;
+    assert_eq!(mails[0].to, vec!["anna@norr.example".to_string()]);
+    assert_eq!(
+        mails[0].subject,
+        "Telefon PHONEA01 följer inte kommunens krav"
+    );
+    assert!(
+        mails[0].body.contains("PIN is 3 digits; policy requires 4"),
+        "{}",
+        mails[0].body
+    );
+    // The message is in the outbox like any notice, and marked sent before the clock moves on.
+    let mut sent = Value::Null;
+    for _ in 0..100 {
+        let outbox = app.get("/api/v1/deliveries", &admin).await;
+        sent = outbox.body[0].clone();
+        if sent["state"] == "sent" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(sent["state"], "sent", "{sent}");
+    assert_eq!(sent["topic"], "compliance");
+    assert_eq!(sent["device_id"], phone);
+    assert!(sent["notice_id"].is_null());
+    let compliance = app
+        .get(&format!("/api/v1/devices/{phone}/compliance"), &admin)
+        .await;
+    assert!(
+        compliance.body["provider_alerted_at"].is_string(),
+        "{}",
+        compliance.text
+    );
+
+    // Still non-compliant days later: not told again.
+    app.clock.advance(Duration::days(5));
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(smtp.received().len(), 1);
+
+    // Fixed: compliant, a second history entry, and no alert standing.
+    write(4);
+    checkin_once(&state, &facts()).await.expect("check-in");
+    let history = app.get(&history_path, &admin).await;
+    let statuses: Vec<&str> = history
+        .body
+        .as_array()
+        .expect("history")
+        .iter()
+        .filter_map(|h| h["status"].as_str())
+        .collect();
+    assert_eq!(statuses, ["compliant", "non_compliant"]);
+    let compliance = app
+        .get(&format!("/api/v1/devices/{phone}/compliance"), &admin)
+        .await;
+    assert_eq!(compliance.body["status"], "compliant");
+    assert!(compliance.body["provider_alerted_at"].is_null());
 }

@@ -26,6 +26,8 @@ pub struct DeviceContext {
     pub platform: Platform,
     /// Its model is on the supported list.
     pub model_supported: bool,
+    /// It holds a certificate that is neither revoked nor expired.
+    pub certificate_valid: bool,
 }
 
 /// Every reason the phone with these facts breaks `policy`; none means compliant.
@@ -131,7 +133,60 @@ pub fn evaluate(
             "The phone's model is no longer supported".to_string(),
         ));
     }
+    if !device.certificate_valid {
+        out.push(reason(
+            "certificate_invalid",
+            "The phone's certificate is revoked or expired; it must enroll again".to_string(),
+        ));
+    }
     out
+}
+
+/// How long a phone may stay non-compliant before its provider is told, unless configured.
+pub const DEFAULT_GRACE_HOURS: u32 = 72;
+
+/// A phone's standing: `compliant` or `non_compliant`.
+pub fn status_of(reasons: &[Reason]) -> &'static str {
+    if reasons.is_empty() {
+        "compliant"
+    } else {
+        "non_compliant"
+    }
+}
+
+/// An assessment as recorded: the status and the reasons as JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assessment {
+    pub status: &'static str,
+    pub reasons_json: String,
+}
+
+impl Assessment {
+    pub fn of(reasons: &[Reason]) -> Self {
+        Assessment {
+            status: status_of(reasons),
+            reasons_json: serde_json::to_string(reasons).unwrap_or_else(|_| "[]".into()),
+        }
+    }
+}
+
+/// What a new assessment does to the record: nothing when status and reasons are as before; a
+/// history entry when they differ; and when the status itself changed, a new "since" (and a
+/// new grace period).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Same,
+    ReasonsChanged,
+    StatusChanged,
+}
+
+pub fn change(previous: Option<(&str, &str)>, new: &Assessment) -> Change {
+    match previous {
+        None => Change::StatusChanged,
+        Some((status, _)) if status != new.status => Change::StatusChanged,
+        Some((_, reasons)) if reasons != new.reasons_json => Change::ReasonsChanged,
+        Some(_) => Change::Same,
+    }
 }
 
 #[cfg(test)]
@@ -189,6 +244,7 @@ mod tests {
     const ANDROID: DeviceContext = DeviceContext {
         platform: Platform::Android,
         model_supported: true,
+        certificate_valid: true,
     };
 
     fn messages(reasons: &[Reason]) -> Vec<String> {
@@ -247,5 +303,28 @@ mod tests {
             .map(|r| r.code)
             .collect();
         assert_eq!(codes, ["pin_numeric", "model_unsupported"]);
+        let cut_off = DeviceContext {
+            certificate_valid: false,
+            ..ANDROID
+        };
+        let r = evaluate(&p, &[], cut_off, &facts(Some(6), "14", &[]));
+        assert_eq!(r.last().map(|r| r.code), Some("certificate_invalid"));
+    }
+
+    #[test]
+    fn only_a_different_status_starts_a_new_grace_period() {
+        let compliant = Assessment::of(&[]);
+        let short = Assessment::of(&[reason("pin_too_short", "PIN is 3 digits".into())]);
+        let shorter = Assessment::of(&[reason("pin_too_short", "PIN is 2 digits".into())]);
+        assert_eq!(compliant.status, "compliant");
+        assert_eq!(short.status, "non_compliant");
+        assert_eq!(change(None, &compliant), Change::StatusChanged);
+        fn was(a: &Assessment) -> Option<(&str, &str)> {
+            Some((a.status, a.reasons_json.as_str()))
+        }
+        assert_eq!(change(was(&compliant), &compliant), Change::Same);
+        assert_eq!(change(was(&compliant), &short), Change::StatusChanged);
+        assert_eq!(change(was(&short), &shorter), Change::ReasonsChanged);
+        assert_eq!(change(was(&short), &short), Change::Same);
     }
 }

@@ -129,6 +129,41 @@ pub fn render(kind: NoticeKind, s: &NoticeSubject<'_>, tz: Tz, lang: Language) -
     NoticeText { subject, body, sms }
 }
 
+/// The message to a provider's IT contacts about a phone that has broken its policy for longer
+/// than the grace period: which phone, since when, and every reason, so they can fix it.
+pub fn compliance_alert(
+    serial: &str,
+    since: DateTime<Utc>,
+    reasons: &[String],
+    operator_name: &str,
+    tz: Tz,
+    lang: Language,
+) -> NoticeText {
+    let when = local_time(since, tz, lang);
+    let (subject, intro, closing) = match lang {
+        Language::Sv => (
+            format!("Telefon {serial} följer inte kommunens krav"),
+            format!("Telefonen {serial} har inte följt kommunens krav sedan {when}:"),
+            "Med vänlig hälsning",
+        ),
+        Language::En => (
+            format!("Phone {serial} does not meet the municipality's policy"),
+            format!("The phone {serial} has not met the municipality's policy since {when}:"),
+            "Kind regards",
+        ),
+    };
+    let mut body = format!("{intro}\n\n");
+    for reason in reasons {
+        body.push_str(&format!("- {reason}\n"));
+    }
+    body.push_str(&format!("\n{closing}\n{operator_name}\n"));
+    let mut sms = format!("{operator_name}: {subject}. {}", reasons.join("; "));
+    if sms.chars().count() > MAX_SMS_CHARS {
+        sms = sms.chars().take(MAX_SMS_CHARS - 1).collect::<String>() + "…";
+    }
+    NoticeText { subject, body, sms }
+}
+
 fn headline(kind: NoticeKind, window: WindowKind, lang: Language) -> (&'static str, &'static str) {
     use NoticeKind as K;
     let planned = window == WindowKind::Planned;
@@ -279,5 +314,34 @@ mod tests {
         s.message = Some(&long);
         let text = render(NoticeKind::DisruptionUpdate, &s, Stockholm, Language::Sv);
         assert_eq!(text.sms.chars().count(), MAX_SMS_CHARS);
+    }
+
+    #[test]
+    fn a_compliance_alert_names_the_phone_the_time_and_every_reason() {
+        let since = "2026-11-20T09:00:00Z".parse().expect("time");
+        let text = compliance_alert(
+            "R58N12ABCDE",
+            since,
+            &[
+                "PIN is 3 digits; policy requires 4".into(),
+                "Phoniro app missing".into(),
+            ],
+            "Kommunens IT",
+            chrono_tz::Europe::Stockholm,
+            Language::Sv,
+        );
+        assert_eq!(
+            text.subject,
+            "Telefon R58N12ABCDE följer inte kommunens krav"
+        );
+        assert!(
+            text.body
+                .contains("sedan fredag 20 november 2026 kl. 10:00"),
+            "{}",
+            text.body
+        );
+        assert!(text
+            .body
+            .contains("- PIN is 3 digits; policy requires 4\n- Phoniro app missing"));
     }
 }

@@ -453,7 +453,8 @@ async fn checkin(
     let (json, hash) = canonical(&req.facts);
     // Changed facts are stored before the report is acknowledged; unchanged ones are not
     // written again, and the time of the check-in goes out in the next batch.
-    if device.facts_hash.as_deref() == Some(hash.as_str()) {
+    let facts_changed = device.facts_hash.as_deref() != Some(hash.as_str());
+    if !facts_changed {
         state.checkin_times.note(device.device_id, now);
     } else {
         let facts = ReportedFacts { json, hash };
@@ -462,20 +463,27 @@ async fn checkin(
             .record_checkin(device.device_id, Some(&facts), now)
             .await?;
     }
+    let policy = state
+        .policy_board
+        .document(device.platform, device.provider_id, device.device_id)
+        .filter(|doc| req.policy_hash.as_deref() != Some(doc.hash.as_str()))
+        .map(|doc| agent::protocol::PolicyUpdate {
+            hash: doc.hash.clone(),
+            document: doc.json.clone(),
+        });
+    // Compliance can only change with new facts or a new policy; most check-ins bring neither.
+    if facts_changed || policy.is_some() {
+        if let Err(e) = super::policies::record_compliance(&state, device.device_id).await {
+            tracing::warn!(device = device.device_id, error = ?e, "compliance not recorded");
+        }
+    }
     let commands = next_commands(&state, device.device_id, now).await?;
     Ok(Json(CheckinResponse {
         acknowledged: req.report_id,
         next_checkin_seconds: state.config.checkin_interval_seconds,
         server_time: now,
         notices: state.notice_board.for_provider(device.provider_id, now),
-        policy: state
-            .policy_board
-            .document(device.platform, device.provider_id, device.device_id)
-            .filter(|doc| req.policy_hash.as_deref() != Some(doc.hash.as_str()))
-            .map(|doc| agent::protocol::PolicyUpdate {
-                hash: doc.hash.clone(),
-                document: doc.json.clone(),
-            }),
+        policy,
         commands,
     }))
 }

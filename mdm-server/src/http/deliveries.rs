@@ -32,9 +32,15 @@ pub struct AttemptView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DeliveryView {
     pub id: i64,
-    pub notice_id: i64,
-    pub window_id: i64,
-    pub notice: String,
+    /// `notice` (maintenance and disruptions) or `compliance` (a phone non-compliant past the
+    /// grace period).
+    pub topic: String,
+    pub notice_id: Option<i64>,
+    pub window_id: Option<i64>,
+    /// The kind of notice (`announced`, `reminder`, …), for a notice's message.
+    pub notice: Option<String>,
+    /// The phone a compliance alert is about.
+    pub device_id: Option<i64>,
     /// `email`, `sms` or `webhook`.
     pub channel: String,
     pub recipient: String,
@@ -58,9 +64,11 @@ impl DeliveryView {
     fn new(state: &AppState, d: Delivery) -> Self {
         DeliveryView {
             id: d.id,
+            topic: d.topic,
             notice_id: d.notice_id,
             window_id: d.window_id,
-            notice: d.notice_kind.as_str().to_string(),
+            notice: d.notice_kind.map(|k| k.as_str().to_string()),
+            device_id: d.device_id,
             channel: d.channel.as_str().to_string(),
             recipient: d.recipient,
             provider_id: d.provider_id,

@@ -34,6 +34,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(effective_policy))
         .routes(routes!(device_compliance))
+        .routes(routes!(compliance_history))
         .routes(routes!(compliance_summary))
         .routes(routes!(device_profile))
         .routes(routes!(list_apps))
@@ -434,6 +435,12 @@ async fn compliance_summary(
     let layers = PolicyLayers::from_rows(state.store.all_policy_layers().await?);
     let apps = state.store.list_apps().await?;
     let (_, supported) = super::models::catalogue(&state).await?;
+    let certified: std::collections::HashSet<i64> = state
+        .store
+        .live_identity_devices(state.clock.now())
+        .await?
+        .into_iter()
+        .collect();
     let mut summary: BTreeMap<i64, ProviderCompliance> = BTreeMap::new();
     placed_phones(&state, own, |provider_id, device| {
         let entry = summary
@@ -454,6 +461,7 @@ async fn compliance_summary(
         let context = DeviceContext {
             platform: device.platform,
             model_supported: supported.contains(&device.model_id),
+            certificate_valid: certified.contains(&device.id),
         };
         let policy = effective(&layers.for_device(Some(provider_id), device.id));
         let reasons = evaluate(&policy, &apps, context, &facts);
@@ -474,7 +482,7 @@ async fn compliance_summary(
 pub struct ReasonView {
     /// Stable: `pin_missing`, `pin_too_short`, `pin_length_unknown`, `pin_numeric`,
     /// `os_too_old`, `os_unknown`, `app_unavailable`, `app_missing`, `app_outdated`,
-    /// `model_unsupported`.
+    /// `app_version_unknown`, `model_unsupported`, `certificate_invalid`.
     pub code: String,
     pub message: String,
 }
@@ -487,6 +495,55 @@ pub struct ComplianceView {
     pub reasons: Vec<ReasonView>,
     /// When the phone last checked in.
     pub last_checkin_at: Option<chrono::DateTime<chrono::FixedOffset>>,
+    /// Since when the phone has had this status, as recorded at its check-ins.
+    pub since: Option<chrono::DateTime<chrono::FixedOffset>>,
+    /// When its provider was told it had been non-compliant past the grace period.
+    pub provider_alerted_at: Option<chrono::DateTime<chrono::FixedOffset>>,
+}
+
+/// Every reason the phone breaks its effective policy, from what it last reported; `None`
+/// before it has reported.
+pub async fn assess(
+    state: &AppState,
+    device: &Device,
+) -> Result<Option<Vec<crate::domain::compliance::Reason>>, ApiError> {
+    use crate::domain::compliance::{evaluate, DeviceContext};
+    let Some(facts) = reported_facts(device) else {
+        return Ok(None);
+    };
+    let policy = effective_for(state, device).await?;
+    let apps = state.store.list_apps().await?;
+    let (_, supported) = super::models::catalogue(state).await?;
+    let now = state.clock.now();
+    let certificate_valid = state
+        .store
+        .device_identities(device.id)
+        .await?
+        .iter()
+        .any(|i| i.revoked_at.is_none() && i.not_after > now);
+    let context = DeviceContext {
+        platform: device.platform,
+        model_supported: supported.contains(&device.model_id),
+        certificate_valid,
+    };
+    Ok(Some(evaluate(&policy, &apps, context, &facts)))
+}
+
+/// Evaluates a phone's compliance and records it (with a history entry when it changed); done
+/// at check-ins that bring new facts or a new policy.
+pub async fn record_compliance(state: &AppState, device_id: i64) -> Result<(), ApiError> {
+    use crate::domain::compliance::Assessment;
+    let device = state
+        .store
+        .device(crate::domain::role::Scope::Everything, device_id)
+        .await?;
+    if let Some(reasons) = assess(state, &device).await? {
+        state
+            .store
+            .record_compliance(device_id, &Assessment::of(&reasons), state.clock.now())
+            .await?;
+    }
+    Ok(())
 }
 
 /// Whether a phone follows its effective policy, from what it last reported, with every
@@ -498,42 +555,59 @@ async fn device_compliance(
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<ComplianceView>, ApiError> {
-    use crate::domain::compliance::{evaluate, DeviceContext};
+    use crate::domain::compliance::status_of;
     let device = state.store.device(caller.actor.scope(), id).await?;
-    let last_checkin_at = device.last_checkin_at.map(|t| state.local(t));
-    let Some(facts) = reported_facts(&device) else {
-        return Ok(Json(ComplianceView {
-            device_id: device.id,
-            status: "unknown".into(),
-            reasons: Vec::new(),
-            last_checkin_at,
-        }));
-    };
-    let policy = effective_for(&state, &device).await?;
-    let apps = state.store.list_apps().await?;
-    let (_, supported) = super::models::catalogue(&state).await?;
-    let context = DeviceContext {
-        platform: device.platform,
-        model_supported: supported.contains(&device.model_id),
-    };
-    let reasons = evaluate(&policy, &apps, context, &facts);
+    let record = state.store.compliance_record(device.id).await?;
+    let reasons = assess(&state, &device).await?;
+    // The recorded "since" belongs to the status as recorded; a policy changed since the last
+    // check-in may already give another.
+    let recorded = record.filter(|r| reasons.as_deref().map(status_of) == Some(r.status.as_str()));
     Ok(Json(ComplianceView {
         device_id: device.id,
-        status: if reasons.is_empty() {
-            "compliant"
-        } else {
-            "non_compliant"
-        }
-        .into(),
+        status: reasons.as_deref().map_or("unknown", status_of).to_string(),
         reasons: reasons
+            .unwrap_or_default()
             .into_iter()
             .map(|r| ReasonView {
                 code: r.code.to_string(),
                 message: r.message,
             })
             .collect(),
-        last_checkin_at,
+        last_checkin_at: device.last_checkin_at.map(|t| state.local(t)),
+        since: recorded.as_ref().map(|r| state.local(r.since)),
+        provider_alerted_at: recorded.and_then(|r| r.alerted_at).map(|t| state.local(t)),
     }))
+}
+
+/// One change of a phone's compliance.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ComplianceChangeView {
+    pub at: chrono::DateTime<chrono::FixedOffset>,
+    pub status: String,
+    #[schema(value_type = Vec<Object>)]
+    pub reasons: serde_json::Value,
+}
+
+/// How a phone's compliance changed over time, newest first, as recorded at its check-ins.
+#[utoipa::path(get, path = "/api/v1/devices/{id}/compliance/history", tag = "policies", security(("bearer" = [])),
+    params(("id" = i64, Path)), responses((status = 200, body = Vec<ComplianceChangeView>), (status = 404, body = super::problem::Problem)))]
+async fn compliance_history(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Vec<ComplianceChangeView>>, ApiError> {
+    let device = state.store.device(caller.actor.scope(), id).await?;
+    let history = state.store.compliance_history(device.id, 500).await?;
+    Ok(Json(
+        history
+            .into_iter()
+            .map(|c| ComplianceChangeView {
+                at: state.local(c.at),
+                status: c.status,
+                reasons: serde_json::from_str(&c.reasons).unwrap_or_default(),
+            })
+            .collect(),
+    ))
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

@@ -15,10 +15,12 @@ use crate::domain::device::{DeviceStatus, Imei, Platform, Serial};
 use crate::domain::organisation::{ContractPeriod, OrgKind, OrgNumber};
 use crate::domain::role::{Role, Scope};
 pub use commands::CommandStore;
+pub use compliance::ComplianceStore;
 pub use notices::NoticeStore;
 pub use policies::PolicyStore;
 
 pub mod commands;
+pub mod compliance;
 pub mod notices;
 pub mod policies;
 pub mod postgres;
@@ -592,6 +594,8 @@ pub trait EnrollmentStore: Send + Sync {
         now: DateTime<Utc>,
         audit: AuditEvent,
     ) -> StoreResult<u64>;
+    /// The devices holding a certificate that is neither revoked nor expired at `now`.
+    async fn live_identity_devices(&self, now: DateTime<Utc>) -> StoreResult<Vec<i64>>;
     /// Revoked certificates that have not expired yet, for the revocation list.
     async fn revoked_identities(
         &self,
@@ -647,6 +651,7 @@ pub trait Store:
     + NoticeStore
     + PolicyStore
     + CommandStore
+    + ComplianceStore
     + Maintenance
 {
 }
@@ -662,6 +667,7 @@ impl<T> Store for T where
         + NoticeStore
         + PolicyStore
         + CommandStore
+        + ComplianceStore
         + Maintenance
 {
 }

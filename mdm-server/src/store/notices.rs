@@ -212,9 +212,14 @@ impl DeliveryState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
     pub id: i64,
-    pub notice_id: i64,
-    pub window_id: i64,
-    pub notice_kind: NoticeKind,
+    /// `notice` (maintenance and disruptions) or `compliance` (a phone past its grace period).
+    pub topic: String,
+    /// The notice, the window and the kind of notice, for a notice's message.
+    pub notice_id: Option<i64>,
+    /// The phone, for a compliance alert.
+    pub device_id: Option<i64>,
+    pub window_id: Option<i64>,
+    pub notice_kind: Option<NoticeKind>,
     pub idempotency_key: String,
     pub channel: Channel,
     pub recipient: String,

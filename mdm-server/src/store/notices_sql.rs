@@ -27,8 +27,8 @@ const SERIES_COLUMNS: &str = "id, title, description, systems, all_providers, cr
 
 const NOTICE_COLUMNS: &str = "id, window_id, kind, message, due_at, state, expanded_at, late";
 
-const DELIVERY_COLUMNS: &str = "d.id, d.notice_id, n.window_id, n.kind AS notice_kind, \
-     d.idempotency_key, d.channel, d.recipient, d.provider_id, d.subject, d.body, d.state, \
+const DELIVERY_COLUMNS: &str = "d.id, d.topic, d.notice_id, d.device_id, n.window_id, \
+     n.kind AS notice_kind, d.idempotency_key, d.channel, d.recipient, d.provider_id, d.subject, d.body, d.state, \
      d.attempts, d.next_attempt_at, d.last_error, d.sent_at, d.late, d.created_at";
 
 fn systems_json(systems: &[String]) -> String {
@@ -218,12 +218,16 @@ async fn load_series(conn: &mut Conn, id: i64) -> StoreResult<Series> {
 fn delivery_from_row(row: &DbRow) -> StoreResult<Delivery> {
     let channel: String = row.try_get("channel")?;
     let state: String = row.try_get("state")?;
-    let kind: String = row.try_get("notice_kind")?;
+    let kind: Option<String> = row.try_get("notice_kind")?;
     Ok(Delivery {
         id: row.try_get("id")?,
+        topic: row.try_get("topic")?,
         notice_id: row.try_get("notice_id")?,
+        device_id: row.try_get("device_id")?,
         window_id: row.try_get("window_id")?,
-        notice_kind: NoticeKind::parse(&kind).ok_or_else(|| corrupt("notice kind", &kind))?,
+        notice_kind: kind
+            .map(|k| NoticeKind::parse(&k).ok_or_else(|| corrupt("notice kind", &k)))
+            .transpose()?,
         idempotency_key: row.try_get("idempotency_key")?,
         channel: Channel::parse(&channel).ok_or_else(|| corrupt("channel", &channel))?,
         recipient: row.try_get("recipient")?,
@@ -242,7 +246,7 @@ fn delivery_from_row(row: &DbRow) -> StoreResult<Delivery> {
 
 async fn load_delivery(conn: &mut Conn, id: i64) -> StoreResult<Delivery> {
     let row = sqlx::query(&format!(
-        "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN notices n ON n.id = d.notice_id WHERE d.id = $1"
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries d LEFT JOIN notices n ON n.id = d.notice_id WHERE d.id = $1"
     ))
     .bind(id)
     .fetch_optional(&mut *conn)
@@ -686,7 +690,7 @@ impl NoticeStore for SqlStore {
         let mut out = Vec::with_capacity(ids.len());
         if !ids.is_empty() {
             let mut q = QueryBuilder::<Db>::new(format!(
-                "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN notices n ON n.id = d.notice_id WHERE d.id IN ("
+                "SELECT {DELIVERY_COLUMNS} FROM deliveries d LEFT JOIN notices n ON n.id = d.notice_id WHERE d.id IN ("
             ));
             let mut list = q.separated(", ");
             for id in &ids {
@@ -758,7 +762,7 @@ impl NoticeStore for SqlStore {
 
     async fn list_deliveries(&self, filter: &DeliveryFilter) -> StoreResult<Vec<Delivery>> {
         let mut q = QueryBuilder::<Db>::new(format!(
-            "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN notices n ON n.id = d.notice_id WHERE 1 = 1"
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries d LEFT JOIN notices n ON n.id = d.notice_id WHERE 1 = 1"
         ));
         if let Some(state) = filter.state {
             q.push(" AND d.state = ").push_bind(state.as_str());

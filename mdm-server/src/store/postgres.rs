@@ -29,6 +29,10 @@ mod policies_sql;
 #[path = "commands_sql.rs"]
 mod commands_sql;
 
+#[allow(clippy::duplicate_mod)]
+#[path = "compliance_sql.rs"]
+mod compliance_sql;
+
 pub use shared::SqlStore as PgStore;
 
 impl PgStore {

@@ -1404,6 +1404,15 @@ impl EnrollmentStore for SqlStore {
         Ok(revoked)
     }
 
+    async fn live_identity_devices(&self, now: DateTime<Utc>) -> StoreResult<Vec<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT device_id FROM device_identities WHERE revoked_at IS NULL AND not_after > $1",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     async fn revoked_identities(
         &self,
         now: DateTime<Utc>,

@@ -33,6 +33,10 @@ mod policies_sql;
 #[path = "commands_sql.rs"]
 mod commands_sql;
 
+#[allow(clippy::duplicate_mod)]
+#[path = "compliance_sql.rs"]
+mod compliance_sql;
+
 pub use shared::SqlStore as SqliteStore;
 
 impl SqliteStore {
