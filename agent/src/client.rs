@@ -75,9 +75,20 @@ async fn pinned_chain(invite: &EnrollmentInvite) -> anyhow::Result<String> {
     Ok(chain)
 }
 
+/// How a phone's connections to the server live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Connections {
+    /// Kept open between requests (90 s idle): a phone that talks to the server often.
+    KeepAlive,
+    /// Opened for each request (a new TLS handshake each time): what a phone checking in every
+    /// quarter of an hour does, since no connection stays open that long.
+    PerRequest,
+}
+
 fn client_trusting(
     chain_pem: &str,
     identity: Option<reqwest::Identity>,
+    connections: Connections,
 ) -> anyhow::Result<reqwest::Client> {
     let root = last_certificate(chain_pem)
         .ok_or_else(|| anyhow!("no CA certificate in the state directory"))?;
@@ -87,6 +98,9 @@ fn client_trusting(
         .add_root_certificate(reqwest::Certificate::from_der(&root)?)
         .timeout(TIMEOUT)
         .pool_idle_timeout(Duration::from_secs(90));
+    if connections == Connections::PerRequest {
+        builder = builder.pool_max_idle_per_host(0);
+    }
     if let Some(identity) = identity {
         builder = builder.identity(identity);
     }
@@ -113,10 +127,24 @@ pub struct DeviceClient {
 impl DeviceClient {
     /// `identity_pem` is the private key followed by the certificate chain.
     pub fn new(server_url: &str, identity_pem: &str, ca_chain_pem: &str) -> anyhow::Result<Self> {
+        Self::with_connections(
+            server_url,
+            identity_pem,
+            ca_chain_pem,
+            Connections::KeepAlive,
+        )
+    }
+
+    pub fn with_connections(
+        server_url: &str,
+        identity_pem: &str,
+        ca_chain_pem: &str,
+        connections: Connections,
+    ) -> anyhow::Result<Self> {
         let identity = reqwest::Identity::from_pem(identity_pem.as_bytes())?;
         Ok(DeviceClient {
             server_url: server_url.trim_end_matches('/').to_string(),
-            http: client_trusting(ca_chain_pem, Some(identity))?,
+            http: client_trusting(ca_chain_pem, Some(identity), connections)?,
         })
     }
 
@@ -187,7 +215,7 @@ pub async fn enroll_with(
     facts: &DeviceFacts,
 ) -> anyhow::Result<(EnrollResponse, String)> {
     let chain = pinned_chain(invite).await?;
-    let http = client_trusting(&chain, None)?;
+    let http = client_trusting(&chain, None, Connections::PerRequest)?;
     let (key, csr) = new_key_and_csr(&facts.serial)?;
     let response = http
         .post(format!("{}/agent/v1/enroll", invite.url))

@@ -4,7 +4,7 @@
 use futures::stream::{self, StreamExt};
 use std::time::{Duration, Instant};
 
-use crate::client::{enroll_with, report, DeviceClient};
+use crate::client::{enroll_with, report, Connections, DeviceClient};
 use crate::phone::PhoneState;
 use crate::protocol::{CommandResult, DeviceCommand, DeviceFacts, InstalledApp, PinState};
 use crate::AGENT_VERSION;
@@ -134,12 +134,27 @@ pub async fn enroll_all(
     concurrency: usize,
     progress: &(dyn Fn() + Sync),
 ) -> anyhow::Result<Vec<EnrolledPhone>> {
+    enroll_all_with(phones, concurrency, Connections::KeepAlive, progress).await
+}
+
+/// Like [`enroll_all`], with the phones' connections living as `connections` says.
+pub async fn enroll_all_with(
+    phones: Vec<SwarmPhone>,
+    concurrency: usize,
+    connections: Connections,
+    progress: &(dyn Fn() + Sync),
+) -> anyhow::Result<Vec<EnrolledPhone>> {
     let results: Vec<anyhow::Result<EnrolledPhone>> = stream::iter(phones)
         .map(|phone| async move {
             let invite = EnrollmentInvite::decode(&phone.token)?;
             let (answer, key_pem) = enroll_with(&invite, &phone.facts).await?;
             let identity = format!("{key_pem}{}", answer.certificate_pem);
-            let client = DeviceClient::new(&invite.url, &identity, &answer.ca_chain_pem)?;
+            let client = DeviceClient::with_connections(
+                &invite.url,
+                &identity,
+                &answer.ca_chain_pem,
+                connections,
+            )?;
             progress();
             Ok(EnrolledPhone {
                 client,

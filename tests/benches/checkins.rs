@@ -13,15 +13,13 @@
 use std::io::BufRead;
 use std::time::Instant;
 
-use agent::swarm::{enroll_all, rounds_of, simulated_facts, Request, SwarmPhone};
-use enrollment::{DeviceCa, EnrollmentInvite};
-use mdm_server::auth::hash_token;
+use agent::swarm::{enroll_all, rounds_of, Request};
+use enrollment::DeviceCa;
 use mdm_server::clock::Clock;
 use mdm_server::config::Config;
 use mdm_server::domain::audit::AuditEvent;
 use mdm_server::domain::device::Platform;
 use mdm_server::server::{self, StartOptions};
-use mdm_server::store::NewEnrollmentToken;
 
 // The same allocator as the `mdm-server` binary, so the server process measures as it runs.
 #[global_allocator]
@@ -160,25 +158,14 @@ async fn run(backend: &str, count: u32) {
         .expect("model");
     let registered = mdm_tests::import_iphones(store.as_ref(), model.id, "SW", 0, count).await;
     let url = format!("https://127.0.0.1:{device_port}");
-    let mut phones = Vec::new();
-    for device in registered {
-        let invite = EnrollmentInvite::new(&url, &ca.root_fingerprint());
-        let token = NewEnrollmentToken {
-            token_hash: hash_token(&invite.secret),
-            device_id: Some(device.id),
-            provider_id: None,
-            created_by: None,
-            expires_at: now + chrono::Duration::days(1),
-        };
-        store
-            .create_enrollment_token(&token, now, event("enrollment_token.create"))
-            .await
-            .expect("token");
-        phones.push(SwarmPhone {
-            token: invite.encode(),
-            facts: simulated_facts(&device.serial, &device.imei, "ios", "iPhone 16"),
-        });
-    }
+    let phones = mdm_tests::swarm_phones(
+        store.as_ref(),
+        &url,
+        &ca.root_fingerprint(),
+        registered,
+        now,
+    )
+    .await;
     let setup = setup.elapsed();
 
     let mut child = std::process::Command::new(std::env::current_exe().expect("exe"))

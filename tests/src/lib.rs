@@ -319,6 +319,21 @@ impl TestApp {
         (login, token)
     }
 
+    /// An API token of a new operator admin: it outlives the 8-hour session while tests move
+    /// the clock on by days.
+    pub async fn admin_api_token(&self) -> String {
+        let (_, session) = self.bootstrap_admin().await;
+        let token = self
+            .post(
+                "/api/v1/me/tokens",
+                &session,
+                json!({ "name": "tests", "expires_in_days": 365 }),
+            )
+            .await;
+        token.expect(StatusCode::CREATED);
+        token.body["token"].as_str().expect("token").to_string()
+    }
+
     /// Creates a provider through the API and returns its id.
     pub async fn create_provider(&self, token: &str, name: &str, org_number: &str) -> i64 {
         let r = self
@@ -523,28 +538,22 @@ pub async fn import_placed_iphones(
     devices
 }
 
-/// `count` iPhones of `model_id` placed with `provider_id`, each with an enrollment token made
-/// through the store and enrolled as a simulated phone on the app's device listener.
-pub async fn enrolled_swarm(
-    app: &TestApp,
-    model_id: i64,
-    provider_id: i64,
-    prefix: &str,
-    count: u32,
-) -> Vec<agent::swarm::EnrolledPhone> {
+/// An enrollment token (valid a day) for each of `devices`, made straight through the store,
+/// as simulated iPhones that present the devices' identifiers to `device_url`.
+pub async fn swarm_phones(
+    store: &dyn mdm_server::store::Store,
+    device_url: &str,
+    root_fingerprint: &str,
+    devices: Vec<mdm_server::store::Device>,
+    now: chrono::DateTime<Utc>,
+) -> Vec<agent::swarm::SwarmPhone> {
     use mdm_server::auth::hash_token;
     use mdm_server::domain::audit::AuditEvent;
     use mdm_server::store::NewEnrollmentToken;
 
-    let state = &app.server.state;
-    let store = state.store.as_ref();
-    let devices =
-        import_placed_iphones(store, model_id, prefix, 500_000, count, Some(provider_id)).await;
-    let now = app.clock.now();
     let mut phones = Vec::with_capacity(devices.len());
     for device in devices {
-        let invite =
-            enrollment::EnrollmentInvite::new(&app.device_url(), &state.ca.root_fingerprint());
+        let invite = enrollment::EnrollmentInvite::new(device_url, root_fingerprint);
         let token = NewEnrollmentToken {
             token_hash: hash_token(&invite.secret),
             device_id: Some(device.id),
@@ -565,7 +574,32 @@ pub async fn enrolled_swarm(
             facts: agent::swarm::simulated_facts(&device.serial, &device.imei, "ios", "iPhone 16"),
         });
     }
-    agent::swarm::enroll_all(phones, 16, &|| {})
+    phones
+}
+
+/// `count` iPhones of `model_id` placed with `provider_id`, each with an enrollment token made
+/// through the store and enrolled as a simulated phone on the app's device listener.
+pub async fn enrolled_swarm(
+    app: &TestApp,
+    model_id: i64,
+    provider_id: i64,
+    prefix: &str,
+    count: u32,
+    connections: agent::client::Connections,
+) -> Vec<agent::swarm::EnrolledPhone> {
+    let state = &app.server.state;
+    let store = state.store.as_ref();
+    let devices =
+        import_placed_iphones(store, model_id, prefix, 500_000, count, Some(provider_id)).await;
+    let phones = swarm_phones(
+        store,
+        &app.device_url(),
+        &state.ca.root_fingerprint(),
+        devices,
+        app.clock.now(),
+    )
+    .await;
+    agent::swarm::enroll_all_with(phones, 16, connections, &|| {})
         .await
         .expect("enroll the swarm")
 }
@@ -611,6 +645,19 @@ pub async fn store_api_token(app: &TestApp, role: mdm_server::domain::role::Role
         .await
         .expect("token");
     token
+}
+
+/// Writes the description file of an iPhone (iOS 18.1) with a numeric PIN of `pin` digits, for
+/// a real agent to play.
+pub fn write_iphone_description(path: &std::path::Path, serial: &str, imei: &str, pin: u8) {
+    std::fs::write(
+        path,
+        format!(
+            "serial = \"{serial}\"\nimei = \"{imei}\"\nplatform = \"ios\"\nmodel = \"iPhone 16\"\n\
+             os_version = \"18.1\"\n\n[pin]\nset = true\nlength = {pin}\nnumeric = true\n"
+        ),
+    )
+    .expect("write the device description");
 }
 
 /// The first credentials of a new account.

@@ -35,16 +35,7 @@ struct Kit {
 async fn kit(backend: Backend) -> Kit {
     let clock = Clock::fixed("2026-11-23T09:00:00Z".parse().expect("time"));
     let app = TestApp::spawn_configured(backend, "", clock).await;
-    let (_, session) = app.bootstrap_admin().await;
-    let token = app
-        .post(
-            "/api/v1/me/tokens",
-            &session,
-            json!({ "name": "tests", "expires_in_days": 365 }),
-        )
-        .await;
-    token.expect(StatusCode::CREATED);
-    let admin = token.body["token"].as_str().expect("token").to_string();
+    let admin = app.admin_api_token().await;
     let provider_a = app
         .create_provider(&admin, "Hemtjänst Norr AB", ORG_A)
         .await;
@@ -101,15 +92,7 @@ async fn enrolled_phone(kit: &Kit, serial: &str, n: u32, provider: i64) -> Phone
         .register_device(&kit.admin, serial, &imei(n), Some(provider))
         .await;
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("phone.toml"),
-        format!(
-            "serial = \"{serial}\"\nimei = \"{}\"\nplatform = \"ios\"\nmodel = \"iPhone 16\"\n\
-             os_version = \"18.1\"\n\n[pin]\nset = true\nlength = 6\nnumeric = true\n",
-            imei(n)
-        ),
-    )
-    .expect("write description");
+    mdm_tests::write_iphone_description(&dir.path().join("phone.toml"), serial, &imei(n), 6);
     let state = StateDir::open(&dir.path().join("state")).expect("state");
     let phone = Phone { id, dir, state };
     enroll_again(kit, &phone).await;
@@ -291,7 +274,15 @@ async fn a_command_to_every_phone_of_a_provider_reaches_a_thousand_swarm_phones_
     backend: Backend,
 ) {
     let kit = kit(backend).await;
-    let swarm = mdm_tests::enrolled_swarm(&kit.app, kit.model, kit.provider_a, "SWARM", 1000).await;
+    let swarm = mdm_tests::enrolled_swarm(
+        &kit.app,
+        kit.model,
+        kit.provider_a,
+        "SWARM",
+        1000,
+        agent::client::Connections::KeepAlive,
+    )
+    .await;
     assert_eq!(swarm.len(), 1000);
     // Not part of it: a phone of provider A that never enrolled, and provider B's phone.
     kit.app

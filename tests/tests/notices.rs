@@ -61,17 +61,7 @@ async fn kit_on(backend: Backend, clock: Clock, extra: &str) -> Kit {
         gateway.config()
     );
     let app = TestApp::spawn_configured(backend, &config, clock).await;
-    let (_, session) = app.bootstrap_admin().await;
-    // An API token outlives the 8-hour session while tests move the clock on by days.
-    let token = app
-        .post(
-            "/api/v1/me/tokens",
-            &session,
-            json!({ "name": "tests", "expires_in_days": 365 }),
-        )
-        .await;
-    token.expect(StatusCode::CREATED);
-    let admin = token.body["token"].as_str().expect("token").to_string();
+    let admin = app.admin_api_token().await;
     let provider_a = provider(&app, &admin, "Hemtjänst Norr AB", ORG_A, &["anna", "bo"]).await;
     let provider_b = provider(&app, &admin, "Omsorg Syd AB", ORG_B, &["cecilia"]).await;
     Kit {

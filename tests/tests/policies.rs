@@ -270,17 +270,8 @@ async fn a_phone_with_a_three_digit_pin_is_non_compliant_until_it_reports_four_d
     // The phone as its description file says: an iPhone with a three-digit PIN.
     let dir = tempfile::tempdir().expect("tempdir");
     let description = dir.path().join("phone.toml");
-    let write = |pin: u8| {
-        std::fs::write(
-            &description,
-            format!(
-                "serial = \"PHONEA01\"\nimei = \"{}\"\nplatform = \"ios\"\nmodel = \"iPhone 16\"\n\
-                 os_version = \"18.1\"\n\n[pin]\nset = true\nlength = {pin}\nnumeric = true\n",
-                imei(1)
-            ),
-        )
-        .expect("write description")
-    };
+    let write =
+        |pin: u8| mdm_tests::write_iphone_description(&description, "PHONEA01", &imei(1), pin);
     write(3);
     let token = app
         .post(
@@ -664,17 +655,7 @@ async fn compliance_is_recorded_at_check_in_with_history_and_a_phone_non_complia
     );
     let clock = Clock::fixed("2026-11-23T09:00:00Z".parse().expect("time"));
     let app = TestApp::spawn_configured(backend, &config, clock).await;
-    let (_, session) = app.bootstrap_admin().await;
-    // An API token outlives the 8-hour session while the clock moves on by days.
-    let token = app
-        .post(
-            "/api/v1/me/tokens",
-            &session,
-            json!({ "name": "tests", "expires_in_days": 365 }),
-        )
-        .await;
-    token.expect(StatusCode::CREATED);
-    let admin = token.body["token"].as_str().expect("token").to_string();
+    let admin = app.admin_api_token().await;
     let provider = app
         .post(
             "/api/v1/providers",
@@ -693,17 +674,8 @@ async fn compliance_is_recorded_at_check_in_with_history_and_a_phone_non_complia
 
     let dir = tempfile::tempdir().expect("tempdir");
     let description = dir.path().join("phone.toml");
-    let write = |pin: u8| {
-        std::fs::write(
-            &description,
-            format!(
-                "serial = \"PHONEA01\"\nimei = \"{}\"\nplatform = \"ios\"\nmodel = \"iPhone 16\"\n\
-                 os_version = \"18.1\"\n\n[pin]\nset = true\nlength = {pin}\nnumeric = true\n",
-                imei(1)
-            ),
-        )
-        .expect("write description")
-    };
+    let write =
+        |pin: u8| mdm_tests::write_iphone_description(&description, "PHONEA01", &imei(1), pin);
     let facts = || {
         DeviceDescription::load(&description)
             .expect("description")

@@ -314,13 +314,22 @@ async fn list_device_commands(
         device_id: Some(device.id),
         ..q.filter()?
     };
+    listed(&state, &caller, &filter).await
+}
+
+/// The commands `filter` picks, within the caller's scope.
+async fn listed(
+    state: &AppState,
+    caller: &Caller,
+    filter: &CommandFilter,
+) -> Result<Json<Vec<CommandView>>, ApiError> {
     let rows = state
         .store
-        .list_commands(caller.actor.scope(), &filter)
+        .list_commands(caller.actor.scope(), filter)
         .await?;
     Ok(Json(
         rows.into_iter()
-            .map(|c| CommandView::new(&state, c))
+            .map(|c| CommandView::new(state, c))
             .collect(),
     ))
 }
@@ -466,13 +475,5 @@ async fn list_batch_commands(
         batch_id: Some(batch.id),
         ..q.filter()?
     };
-    let rows = state
-        .store
-        .list_commands(caller.actor.scope(), &filter)
-        .await?;
-    Ok(Json(
-        rows.into_iter()
-            .map(|c| CommandView::new(&state, c))
-            .collect(),
-    ))
+    listed(&state, &caller, &filter).await
 }

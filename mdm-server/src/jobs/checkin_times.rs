@@ -48,17 +48,11 @@ impl CheckinTimes {
     }
 
     /// Flushes every [`FLUSH_EVERY`] until `stop` says so, then once more.
-    pub async fn run(self, store: Arc<dyn Store>, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let mut tick = tokio::time::interval(FLUSH_EVERY);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = stop.wait_for(|s| *s) => break,
-            }
-            if let Err(e) = self.flush(store.as_ref()).await {
-                tracing::warn!(error = %e, "could not write check-in times; will retry");
-            }
-        }
+    pub async fn run(self, store: Arc<dyn Store>, stop: tokio::sync::watch::Receiver<bool>) {
+        super::repeat(FLUSH_EVERY, stop, "writing check-in times", || {
+            self.flush(store.as_ref())
+        })
+        .await;
         if let Err(e) = self.flush(store.as_ref()).await {
             tracing::warn!(error = %e, "could not write the last check-in times");
         }

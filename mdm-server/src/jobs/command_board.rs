@@ -62,17 +62,14 @@ impl CommandBoard {
         Ok(())
     }
 
-    pub async fn run(self, store: Arc<dyn Store>, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let mut tick = tokio::time::interval(REFRESH_EVERY);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = stop.wait_for(|s| *s) => break,
-            }
-            if let Err(e) = self.refresh(store.as_ref()).await {
-                tracing::warn!(error = %e, "could not read which phones have commands; will retry");
-            }
-        }
+    pub async fn run(self, store: Arc<dyn Store>, stop: tokio::sync::watch::Receiver<bool>) {
+        super::repeat(
+            REFRESH_EVERY,
+            stop,
+            "reading which phones have commands",
+            || self.refresh(store.as_ref()),
+        )
+        .await;
     }
 }
 

@@ -7,6 +7,7 @@ use chrono::{DateTime, Duration, Utc};
 use std::sync::Arc;
 use tokio::sync::watch;
 
+use super::{repeat, ClockGate};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain::audit::AuditEvent;
@@ -29,13 +30,13 @@ pub struct ComplianceWatch {
     config: Arc<Config>,
     clock: Clock,
     operator_id: i64,
-    looked_at: Option<DateTime<Utc>>,
+    gate: ClockGate,
 }
 
 impl std::fmt::Debug for ComplianceWatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ComplianceWatch")
-            .field("looked_at", &self.looked_at)
+            .field("gate", &self.gate)
             .finish_non_exhaustive()
     }
 }
@@ -47,30 +48,20 @@ impl ComplianceWatch {
             config: state.config.clone(),
             clock: state.clock.clone(),
             operator_id: state.operator_id,
-            looked_at: None,
+            gate: ClockGate::new(LOOK_EVERY),
         }
     }
 
-    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = stop.wait_for(|s| *s) => break,
-            }
+    pub async fn run(self, stop: watch::Receiver<bool>) {
+        repeat(TICK, stop, "compliance alerts", || async {
             let now = self.clock.now();
-            if self
-                .looked_at
-                .is_some_and(|t| now - t < LOOK_EVERY && now >= t)
-            {
-                continue;
+            if self.gate.due(now) {
+                self.look(now).await?;
+                self.gate.done(now);
             }
-            match self.look(now).await {
-                Ok(()) => self.looked_at = Some(now),
-                Err(e) => tracing::warn!(error = %e, "compliance alerts failed; will retry"),
-            }
-        }
+            Ok(())
+        })
+        .await;
     }
 
     /// Alerts the providers of every phone non-compliant for longer than the grace period.

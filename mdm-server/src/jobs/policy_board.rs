@@ -103,16 +103,10 @@ impl PolicyBoard {
     }
 
     /// Reads the layers again every [`REFRESH_EVERY`] until `stop` says so.
-    pub async fn run(self, store: Arc<dyn Store>, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let mut tick = tokio::time::interval(REFRESH_EVERY);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = stop.wait_for(|s| *s) => break,
-            }
-            if let Err(e) = self.refresh(store.as_ref()).await {
-                tracing::warn!(error = %e, "could not read the policy layers; will retry");
-            }
-        }
+    pub async fn run(self, store: Arc<dyn Store>, stop: tokio::sync::watch::Receiver<bool>) {
+        super::repeat(REFRESH_EVERY, stop, "reading the policy layers", || {
+            self.refresh(store.as_ref())
+        })
+        .await;
     }
 }
