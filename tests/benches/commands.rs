@@ -5,7 +5,7 @@
 //!    a scratch table with one plain `INSERT … SELECT` (no indexes, no API), the floor any
 //!    fan-out stands on. Ratio = fan-out / floor. The target is under 2 s on SQLite.
 //! 2. 10,000 simulated phones (real TLS, each its own key, a new connection per check-in as
-//!    phones on a 15-minute interval make) enrolled with one provider: a policy
+//!    phones on a 15-minute interval make, shared with the answers to its commands) enrolled with one provider: a policy
 //!    change reaches all of them and a command to all of them is carried out and answered.
 //!    Baseline: one round of check-ins of the same phones with nothing to deliver. Ratios =
 //!    time until all have the policy / the command answered, over that round.
@@ -94,15 +94,16 @@ async fn queue_to_many(app: &TestApp, admin: &str, model: i64, count: u32) {
 async fn deliver_to_swarm(app: &TestApp, admin: &str, model: i64, count: u32) {
     let provider = provider(app, admin, "Omsorg Svärm AB", ORG_B).await;
     let enrolling = Instant::now();
-    // Each check-in on a connection of its own, as phones that check in every quarter of an
-    // hour do (and 10,000 open connections would not fit this process's descriptor limit).
+    // Each check-in on a connection of its own (shared only with the answers to its commands),
+    // as phones that check in every quarter of an hour do; 10,000 open connections would not
+    // fit this process's descriptor limit either.
     let swarm = mdm_tests::enrolled_swarm(
         app,
         model,
         provider,
         "SWM",
         count,
-        agent::client::Connections::PerRequest,
+        agent::client::Connections::Brief,
     )
     .await;
     let enrolling = enrolling.elapsed();

@@ -20,6 +20,7 @@ pub mod notice_text;
 pub mod organisation;
 pub mod outbox;
 pub mod role;
+pub mod working_days;
 
 pub use error::DomainError;
 

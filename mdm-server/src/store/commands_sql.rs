@@ -16,7 +16,7 @@ use crate::store::commands::{
 };
 use crate::store::{StoreError, StoreResult};
 
-type Tx = sqlx::Transaction<'static, Db>;
+use super::shared::Tx;
 type DbRow = <Db as sqlx::Database>::Row;
 
 const COLUMNS: &str = "c.id, c.device_id, d.provider_id, c.batch_id, c.kind, c.payload, \

@@ -11,7 +11,7 @@ use crate::domain::maintenance::{Channel, NoticeKind, NoticePolicy, WindowKind};
 use crate::store::notices::*;
 use crate::store::{StoreError, StoreResult};
 
-type Tx = sqlx::Transaction<'static, Db>;
+use super::shared::Tx;
 type DbRow = <Db as sqlx::Database>::Row;
 type Conn = <Db as sqlx::Database>::Connection;
 

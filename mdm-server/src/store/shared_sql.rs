@@ -17,7 +17,7 @@ use crate::domain::organisation::{ContractPeriod, OrgKind};
 use crate::domain::role::{Role, Scope};
 use crate::store::*;
 
-type Tx = sqlx::Transaction<'static, Db>;
+pub(super) type Tx = WriteTx;
 type DbRow = <Db as sqlx::Database>::Row;
 
 /// Rows per multi-row INSERT in an import: well under both backends' parameter limits.
@@ -27,14 +27,58 @@ const MAX_SESSION_BATCH: usize = 128;
 /// Check-in times written by one statement (two parameters each).
 const MAX_TOUCH_BATCH: usize = 512;
 
+/// How long a writer waits for its turn before giving up, like SQLite's busy timeout.
+const WRITE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 #[derive(Debug, Clone)]
 pub struct SqlStore {
     pub(super) pool: Pool<Db>,
+    /// SQLite has one writer at a time. Writers queue here, in this process, instead of in
+    /// SQLite's busy handler, which retries by sleeping (up to 100 ms a try) and under many
+    /// concurrent writers spends most of its time asleep. PostgreSQL has none: its writers run
+    /// side by side.
+    write_gate: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
+}
+
+/// A write transaction, holding this process's write turn (SQLite) until it ends. It derefs to
+/// the connection, so statements run on it as on a transaction.
+pub struct WriteTx {
+    tx: sqlx::Transaction<'static, Db>,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl std::fmt::Debug for WriteTx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteTx").finish_non_exhaustive()
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = <Db as sqlx::Database>::Connection;
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
+}
+
+impl WriteTx {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
 }
 
 impl SqlStore {
     pub(super) fn new(pool: Pool<Db>) -> Self {
-        SqlStore { pool }
+        SqlStore {
+            pool,
+            write_gate: (BACKEND == "sqlite")
+                .then(|| std::sync::Arc::new(tokio::sync::Mutex::new(()))),
+        }
     }
 
     pub fn pool(&self) -> &Pool<Db> {
@@ -42,7 +86,22 @@ impl SqlStore {
     }
 
     pub(super) async fn write(&self) -> StoreResult<Tx> {
-        Ok(self.pool.begin_with(BEGIN_WRITE).await?)
+        let turn = match &self.write_gate {
+            Some(gate) => Some(
+                tokio::time::timeout(WRITE_WAIT, gate.clone().lock_owned())
+                    .await
+                    .map_err(|_| {
+                        StoreError::Database(sqlx::Error::Protocol(
+                            "waited too long for the database's write turn".into(),
+                        ))
+                    })?,
+            ),
+            None => None,
+        };
+        Ok(WriteTx {
+            tx: self.pool.begin_with(BEGIN_WRITE).await?,
+            _turn: turn,
+        })
     }
 }
 
