@@ -13,6 +13,7 @@ pub mod contact;
 pub mod device;
 pub mod error;
 pub mod facts;
+pub mod lost_case;
 pub mod luhn;
 pub mod maintenance;
 pub mod model;
@@ -20,6 +21,8 @@ pub mod notice_text;
 pub mod organisation;
 pub mod outbox;
 pub mod role;
+pub mod warranty;
+pub mod wipe_gate;
 pub mod working_days;
 
 pub use error::DomainError;
