@@ -205,7 +205,10 @@ async fn lock_install_and_wipe_each_go_from_queued_to_sent_to_acknowledged_and_t
     .await;
     assert_eq!(install["payload"]["identifier"], "se.phoniro.ios");
     phone.check_in().await;
-    assert_eq!(command(&kit, &install["id"]).await["state"], "acknowledged");
+    let installed = command(&kit, &install["id"]).await;
+    assert_eq!(installed["state"], "acknowledged");
+    assert_eq!(installed["attempts"], 1, "sent once");
+    assert!(installed["sent_at"].is_string());
     phone.check_in().await;
     let device = kit
         .app
@@ -220,7 +223,10 @@ async fn lock_install_and_wipe_each_go_from_queued_to_sent_to_acknowledged_and_t
     let restart = send(&kit, phone.id, json!({ "kind": "restart" })).await;
     let old_identity = phone.client();
     phone.check_in().await;
-    assert_eq!(command(&kit, &wipe["id"]).await["state"], "acknowledged");
+    let wiped = command(&kit, &wipe["id"]).await;
+    assert_eq!(wiped["state"], "acknowledged");
+    assert_eq!(wiped["attempts"], 1, "sent once");
+    assert!(wiped["sent_at"].is_string());
     let purged = command(&kit, &restart["id"]).await;
     assert_eq!(purged["state"], "cancelled");
     assert_eq!(purged["result"], "purged: the phone was wiped");
