@@ -473,8 +473,19 @@ async fn checkin(
         });
     // Compliance can only change with new facts or a new policy; most check-ins bring neither.
     if facts_changed || policy.is_some() {
-        if let Err(e) = super::policies::record_compliance(&state, device.device_id).await {
-            tracing::warn!(device = device.device_id, error = ?e, "compliance not recorded");
+        let reasons = state.policy_board.assess_checkin(
+            device,
+            &req.facts,
+            state.clock.today(state.config.time_zone),
+            state.config.supported_generations_back,
+        );
+        let assessment = crate::domain::compliance::Assessment::of(&reasons);
+        if let Err(e) = state
+            .store
+            .record_compliance(device.device_id, &assessment, now)
+            .await
+        {
+            tracing::warn!(device = device.device_id, error = %e, "compliance not recorded");
         }
     }
     let commands = next_commands(&state, device.device_id, now).await?;

@@ -116,6 +116,8 @@ async fn create_model(
             event,
         )
         .await?;
+    // Check-ins judge compliance (supported models) from the policy board.
+    super::policies::refresh_board(&state).await;
     let (_, supported) = catalogue(&state).await?;
     Ok((StatusCode::CREATED, Json(view(model, &supported))))
 }
@@ -154,6 +156,7 @@ async fn update_model(
         .store
         .set_model_recommended(id, recommended_since, state.clock.now(), event)
         .await?;
+    super::policies::refresh_board(&state).await;
     let (_, supported) = catalogue(&state).await?;
     Ok(Json(view(model, &supported)))
 }

@@ -252,7 +252,7 @@ async fn clear_device_policy(
 
 /// Phones checking in at this node get a change at once; other nodes read it within
 /// `policy_board::REFRESH_EVERY`.
-async fn refresh_board(state: &AppState) {
+pub async fn refresh_board(state: &AppState) {
     if let Err(e) = state.policy_board.refresh(state.store.as_ref()).await {
         tracing::warn!(error = %e, "could not refresh the policy board");
     }
@@ -527,23 +527,6 @@ pub async fn assess(
         certificate_valid,
     };
     Ok(Some(evaluate(&policy, &apps, context, &facts)))
-}
-
-/// Evaluates a phone's compliance and records it (with a history entry when it changed); done
-/// at check-ins that bring new facts or a new policy.
-pub async fn record_compliance(state: &AppState, device_id: i64) -> Result<(), ApiError> {
-    use crate::domain::compliance::Assessment;
-    let device = state
-        .store
-        .device(crate::domain::role::Scope::Everything, device_id)
-        .await?;
-    if let Some(reasons) = assess(state, &device).await? {
-        state
-            .store
-            .record_compliance(device_id, &Assessment::of(&reasons), state.clock.now())
-            .await?;
-    }
-    Ok(())
 }
 
 /// Whether a phone follows its effective policy, from what it last reported, with every

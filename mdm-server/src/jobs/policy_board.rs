@@ -10,7 +10,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use crate::domain::compliance::{evaluate, DeviceContext, Reason};
 use crate::domain::device::Platform;
+use crate::domain::model::{supported_models, ModelGeneration};
 use crate::store::policies::PolicyLayers;
 use crate::store::{Store, StoreResult};
 
@@ -30,6 +32,8 @@ struct Snapshot {
     generation: u64,
     layers: PolicyLayers,
     apps: Vec<CatalogueApp>,
+    /// The model catalogue, for which models are still supported.
+    models: Vec<ModelGeneration>,
 }
 
 type Key = (Platform, Option<i64>, Option<i64>);
@@ -54,6 +58,16 @@ impl PolicyBoard {
             generation: *generation,
             layers: PolicyLayers::from_rows(store.all_policy_layers().await?),
             apps: store.list_apps().await?,
+            models: store
+                .list_models()
+                .await?
+                .iter()
+                .map(|m| ModelGeneration {
+                    id: m.id,
+                    platform: m.platform,
+                    recommended_since: m.recommended_since,
+                })
+                .collect(),
         };
         let fresh = snapshot.generation;
         *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(snapshot);
@@ -62,6 +76,35 @@ impl PolicyBoard {
     }
 
     /// The document for a phone.
+    /// Every reason a phone checking in breaks its effective policy, worked out from what this
+    /// node holds in memory (layers, catalogue, models) so that a check-in reads nothing more.
+    /// The phone presents a live certificate, or it would not have got this far.
+    pub fn assess_checkin(
+        &self,
+        device: &crate::store::DeviceSession,
+        facts: &agent::protocol::DeviceFacts,
+        today: chrono::NaiveDate,
+        generations_back: usize,
+    ) -> Vec<Reason> {
+        let snapshot = self
+            .snapshot
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let policy = effective(
+            &snapshot
+                .layers
+                .for_device(device.provider_id, device.device_id),
+        );
+        let context = DeviceContext {
+            platform: device.platform,
+            model_supported: supported_models(&snapshot.models, today, generations_back)
+                .contains(&device.model_id),
+            certificate_valid: true,
+        };
+        evaluate(&policy, &snapshot.apps, context, facts)
+    }
+
     pub fn document(
         &self,
         platform: Platform,

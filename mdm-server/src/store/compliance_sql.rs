@@ -37,6 +37,15 @@ impl ComplianceStore for SqlStore {
         a: &Assessment,
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
+        // Most assessments change nothing: those are answered by a read, without a write.
+        let stored: Option<(String, String)> =
+            sqlx::query_as("SELECT status, reasons FROM device_compliance WHERE device_id = $1")
+                .bind(device_id)
+                .fetch_optional(self.pool())
+                .await?;
+        if change(stored.as_ref().map(|(s, r)| (s.as_str(), r.as_str())), a) == Change::Same {
+            return Ok(false);
+        }
         let mut tx = self.write().await?;
         let previous =
             sqlx::query("SELECT status, reasons FROM device_compliance WHERE device_id = $1")

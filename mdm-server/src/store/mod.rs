@@ -543,6 +543,7 @@ pub struct DeviceSession {
     pub imei: String,
     pub platform: Platform,
     pub provider_id: Option<i64>,
+    pub model_id: i64,
     /// The hash of the facts the device last reported.
     pub facts_hash: Option<String>,
 }

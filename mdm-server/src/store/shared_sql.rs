@@ -1385,7 +1385,7 @@ impl EnrollmentStore for SqlStore {
                 .join(", ");
             let sql = format!(
                 "SELECT i.fingerprint, i.serial, d.id, d.serial, d.imei, d.platform, \
-                 d.provider_id, d.facts_hash \
+                 d.provider_id, d.facts_hash, d.model_id \
                  FROM device_identities i JOIN devices d ON d.id = i.device_id \
                  WHERE i.fingerprint IN ({placeholders}) AND i.revoked_at IS NULL \
                  AND i.not_after > $1"
@@ -1407,6 +1407,7 @@ impl EnrollmentStore for SqlStore {
                             .map_err(|_| corrupt("platform", &platform))?,
                         provider_id: row.try_get(6)?,
                         facts_hash: row.try_get(7)?,
+                        model_id: row.try_get(8)?,
                     },
                 );
             }
