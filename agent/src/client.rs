@@ -311,10 +311,9 @@ pub async fn carry_out(
 ) -> anyhow::Result<Carried> {
     let mut log = state.answers()?;
     for command in commands {
-        if log.answers.contains_key(&command.id) {
-            if let Some(a) = log.answers.get_mut(&command.id) {
-                a.reported = false;
-            }
+        if let Some(known) = log.answers.get_mut(&command.id) {
+            // A repeat: answer again from the log.
+            known.reported = false;
             continue;
         }
         let mut phone = state.phone()?;

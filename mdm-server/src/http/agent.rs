@@ -473,12 +473,15 @@ async fn checkin(
         });
     // Compliance can only change with new facts or a new policy; most check-ins bring neither.
     if facts_changed || policy.is_some() {
-        let reasons = state.policy_board.assess_checkin(
-            device,
-            &req.facts,
-            state.clock.today(state.config.time_zone),
-            state.config.supported_generations_back,
-        );
+        let phone = crate::jobs::policy_board::Phone {
+            device_id: device.device_id,
+            platform: device.platform,
+            provider_id: device.provider_id,
+            model_id: device.model_id,
+            // It presented a live certificate, or it would not have got this far.
+            certificate_valid: true,
+        };
+        let reasons = super::policies::judge(&state).reasons(phone, &req.facts);
         let assessment = crate::domain::compliance::Assessment::of(&reasons);
         if let Err(e) = state
             .store

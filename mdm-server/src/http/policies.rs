@@ -429,12 +429,9 @@ async fn compliance_summary(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Vec<ProviderCompliance>>, ApiError> {
-    use crate::domain::compliance::{evaluate, DeviceContext};
     use std::collections::BTreeMap;
     let own = caller.actor.scope().org();
-    let layers = PolicyLayers::from_rows(state.store.all_policy_layers().await?);
-    let apps = state.store.list_apps().await?;
-    let (_, supported) = super::models::catalogue(&state).await?;
+    let judge = judge(&state);
     let certified: std::collections::HashSet<i64> = state
         .store
         .live_identity_devices(state.clock.now())
@@ -458,13 +455,7 @@ async fn compliance_summary(
             entry.unknown += 1;
             return;
         };
-        let context = DeviceContext {
-            platform: device.platform,
-            model_supported: supported.contains(&device.model_id),
-            certificate_valid: certified.contains(&device.id),
-        };
-        let policy = effective(&layers.for_device(Some(provider_id), device.id));
-        let reasons = evaluate(&policy, &apps, context, &facts);
+        let reasons = judge.reasons(phone_of(device, certified.contains(&device.id)), &facts);
         if reasons.is_empty() {
             entry.compliant += 1;
         } else {
@@ -507,13 +498,9 @@ pub async fn assess(
     state: &AppState,
     device: &Device,
 ) -> Result<Option<Vec<crate::domain::compliance::Reason>>, ApiError> {
-    use crate::domain::compliance::{evaluate, DeviceContext};
     let Some(facts) = reported_facts(device) else {
         return Ok(None);
     };
-    let policy = effective_for(state, device).await?;
-    let apps = state.store.list_apps().await?;
-    let (_, supported) = super::models::catalogue(state).await?;
     let now = state.clock.now();
     let certificate_valid = state
         .store
@@ -521,12 +508,27 @@ pub async fn assess(
         .await?
         .iter()
         .any(|i| i.revoked_at.is_none() && i.not_after > now);
-    let context = DeviceContext {
+    Ok(Some(
+        judge(state).reasons(phone_of(device, certificate_valid), &facts),
+    ))
+}
+
+/// A judge of compliance from this node's policy board, for today.
+pub fn judge(state: &AppState) -> crate::jobs::policy_board::Judge {
+    state.policy_board.judge(
+        state.clock.today(state.config.time_zone),
+        state.config.supported_generations_back,
+    )
+}
+
+fn phone_of(device: &Device, certificate_valid: bool) -> crate::jobs::policy_board::Phone {
+    crate::jobs::policy_board::Phone {
+        device_id: device.id,
         platform: device.platform,
-        model_supported: supported.contains(&device.model_id),
+        provider_id: device.provider_id,
+        model_id: device.model_id,
         certificate_valid,
-    };
-    Ok(Some(evaluate(&policy, &apps, context, &facts)))
+    }
 }
 
 /// Whether a phone follows its effective policy, from what it last reported, with every

@@ -11,7 +11,7 @@ use super::{repeat, ClockGate};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain::audit::AuditEvent;
-use crate::domain::maintenance::Channel;
+use crate::domain::maintenance::{Channel, Language};
 use crate::domain::notice_text::compliance_alert;
 use crate::domain::role::Scope;
 use crate::store::compliance::ComplianceRecord;
@@ -70,8 +70,14 @@ impl ComplianceWatch {
         loop {
             let overdue = self.store.overdue_compliance(now - grace, BATCH).await?;
             let done = overdue.len() < BATCH as usize;
+            if overdue.is_empty() {
+                return Ok(());
+            }
+            let language = crate::jobs::notices::policy(self.store.as_ref(), self.operator_id)
+                .await?
+                .language;
             for record in overdue {
-                self.alert(&record, now).await?;
+                self.alert(&record, language, now).await?;
             }
             if done {
                 return Ok(());
@@ -79,7 +85,12 @@ impl ComplianceWatch {
         }
     }
 
-    async fn alert(&self, record: &ComplianceRecord, now: DateTime<Utc>) -> StoreResult<()> {
+    async fn alert(
+        &self,
+        record: &ComplianceRecord,
+        language: Language,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
         let device = self
             .store
             .device(Scope::Everything, record.device_id)
@@ -89,9 +100,6 @@ impl ComplianceWatch {
             .iter()
             .filter_map(|r| r["message"].as_str().map(str::to_string))
             .collect();
-        let language = crate::jobs::notices::policy(self.store.as_ref(), self.operator_id)
-            .await?
-            .language;
         let text = compliance_alert(
             &device.serial,
             record.since,

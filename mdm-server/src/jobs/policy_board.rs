@@ -76,33 +76,20 @@ impl PolicyBoard {
     }
 
     /// The document for a phone.
-    /// Every reason a phone checking in breaks its effective policy, worked out from what this
-    /// node holds in memory (layers, catalogue, models) so that a check-in reads nothing more.
-    /// The phone presents a live certificate, or it would not have got this far.
-    pub fn assess_checkin(
-        &self,
-        device: &crate::store::DeviceSession,
-        facts: &agent::protocol::DeviceFacts,
-        today: chrono::NaiveDate,
-        generations_back: usize,
-    ) -> Vec<Reason> {
+    /// Judges phones' compliance against what this node holds in memory (layers, catalogue,
+    /// models), so that neither a check-in nor a fleet summary reads them again. One judge
+    /// serves many phones.
+    pub fn judge(&self, today: chrono::NaiveDate, generations_back: usize) -> Judge {
         let snapshot = self
             .snapshot
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let policy = effective(
-            &snapshot
-                .layers
-                .for_device(device.provider_id, device.device_id),
-        );
-        let context = DeviceContext {
-            platform: device.platform,
-            model_supported: supported_models(&snapshot.models, today, generations_back)
-                .contains(&device.model_id),
-            certificate_valid: true,
-        };
-        evaluate(&policy, &snapshot.apps, context, facts)
+        let supported = supported_models(&snapshot.models, today, generations_back);
+        Judge {
+            snapshot,
+            supported,
+        }
     }
 
     pub fn document(
@@ -151,5 +138,41 @@ impl PolicyBoard {
             self.refresh(store.as_ref())
         })
         .await;
+    }
+}
+
+/// Compliance judged from one snapshot of the policy board.
+#[derive(Debug)]
+pub struct Judge {
+    snapshot: Arc<Snapshot>,
+    supported: std::collections::HashSet<i64>,
+}
+
+/// The phone being judged.
+#[derive(Debug, Clone, Copy)]
+pub struct Phone {
+    pub device_id: i64,
+    pub platform: Platform,
+    pub provider_id: Option<i64>,
+    pub model_id: i64,
+    /// It holds a certificate that is neither revoked nor expired.
+    pub certificate_valid: bool,
+}
+
+impl Judge {
+    /// Every reason the phone with these facts breaks its effective policy.
+    pub fn reasons(&self, phone: Phone, facts: &agent::protocol::DeviceFacts) -> Vec<Reason> {
+        let policy = effective(
+            &self
+                .snapshot
+                .layers
+                .for_device(phone.provider_id, phone.device_id),
+        );
+        let context = DeviceContext {
+            platform: phone.platform,
+            model_supported: self.supported.contains(&phone.model_id),
+            certificate_valid: phone.certificate_valid,
+        };
+        evaluate(&policy, &self.snapshot.apps, context, facts)
     }
 }
