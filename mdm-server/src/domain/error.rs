@@ -30,3 +30,22 @@ impl DomainError {
         }
     }
 }
+
+/// A rule refused a transition (a lease, a return, a case's next step) because something must
+/// happen first. `kind` is the problem type the API answers with; `detail` tells the person what
+/// must happen first.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{detail}")]
+pub struct Refusal {
+    pub kind: &'static str,
+    pub detail: String,
+}
+
+impl Refusal {
+    pub fn new(kind: &'static str, detail: impl Into<String>) -> Self {
+        Refusal {
+            kind,
+            detail: detail.into(),
+        }
+    }
+}

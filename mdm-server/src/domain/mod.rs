@@ -13,6 +13,7 @@ pub mod contact;
 pub mod device;
 pub mod error;
 pub mod facts;
+pub mod lease;
 pub mod lost_case;
 pub mod luhn;
 pub mod maintenance;
@@ -20,12 +21,14 @@ pub mod model;
 pub mod notice_text;
 pub mod organisation;
 pub mod outbox;
+pub mod phone_request;
 pub mod role;
+pub mod subscription;
 pub mod warranty;
 pub mod wipe_gate;
 pub mod working_days;
 
-pub use error::DomainError;
+pub use error::{DomainError, Refusal};
 
 #[cfg(test)]
 mod boundary {

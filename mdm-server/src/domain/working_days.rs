@@ -237,4 +237,29 @@ mod tests {
         );
         assert_eq!(hours.closing(date("2026-06-19")), None);
     }
+
+    #[test]
+    fn deadlines_across_easter_midsummer_and_christmas_hold_in_2027_2028_and_2029() {
+        let hours = SupportHours::default();
+        let due = |at: &str| deadline(local(at), 3, &hours, Stockholm);
+        // Easter 2027 (Sunday 28 March): in before Maundy Thursday's early closing.
+        assert_eq!(due("2027-03-25T10:00:00"), local("2027-04-01T16:00:00"));
+        // Easter 2028 (Sunday 16 April): Wednesday, Maundy Thursday, then Easter Monday skipped.
+        assert_eq!(due("2028-04-12T15:00:00"), local("2028-04-19T16:00:00"));
+        // Easter 2029 (Sunday 1 April): after Maundy Thursday's 13:00 closing, counting starts on
+        // the Tuesday after Easter Monday.
+        assert_eq!(due("2029-03-29T13:30:00"), local("2029-04-06T16:00:00"));
+        // Midsummer 2027 (Eve Friday 25 June): the Thursday before closes at 13:00 and counts.
+        assert_eq!(due("2027-06-23T10:00:00"), local("2027-06-29T16:00:00"));
+        // Midsummer 2028 (Eve Friday 23 June): after Thursday's early closing.
+        assert_eq!(due("2028-06-22T14:00:00"), local("2028-06-29T16:00:00"));
+        // Midsummer 2029 (Eve Friday 22 June): due on the Thursday before, at its early closing.
+        assert_eq!(due("2029-06-18T09:00:00"), local("2029-06-21T13:00:00"));
+        // Christmas 2027 (Eve on a Friday).
+        assert_eq!(due("2027-12-22T12:00:00"), local("2027-12-28T16:00:00"));
+        // Christmas 2028 (Eve on a Sunday): Christmas Day and Boxing Day fall on weekdays.
+        assert_eq!(due("2028-12-22T14:00:00"), local("2028-12-29T16:00:00"));
+        // Christmas 2029 (Eve on a Monday): across New Year's Eve and New Year's Day.
+        assert_eq!(due("2029-12-21T12:00:00"), local("2030-01-02T16:00:00"));
+    }
 }

@@ -1,0 +1,199 @@
+//! SIM subscriptions: the card (ICCID with its check digit), its number, phone company and plan,
+//! its status (active → block requested → blocked → terminated, and back to active when
+//! re-activated), and the mobile-data alerts at 80 % and 100 % of the plan.
+
+use super::contact::MobileNumber;
+use super::organisation::check_text;
+use super::{luhn, DomainError, Refusal};
+
+/// An ICCID of 19 or 20 digits, `89` first (telecommunication), ending in its Luhn check digit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Iccid(String);
+
+impl Iccid {
+    pub fn parse(input: &str) -> Result<Self, DomainError> {
+        let digits: String = input.chars().filter(|c| !matches!(c, ' ' | '-')).collect();
+        let shaped = (19..=20).contains(&digits.len())
+            && digits.starts_with("89")
+            && digits.bytes().all(|b| b.is_ascii_digit());
+        if !shaped {
+            return Err(DomainError::invalid(
+                "iccid",
+                format!("'{input}' is not an ICCID: 19 or 20 digits starting with 89"),
+            ));
+        }
+        if !luhn::is_valid(&digits) {
+            return Err(DomainError::invalid(
+                "iccid",
+                format!("'{input}' has a wrong check digit"),
+            ));
+        }
+        Ok(Iccid(digits))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SimStatus {
+    Active,
+    BlockRequested,
+    Blocked,
+    Terminated,
+}
+
+pub const ALL_SIM_STATUSES: [SimStatus; 4] = [
+    SimStatus::Active,
+    SimStatus::BlockRequested,
+    SimStatus::Blocked,
+    SimStatus::Terminated,
+];
+
+impl SimStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SimStatus::Active => "active",
+            SimStatus::BlockRequested => "block_requested",
+            SimStatus::Blocked => "blocked",
+            SimStatus::Terminated => "terminated",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, DomainError> {
+        ALL_SIM_STATUSES
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                DomainError::invalid(
+                    "status",
+                    format!("'{s}' is not a SIM status; expected active, block_requested, blocked or terminated"),
+                )
+            })
+    }
+}
+
+/// Moves a SIM; a refusal says what must happen first.
+pub fn transition(from: SimStatus, to: SimStatus) -> Result<SimStatus, Refusal> {
+    use SimStatus::*;
+    match (from, to) {
+        (Active, BlockRequested)
+        | (BlockRequested, Blocked)
+        // Re-activation: the phone was found, or the block was a mistake.
+        | (BlockRequested | Blocked, Active)
+        | (Active | BlockRequested | Blocked, Terminated) => Ok(to),
+        (Terminated, _) => Err(Refusal::new(
+            "sim-terminated",
+            "the subscription is terminated: register a new SIM instead",
+        )),
+        (Active, Blocked) => Err(Refusal::new(
+            "sim-transition",
+            "request the block first (block_requested), then confirm it when the phone company has blocked the SIM",
+        )),
+        _ => Err(Refusal::new(
+            "sim-transition",
+            format!("the SIM is {} already", from.as_str().replace('_', " ")),
+        )),
+    }
+}
+
+/// Checks a subscription's number, phone company and plan.
+pub fn check_subscription(
+    phone_number: &str,
+    carrier: &str,
+    plan: &str,
+    data_gb: u32,
+) -> Result<MobileNumber, DomainError> {
+    let number = MobileNumber::parse(phone_number).map_err(|e| {
+        DomainError::invalid("phone_number", e.message().to_string())
+    })?;
+    for (field, text) in [("carrier", carrier), ("plan", plan)] {
+        if text.trim().is_empty() {
+            return Err(DomainError::invalid(field, "must not be empty"));
+        }
+        check_text(field, text, 100)?;
+    }
+    if !(1..=10_000).contains(&data_gb) {
+        return Err(DomainError::invalid(
+            "data_gb",
+            "the data included each month is 1 to 10000 GB",
+        ));
+    }
+    Ok(number)
+}
+
+/// The shares of the plan at which the provider admin is told, once each per month.
+pub const DATA_ALERT_PERCENTS: [u32; 2] = [80, 100];
+
+/// The alert due for `used_bytes` of a `plan_gb` plan, given the highest already sent this month
+/// (`None` if none): the highest threshold crossed that has not been reported.
+pub fn data_alert_due(used_bytes: u64, plan_gb: u32, already: Option<u32>) -> Option<u32> {
+    let plan = u128::from(plan_gb) * 1_000_000_000;
+    if plan == 0 {
+        return None;
+    }
+    let used = u128::from(used_bytes) * 100;
+    DATA_ALERT_PERCENTS
+        .into_iter()
+        .rev()
+        .find(|p| used >= plan * u128::from(*p))
+        .filter(|p| already.is_none_or(|a| *p > a))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SimStatus::*;
+    use super::*;
+
+    #[test]
+    fn an_iccid_needs_its_check_digit() {
+        assert_eq!(
+            Iccid::parse("8946 0000 0000 0000 0018").expect("valid").as_str(),
+            "89460000000000000018"
+        );
+        assert!(Iccid::parse("89460000000000000019").is_err(), "check digit");
+        assert!(Iccid::parse("1946000000000000001").is_err(), "not 89");
+        assert!(Iccid::parse("894600000000018").is_err(), "too short");
+    }
+
+    #[test]
+    fn sim_statuses_move_through_block_and_back_to_active() {
+        assert_eq!(transition(Active, BlockRequested), Ok(BlockRequested));
+        assert_eq!(transition(BlockRequested, Blocked), Ok(Blocked));
+        assert_eq!(transition(Blocked, Active), Ok(Active));
+        assert_eq!(transition(BlockRequested, Active), Ok(Active));
+        assert_eq!(transition(Blocked, Terminated), Ok(Terminated));
+        assert_eq!(transition(Active, Blocked).expect_err("skip").kind, "sim-transition");
+        assert_eq!(transition(Active, Active).expect_err("same").kind, "sim-transition");
+        for to in ALL_SIM_STATUSES {
+            assert_eq!(
+                transition(Terminated, to).expect_err("final").kind,
+                "sim-terminated"
+            );
+        }
+        for s in ALL_SIM_STATUSES {
+            assert_eq!(SimStatus::parse(s.as_str()), Ok(s));
+        }
+    }
+
+    #[test]
+    fn a_subscription_needs_a_mobile_number_a_company_and_a_plan() {
+        assert!(check_subscription("+46701234567", "Telia", "Jobbmobil 100 GB", 100).is_ok());
+        let field = |r: Result<MobileNumber, DomainError>| r.expect_err("refused").field();
+        assert_eq!(field(check_subscription("12", "Telia", "P", 100)), "phone_number");
+        assert_eq!(field(check_subscription("+46701234567", " ", "P", 100)), "carrier");
+        assert_eq!(field(check_subscription("+46701234567", "Telia", "P", 0)), "data_gb");
+    }
+
+    #[test]
+    fn data_alerts_go_at_80_and_100_percent_once_each() {
+        let gb = 1_000_000_000u64;
+        assert_eq!(data_alert_due(79 * gb, 100, None), None);
+        assert_eq!(data_alert_due(80 * gb, 100, None), Some(80));
+        assert_eq!(data_alert_due(90 * gb, 100, Some(80)), None);
+        assert_eq!(data_alert_due(100 * gb, 100, Some(80)), Some(100));
+        assert_eq!(data_alert_due(120 * gb, 100, None), Some(100));
+        assert_eq!(data_alert_due(120 * gb, 100, Some(100)), None);
+    }
+}
