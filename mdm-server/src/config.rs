@@ -54,6 +54,80 @@ pub struct Config {
     pub command_retention_days: u32,
     /// How long a phone may break the policy before its provider's IT contacts are told.
     pub compliance_grace_hours: u32,
+    /// Phone requests, support hours, lost phones.
+    #[serde(default)]
+    pub leasing: Leasing,
+}
+
+/// Leasing operations: the deadlines the contracts set and what happens to a lost phone.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Leasing {
+    /// Working days municipal IT has to get a requested phone configured and ready.
+    pub configuration_working_days: u32,
+    /// Support hours on working days (local time); a request after closing counts from the next
+    /// working day.
+    pub support_opens: chrono::NaiveTime,
+    pub support_closes: chrono::NaiveTime,
+    /// Closing on a working day before a public holiday.
+    pub support_closes_before_holiday: chrono::NaiveTime,
+    /// The support number shown on a lost phone's lock screen (E.164).
+    pub support_phone_number: Option<String>,
+    /// The service desk's address: lost-phone reports go there, to confirm the SIM block.
+    pub service_desk_email: Option<String>,
+    /// Hours after a loss report before a phone not found is wiped; 0 turns automatic wipes off.
+    pub lost_wipe_after_hours: u32,
+}
+
+impl Default for Leasing {
+    fn default() -> Self {
+        let hours = crate::domain::working_days::SupportHours::default();
+        Leasing {
+            configuration_working_days: crate::domain::working_days::CONFIGURATION_WORKING_DAYS,
+            support_opens: hours.opens,
+            support_closes: hours.closes,
+            support_closes_before_holiday: hours.closes_before_holiday,
+            support_phone_number: None,
+            service_desk_email: None,
+            lost_wipe_after_hours: crate::domain::lost_case::DEFAULT_ESCALATE_AFTER_HOURS,
+        }
+    }
+}
+
+impl Leasing {
+    pub fn support_hours(&self) -> crate::domain::working_days::SupportHours {
+        crate::domain::working_days::SupportHours {
+            opens: self.support_opens,
+            closes: self.support_closes,
+            closes_before_holiday: self.support_closes_before_holiday,
+        }
+    }
+
+    /// How long a lost phone has to be found before it is wiped; `None` when that is off.
+    pub fn lost_wipe_after(&self) -> Option<chrono::Duration> {
+        (self.lost_wipe_after_hours > 0)
+            .then(|| chrono::Duration::hours(i64::from(self.lost_wipe_after_hours)))
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if !(1..=60).contains(&self.configuration_working_days) {
+            return Err("leasing.configuration_working_days: 1 to 60".into());
+        }
+        if self.support_opens >= self.support_closes
+            || self.support_closes_before_holiday > self.support_closes
+        {
+            return Err("leasing: support must open before it closes, and close no later before a holiday".into());
+        }
+        if let Some(number) = &self.support_phone_number {
+            crate::domain::command::automatic("lost_mode_on", None, Some(number.clone()))
+                .map_err(|e| format!("leasing.support_phone_number: {}", e.message()))?;
+        }
+        if let Some(email) = &self.service_desk_email {
+            crate::domain::contact::Email::parse(email)
+                .map_err(|e| format!("leasing.service_desk_email: {}", e.message()))?;
+        }
+        Ok(())
+    }
 }
 
 /// Delivery of notices. A channel that is not configured fails its deliveries, which end in
@@ -182,10 +256,12 @@ impl Config {
     }
 
     fn extract(figment: Figment) -> Result<Self, ConfigError> {
-        figment.extract().map_err(|e| {
+        let config: Config = figment.extract().map_err(|e| {
             let msgs: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
             ConfigError(msgs.join("; "))
-        })
+        })?;
+        config.leasing.check().map_err(ConfigError)?;
+        Ok(config)
     }
 
     /// The database to open: the configured URL, or the SQLite file in the data directory.
@@ -287,6 +363,28 @@ mod tests {
             assert_eq!(c.checkin_interval_seconds, 600);
             Ok(())
         });
+    }
+
+    #[test]
+    fn leasing_settings_have_the_contract_defaults_and_refuse_nonsense() {
+        let c = Config::from_overrides(serde_json::json!({})).expect("defaults");
+        assert_eq!(c.leasing.configuration_working_days, 3);
+        assert_eq!(c.leasing.support_hours(), crate::domain::working_days::SupportHours::default());
+        assert_eq!(c.leasing.lost_wipe_after(), Some(chrono::Duration::hours(24)));
+        let c = Config::from_overrides(serde_json::json!({
+            "leasing": { "support_closes": "19:00:00", "lost_wipe_after_hours": 0,
+                         "support_phone_number": "+46812345678" }
+        }))
+        .expect("config");
+        assert_eq!(c.leasing.lost_wipe_after(), None);
+        for bad in [
+            serde_json::json!({ "leasing": { "support_phone_number": "ring oss" } }),
+            serde_json::json!({ "leasing": { "support_opens": "17:00:00" } }),
+            serde_json::json!({ "leasing": { "service_desk_email": "nope" } }),
+            serde_json::json!({ "leasing": { "configuration_working_days": 0 } }),
+        ] {
+            assert!(Config::from_overrides(bad.clone()).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -351,6 +351,8 @@ fn spawn_background(
     let sweeping = stopped.clone();
     let compliance = crate::jobs::compliance::ComplianceWatch::new(state);
     let watching = stopped.clone();
+    let leasing = crate::jobs::leasing::LeasingWatch::new(state);
+    let leasing_stop = stopped.clone();
     let commands = state
         .command_board
         .clone()
@@ -362,6 +364,10 @@ fn spawn_background(
         }),
         tokio::spawn(async move {
             compliance.run(watching).await;
+            Ok(())
+        }),
+        tokio::spawn(async move {
+            leasing.run(leasing_stop).await;
             Ok(())
         }),
         tokio::spawn(async move {

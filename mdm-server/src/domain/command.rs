@@ -272,6 +272,29 @@ impl CheckedCommand {
     }
 }
 
+/// A command the server queues on its own (the wipe after a return or at the end of a
+/// provider's contract, the lost-mode lock of a lost phone, the wipe when a lost phone is not
+/// found in time): checked like one a person sends. These carry no app, so the payload is the
+/// same on every platform. Returns the command and its payload.
+pub fn automatic(
+    kind: &str,
+    message: Option<String>,
+    phone_number: Option<String>,
+) -> Result<(CheckedCommand, String), DomainError> {
+    let command = CommandRequest {
+        kind: kind.to_string(),
+        message,
+        phone_number,
+        ..CommandRequest::default()
+    }
+    .check()?;
+    let payload = command
+        .action_for(None)
+        .and_then(|action| serde_json::to_string(&action).ok())
+        .ok_or_else(|| DomainError::invalid("kind", format!("{kind} needs an app")))?;
+    Ok((command, payload))
+}
+
 /// Why a phone cannot be sent commands.
 pub fn check_device(status: DeviceStatus, enrolled: bool) -> Result<(), &'static str> {
     if status == DeviceStatus::Retired {
@@ -594,5 +617,22 @@ mod tests {
             error_text(Some(&"e".repeat(2000))).map(|t| t.len()),
             Some(1000)
         );
+    }
+
+    #[test]
+    fn automatic_commands_are_checked_like_any_other_and_go_out_first() {
+        let (wipe, payload) = automatic("wipe", None, None).expect("wipe");
+        assert_eq!(wipe.priority, 2);
+        assert_eq!(payload, r#"{"type":"wipe"}"#);
+        let (lock, payload) = automatic(
+            "lost_mode_on",
+            Some("Hittad? Ring kommunen".into()),
+            Some("+46812345678".into()),
+        )
+        .expect("lost mode");
+        assert_eq!(lock.priority, 2);
+        assert!(payload.contains("+46812345678"), "{payload}");
+        assert!(automatic("install_app", None, None).is_err());
+        assert!(automatic("lost_mode_on", Some("x".repeat(201)), None).is_err());
     }
 }

@@ -5,6 +5,7 @@ use chrono::NaiveDate;
 
 use super::calendar::check_date;
 use super::device::DeviceStatus;
+use super::organisation::ContractPeriod;
 use super::wipe_gate::{WipeEvidence, WipeMissing};
 use super::{DomainError, Refusal};
 
@@ -108,6 +109,31 @@ pub struct PhoneState {
     pub wipe: WipeEvidence,
     /// The provider the phone sits with (a phone registered at a provider without a lease).
     pub placed_with: Option<i64>,
+}
+
+/// A provider gets phones only while its contract runs.
+pub fn check_contract(contract: Option<ContractPeriod>, today: NaiveDate) -> Result<(), Refusal> {
+    if contract.is_some_and(|c| c.is_active_on(today)) {
+        Ok(())
+    } else {
+        Err(Refusal::new(
+            "contract-not-running",
+            "the provider's contract is not running today: a phone is leased only while it runs",
+        ))
+    }
+}
+
+/// A phone changes provider only through a lease and its return, never by editing its record,
+/// so the wipe-before-reassign rule cannot be stepped around.
+pub fn check_record_move(from: Option<i64>, to: Option<i64>) -> Result<(), Refusal> {
+    if from == to {
+        Ok(())
+    } else {
+        Err(Refusal::new(
+            "lease-required",
+            "a phone moves to a provider with a lease (POST /api/v1/leases) and back with its return (POST /api/v1/devices/{id}/return)",
+        ))
+    }
 }
 
 /// Whether the phone may be leased to `provider`.
@@ -385,5 +411,30 @@ mod tests {
             DeviceStatus::AwaitingWipe
         );
         assert_eq!(LeaseEnd::WrittenOff.status_after(), DeviceStatus::Retired);
+    }
+
+    #[test]
+    fn phones_are_leased_only_while_the_contract_runs() {
+        let c = ContractPeriod::new(day("2026-01-01"), Some(day("2026-12-31"))).expect("c");
+        assert_eq!(check_contract(Some(c), day("2026-12-31")), Ok(()));
+        assert_eq!(
+            check_contract(Some(c), day("2027-01-01"))
+                .expect_err("ended")
+                .kind,
+            "contract-not-running"
+        );
+        assert!(check_contract(None, day("2026-06-01")).is_err());
+    }
+
+    #[test]
+    fn editing_a_record_never_moves_a_phone_between_providers() {
+        assert_eq!(check_record_move(Some(3), Some(3)), Ok(()));
+        assert_eq!(check_record_move(None, None), Ok(()));
+        for (from, to) in [(None, Some(3)), (Some(3), None), (Some(3), Some(4))] {
+            assert_eq!(
+                check_record_move(from, to).expect_err("moved").kind,
+                "lease-required"
+            );
+        }
     }
 }

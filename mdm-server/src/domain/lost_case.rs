@@ -3,7 +3,8 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::DomainError;
+use super::device::DeviceStatus;
+use super::{DomainError, Refusal};
 
 /// A loss must be reported within this long of its discovery; later reports are flagged late.
 pub const REPORT_WITHIN: Duration = Duration::hours(48);
@@ -76,6 +77,22 @@ impl LossReport {
     /// Reported more than 48 hours after the loss was discovered.
     pub fn is_late(&self, reported_at: DateTime<Utc>) -> bool {
         reported_at - self.discovered_at > REPORT_WITHIN
+    }
+}
+
+/// Whether a phone in `status` can be reported lost: not when it is lost already (its case is
+/// open) or retired.
+pub fn may_report(status: DeviceStatus) -> Result<(), Refusal> {
+    match status {
+        DeviceStatus::Lost => Err(Refusal::new(
+            "lost-case-open",
+            "the phone is reported lost already: add to its open case instead",
+        )),
+        DeviceStatus::Retired => Err(Refusal::new(
+            "device-retired",
+            "the phone is retired: there is nothing left to report",
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -220,5 +237,19 @@ mod tests {
             false,
             later(300)
         ));
+    }
+
+    #[test]
+    fn a_lost_or_retired_phone_cannot_be_reported_again() {
+        assert_eq!(may_report(DeviceStatus::Leased), Ok(()));
+        assert_eq!(may_report(DeviceStatus::InStock), Ok(()));
+        assert_eq!(
+            may_report(DeviceStatus::Lost).expect_err("open").kind,
+            "lost-case-open"
+        );
+        assert_eq!(
+            may_report(DeviceStatus::Retired).expect_err("gone").kind,
+            "device-retired"
+        );
     }
 }

@@ -164,6 +164,103 @@ pub fn compliance_alert(
     NoticeText { subject, body, sms }
 }
 
+/// What a phone reported lost or stolen tells the service desk: which phone, which provider,
+/// when it went missing, whether the report is late, and that the SIM block must be confirmed
+/// with the phone company.
+#[derive(Debug, Clone, Copy)]
+pub struct LossFacts<'a> {
+    pub serial: &'a str,
+    pub provider: &'a str,
+    pub stolen: bool,
+    pub discovered_at: DateTime<Utc>,
+    pub late: bool,
+    pub sim: Option<&'a str>,
+}
+
+pub fn loss_report(facts: &LossFacts<'_>, tz: Tz, lang: Language) -> NoticeText {
+    let when = local_time(facts.discovered_at, tz, lang);
+    let LossFacts {
+        serial, provider, ..
+    } = *facts;
+    let (subject, mut body) = match lang {
+        Language::Sv => (
+            format!(
+                "Telefon {serial} anmäld {} ({provider})",
+                if facts.stolen { "stulen" } else { "förlorad" }
+            ),
+            format!(
+                "{provider} har anmält telefonen {serial} {}. Förlusten upptäcktes {when}.\n\
+                 Telefonen har fått ett låskommando i förlustläge.\n",
+                if facts.stolen { "stulen" } else { "förlorad" }
+            ),
+        ),
+        Language::En => (
+            format!(
+                "Phone {serial} reported {} ({provider})",
+                if facts.stolen { "stolen" } else { "lost" }
+            ),
+            format!(
+                "{provider} has reported the phone {serial} {}. The loss was discovered {when}.\n\
+                 The phone has been sent a lost-mode lock.\n",
+                if facts.stolen { "stolen" } else { "lost" }
+            ),
+        ),
+    };
+    if let Some(iccid) = facts.sim {
+        body.push_str(&match lang {
+            Language::Sv => format!("Bekräfta spärren av SIM-kortet {iccid} hos operatören.\n"),
+            Language::En => format!("Confirm the block of SIM {iccid} with the phone company.\n"),
+        });
+    }
+    if facts.late {
+        body.push_str(match lang {
+            Language::Sv => "Anmälan kom mer än 48 timmar efter upptäckten.\n",
+            Language::En => "The report came more than 48 hours after the discovery.\n",
+        });
+    }
+    let sms = subject.chars().take(MAX_SMS_CHARS).collect();
+    NoticeText { subject, body, sms }
+}
+
+/// The message to a provider's IT contacts when a phone's SIM has used 80 % or all of the data
+/// its plan includes this month.
+pub fn data_use_alert(
+    serial: &str,
+    phone_number: &str,
+    percent: u32,
+    plan_gb: u32,
+    operator_name: &str,
+    lang: Language,
+) -> NoticeText {
+    let (subject, body) = match lang {
+        Language::Sv => (
+            format!("Telefon {serial} har använt {percent} % av månadens data"),
+            format!(
+                "Telefonen {serial} ({phone_number}) har använt {percent} % av de {plan_gb} GB mobildata \
+                 som ingår i abonnemanget den här månaden.\n\nMed vänlig hälsning\n{operator_name}\n"
+            ),
+        ),
+        Language::En => (
+            format!("Phone {serial} has used {percent} % of this month's data"),
+            format!(
+                "The phone {serial} ({phone_number}) has used {percent} % of the {plan_gb} GB of mobile \
+                 data its plan includes this month.\n\nKind regards\n{operator_name}\n"
+            ),
+        ),
+    };
+    let sms = subject.chars().take(MAX_SMS_CHARS).collect();
+    NoticeText { subject, body, sms }
+}
+
+/// The lost-mode text on a lost phone's lock screen.
+pub fn lost_mode_message(operator_name: &str, lang: Language) -> String {
+    let text = match lang {
+        Language::Sv => format!("Den här telefonen tillhör {operator_name}. Hittad? Ring oss."),
+        Language::En => format!("This phone belongs to {operator_name}. Found it? Please call us."),
+    };
+    text.chars().take(200).collect()
+}
+
 fn headline(kind: NoticeKind, window: WindowKind, lang: Language) -> (&'static str, &'static str) {
     use NoticeKind as K;
     let planned = window == WindowKind::Planned;
@@ -343,5 +440,29 @@ mod tests {
         assert!(text
             .body
             .contains("- PIN is 3 digits; policy requires 4\n- Phoniro app missing"));
+    }
+
+    #[test]
+    fn a_loss_report_names_the_phone_the_sim_to_block_and_a_late_report() {
+        let at: DateTime<Utc> = "2026-11-20T08:00:00Z".parse().expect("t");
+        let facts = LossFacts {
+            serial: "R58N12ABCDE",
+            provider: "Omsorg AB",
+            stolen: true,
+            discovered_at: at,
+            late: true,
+            sim: Some("89460000000000000018"),
+        };
+        let sv = loss_report(&facts, chrono_tz::Europe::Stockholm, Language::Sv);
+        assert!(sv.subject.contains("R58N12ABCDE") && sv.subject.contains("stulen"));
+        assert!(sv.body.contains("89460000000000000018"), "{}", sv.body);
+        assert!(sv.body.contains("48 timmar"), "{}", sv.body);
+        let en = loss_report(
+            &LossFacts { late: false, sim: None, ..facts },
+            chrono_tz::Europe::Stockholm,
+            Language::En,
+        );
+        assert!(!en.body.contains("48 hours") && !en.body.contains("SIM"), "{}", en.body);
+        assert!(lost_mode_message(&"x".repeat(300), Language::Sv).chars().count() <= 200);
     }
 }

@@ -2,6 +2,31 @@
 
 use chrono::{DateTime, Duration, Utc};
 
+/// What an outbox message is about. The database keeps the name; the list lives here, so a new
+/// kind of message needs no table change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topic {
+    /// A maintenance or disruption notice.
+    Notice,
+    /// A phone that has broken the policy for longer than the grace period.
+    Compliance,
+    /// A phone reported lost or stolen, for the operator's service desk.
+    LostCase,
+    /// A SIM that has used 80 % or all of its monthly data.
+    DataUse,
+}
+
+impl Topic {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Topic::Notice => "notice",
+            Topic::Compliance => "compliance",
+            Topic::LostCase => "lost_case",
+            Topic::DataUse => "data_use",
+        }
+    }
+}
+
 /// How failed deliveries are retried: exponential backoff from `base`, at most `max` apart,
 /// giving up after `max_attempts`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -115,6 +115,20 @@ impl Actor {
         }
     }
 
+    /// Municipal IT and the provider's IT contacts hand phones to holders and take them back;
+    /// a provider user does not.
+    pub fn may_manage_phones(&self) -> Result<(), Forbidden> {
+        match self.role {
+            Role::OperatorAdmin | Role::OperatorStaff | Role::ProviderAdmin => Ok(()),
+            Role::ProviderUser => Err(Forbidden),
+        }
+    }
+
+    /// Anyone may report a phone lost; a provider user only the phone they hold.
+    pub fn may_report_loss(&self, holder: Option<i64>) -> bool {
+        self.role != Role::ProviderUser || holder == Some(self.account_id)
+    }
+
     /// Whether the actor may list and read accounts at all.
     pub fn may_read_accounts(&self) -> bool {
         matches!(self.role, Role::OperatorAdmin | Role::ProviderAdmin)
@@ -247,5 +261,18 @@ mod tests {
         assert!(actor(Role::ProviderAdmin)
             .may_send_command("lock", false)
             .is_err());
+    }
+
+    #[test]
+    fn phones_are_managed_by_it_staff_and_reported_lost_by_their_holder() {
+        for role in [Role::OperatorAdmin, Role::OperatorStaff, Role::ProviderAdmin] {
+            assert!(actor(role, PROVIDER_A).may_manage_phones().is_ok());
+            assert!(actor(role, PROVIDER_A).may_report_loss(None));
+        }
+        let user = actor(Role::ProviderUser, PROVIDER_A);
+        assert!(user.may_manage_phones().is_err());
+        assert!(user.may_report_loss(Some(user.account_id)));
+        assert!(!user.may_report_loss(Some(user.account_id + 1)));
+        assert!(!user.may_report_loss(None));
     }
 }

@@ -141,6 +141,59 @@ pub fn data_alert_due(used_bytes: u64, plan_gb: u32, already: Option<u32>) -> Op
         .filter(|p| already.is_none_or(|a| *p > a))
 }
 
+/// The SIM recorded for a phone, as a check-in sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SimOnRecord<'a> {
+    pub iccid: &'a str,
+    pub data_gb: u32,
+    /// The month (`YYYY-MM`) and share of the plan last reported.
+    pub alerted: Option<(&'a str, u32)>,
+}
+
+/// What a check-in's report changes about the SIM.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SimFindings {
+    /// `Some(Some(iccid))`: flag another card than recorded; `Some(None)`: clear the flag.
+    pub mismatch: Option<Option<String>>,
+    /// A data alert due, as a share of the plan.
+    pub data_alert: Option<u32>,
+}
+
+impl SimFindings {
+    pub fn is_empty(&self) -> bool {
+        self.mismatch.is_none() && self.data_alert.is_none()
+    }
+}
+
+/// Compares what the phone reports (`reported_iccid`, data used this month) with its recorded
+/// SIM. A phone without a recorded SIM is not judged: nothing is expected of it.
+pub fn judge_report(
+    record: Option<SimOnRecord<'_>>,
+    flagged: Option<&str>,
+    reported_iccid: Option<&str>,
+    used_bytes: Option<u64>,
+    month: &str,
+) -> SimFindings {
+    let Some(record) = record else {
+        return SimFindings::default();
+    };
+    let mismatch = match reported_iccid {
+        Some(reported) if reported != record.iccid && flagged != Some(reported) => {
+            Some(Some(reported.to_string()))
+        }
+        Some(reported) if reported == record.iccid && flagged.is_some() => Some(None),
+        _ => None,
+    };
+    let already = record
+        .alerted
+        .filter(|(m, _)| *m == month)
+        .map(|(_, percent)| percent);
+    SimFindings {
+        mismatch,
+        data_alert: used_bytes.and_then(|used| data_alert_due(used, record.data_gb, already)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::SimStatus::*;
@@ -195,5 +248,32 @@ mod tests {
         assert_eq!(data_alert_due(100 * gb, 100, Some(80)), Some(100));
         assert_eq!(data_alert_due(120 * gb, 100, None), Some(100));
         assert_eq!(data_alert_due(120 * gb, 100, Some(100)), None);
+    }
+
+    #[test]
+    fn a_check_in_flags_another_sim_once_and_alerts_once_per_month() {
+        let gb = 1_000_000_000u64;
+        let record = SimOnRecord {
+            iccid: "89460000000000000018",
+            data_gb: 100,
+            alerted: Some(("2026-11", 80)),
+        };
+        let other = "89460000000000000026";
+        let found = judge_report(Some(record), None, Some(other), None, "2026-11");
+        assert_eq!(found.mismatch, Some(Some(other.to_string())));
+        assert!(judge_report(Some(record), Some(other), Some(other), None, "2026-11").is_empty());
+        assert_eq!(
+            judge_report(Some(record), Some(other), Some(record.iccid), None, "2026-11").mismatch,
+            Some(None),
+            "the right card again clears the flag"
+        );
+        // 85 GB in November: 80 % was reported this month already.
+        assert!(judge_report(Some(record), None, None, Some(85 * gb), "2026-11").is_empty());
+        // A new month starts over.
+        assert_eq!(
+            judge_report(Some(record), None, None, Some(85 * gb), "2026-12").data_alert,
+            Some(80)
+        );
+        assert!(judge_report(None, None, Some(other), Some(500 * gb), "2026-11").is_empty());
     }
 }

@@ -34,6 +34,15 @@ pub enum WipeMissing {
 }
 
 impl WipeMissing {
+    /// The stable name the API shows.
+    pub fn code(self) -> &'static str {
+        match self {
+            WipeMissing::NotSent => "not_sent",
+            WipeMissing::NotAcknowledged => "not_acknowledged",
+            WipeMissing::NotReenrolled => "not_reenrolled",
+        }
+    }
+
     /// The sentence the refusal carries: what must happen first.
     pub fn explain(self) -> &'static str {
         match self {

@@ -462,7 +462,9 @@ async fn checkin(
             .store
             .record_checkin(device.device_id, Some(&facts), now)
             .await?;
+        super::sims::on_checkin(&state, device, &req.facts, now).await?;
     }
+    super::lost_cases::on_checkin(&state, device, caller.peer.addr, &req.facts, now).await?;
     let policy = state
         .policy_board
         .document(device.platform, device.provider_id, device.device_id)

@@ -38,6 +38,10 @@ pub struct DeviceView {
     pub model_id: i64,
     pub status: DeviceStatus,
     pub provider_id: Option<i64>,
+    /// The provider user holding the phone; `null` while it is in stock or the provider's pool.
+    pub holder_id: Option<i64>,
+    /// An ICCID the phone reported that is not its recorded SIM's (flag `sim_mismatch`).
+    pub reported_iccid_mismatch: Option<String>,
     pub purchase_date: Option<NaiveDate>,
     pub warranty_end: Option<NaiveDate>,
     pub supplier: Option<String>,
@@ -58,6 +62,9 @@ impl DeviceView {
         if !supported.contains(&d.model_id) {
             flags.push("unsupported_model".to_string());
         }
+        if d.iccid_mismatch.is_some() {
+            flags.push("sim_mismatch".to_string());
+        }
         DeviceView {
             id: d.id,
             serial: d.serial,
@@ -67,6 +74,8 @@ impl DeviceView {
             model_id: d.model_id,
             status: d.status,
             provider_id: d.provider_id,
+            holder_id: d.holder_id,
+            reported_iccid_mismatch: d.iccid_mismatch,
             purchase_date: d.purchase_date,
             warranty_end: d.warranty_end,
             supplier: d.supplier,
@@ -101,6 +110,8 @@ pub struct DeviceQuery {
     pub platform: Option<String>,
     /// The beginning of a serial number or IMEI (case ignored).
     pub q: Option<String>,
+    /// Only phones that reported another SIM than the one recorded for them.
+    pub sim_mismatch: Option<bool>,
     /// Page size, 1 to 500 (default 50).
     pub limit: Option<u32>,
     pub cursor: Option<String>,
@@ -175,6 +186,7 @@ async fn list_devices(
         model_id: query.model_id,
         platform: platform.flatten(),
         text,
+        sim_mismatch: query.sim_mismatch.unwrap_or(false),
         after_id,
         limit: limit + 1,
     };
@@ -313,7 +325,8 @@ pub struct DeviceChangeBody {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub supplier: Option<Option<String>>,
-    /// The provider the phone is placed with; `null` takes it back to the operator.
+    /// Accepted only unchanged: a phone moves between providers through leases and returns
+    /// (409 `lease-required` otherwise).
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<i64>)]
     pub provider_id: Option<Option<i64>>,
@@ -332,6 +345,10 @@ async fn update_device(
 ) -> Result<Json<DeviceView>, ApiError> {
     let current = state.store.device(caller.actor.scope(), id).await?;
     caller.actor.require_operator()?;
+    if let Some(to) = body.provider_id {
+        crate::domain::lease::check_record_move(current.provider_id, to)
+            .map_err(crate::store::StoreError::Refused)?;
+    }
     let (models, supported) = catalogue(&state).await?;
     let mut fields = Fields::default();
     let model_id = match body

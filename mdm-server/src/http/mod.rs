@@ -27,14 +27,18 @@ pub mod deliveries;
 pub mod device_connection;
 pub mod devices;
 pub mod enrollment;
+pub mod leases;
 pub mod login;
+pub mod lost_cases;
 pub mod maintenance;
 pub mod metrics;
 pub mod models;
 pub mod policies;
 pub mod problem;
 pub mod providers;
+pub mod requests;
 mod schemas;
+pub mod sims;
 pub mod users;
 
 pub use problem::{ApiError, ApiJson, ApiPath, ApiQuery};
@@ -103,6 +107,7 @@ impl AppState {
         (name = "enrollment", description = "Enrollment tokens and device identities"),
         (name = "policies", description = "The standard phone: policy layers, the app catalogue and each phone's effective policy"),
         (name = "commands", description = "Commands to phones: lock, wipe, lost mode, apps, refresh, restart; to one phone or a whole provider"),
+        (name = "leasing", description = "Leases and holders, wipe before reassign, phone requests with working-day deadlines, lost and stolen cases, SIM subscriptions"),
         (name = "maintenance", description = "Planned maintenance, disruptions, notices, their delivery and the calendar feed"),
         (name = "audit", description = "The hash-chained audit trail")
     )
@@ -132,6 +137,10 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(enrollment::routes())
         .merge(policies::routes())
         .merge(commands::routes())
+        .merge(leases::routes())
+        .merge(requests::routes())
+        .merge(lost_cases::routes())
+        .merge(sims::routes())
         .merge(maintenance::routes())
         .merge(deliveries::routes())
         .merge(calendar::routes())

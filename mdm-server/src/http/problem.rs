@@ -149,6 +149,12 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(what) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", "Conflict", what)
             }
+            StoreError::Refused(refusal) => ApiError::new(
+                StatusCode::CONFLICT,
+                refusal.kind,
+                "Not possible yet",
+                refusal.detail,
+            ),
             StoreError::Unsupported(what) => ApiError::new(
                 StatusCode::NOT_IMPLEMENTED,
                 "unsupported",

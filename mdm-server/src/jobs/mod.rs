@@ -5,6 +5,7 @@ pub mod command_board;
 pub mod commands;
 pub mod compliance;
 pub mod device_lookups;
+pub mod leasing;
 pub mod notice_board;
 pub mod notices;
 pub mod policy_board;

@@ -22,6 +22,48 @@ pub struct NewCommand {
     pub created_by: Option<i64>,
 }
 
+/// A command the server queues on its own for phones it picks inside a transaction (the wipe
+/// of a returned phone, the lock of a lost one).
+#[derive(Debug, Clone)]
+pub struct CommandTemplate {
+    pub kind: &'static str,
+    pub payload: String,
+    pub priority: i64,
+    pub expires_at: DateTime<Utc>,
+    pub created_by: Option<i64>,
+}
+
+impl CommandTemplate {
+    /// A command the server queues on its own, checked by `domain::command::automatic`.
+    pub fn automatic(
+        kind: &str,
+        message: Option<String>,
+        phone_number: Option<String>,
+        now: DateTime<Utc>,
+        created_by: Option<i64>,
+    ) -> Result<Self, crate::domain::DomainError> {
+        let (command, payload) = crate::domain::command::automatic(kind, message, phone_number)?;
+        Ok(CommandTemplate {
+            kind: command.kind,
+            payload,
+            priority: command.priority,
+            expires_at: now + command.expires_in,
+            created_by,
+        })
+    }
+
+    pub fn for_device(&self, device_id: i64) -> NewCommand {
+        NewCommand {
+            device_id,
+            kind: self.kind,
+            payload: self.payload.clone(),
+            priority: self.priority,
+            expires_at: self.expires_at,
+            created_by: self.created_by,
+        }
+    }
+}
+
 /// A command to queue for every enrolled phone of a provider. App commands carry one payload
 /// per platform; a platform without one is skipped (the app does not exist there).
 #[derive(Debug, Clone)]

@@ -5,11 +5,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Row};
 
-use super::shared::{append_audit_tx, corrupt, lock_device, revoke_live_identities, SqlStore};
+use super::shared::{append_audit_tx, corrupt, lock_device, SqlStore};
 use super::Db;
 use crate::domain::audit::AuditEvent;
 use crate::domain::command::{self, CommandState, ResultDecision};
-use crate::domain::device::DeviceStatus;
 use crate::domain::role::Scope;
 use crate::store::commands::{
     AnswerOutcome, CommandBatch, CommandFilter, CommandRecord, CommandStore, NewCommand, NewFanOut,
@@ -78,38 +77,65 @@ pub(super) async fn purge_pending(
     .rows_affected())
 }
 
-/// What a confirmed wipe does to the phone's record: its identity stops working, its queue is
-/// purged, and it counts as not enrolled until it enrolls again.
+/// What a confirmed wipe does to the phone's record (see `leasing_sql::forget_phone`); the
+/// holding ended when the wipe was sent, which is what the wipe was for.
 async fn confirm_wipe(
     tx: &mut Tx,
     device_id: i64,
     command_id: i64,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
-    purge_pending(
+    let sent: Option<DateTime<Utc>> =
+        sqlx::query_scalar("SELECT wipe_sent_at FROM devices WHERE id = $1")
+            .bind(device_id)
+            .fetch_one(&mut **tx)
+            .await?;
+    super::leasing_sql::forget_phone(
         tx,
         device_id,
         Some(command_id),
         "purged: the phone was wiped",
+        sent.unwrap_or(now),
         now,
     )
     .await?;
-    revoke_live_identities(tx, device_id, "wiped", now).await?;
-    let status: String = sqlx::query_scalar("SELECT status FROM devices WHERE id = $1")
+    sqlx::query("UPDATE devices SET wiped_at = $1 WHERE id = $2")
+        .bind(now)
         .bind(device_id)
-        .fetch_one(&mut **tx)
+        .execute(&mut **tx)
         .await?;
-    let status = DeviceStatus::parse(&status).map_err(|_| corrupt("device status", &status))?;
-    sqlx::query(
-        "UPDATE devices SET status = $1, enrolled_at = NULL, wiped_at = $2, updated_at = $2 \
-         WHERE id = $3",
-    )
-    .bind(command::status_after_wipe(status).as_str())
-    .bind(now)
-    .bind(device_id)
-    .execute(&mut **tx)
-    .await?;
     Ok(())
+}
+
+/// Queues one command in the caller's transaction. A wipe is also noted on the phone's row, as
+/// evidence for the wipe-before-reassign rule (commands are pruned; the row is not).
+pub(super) async fn insert_command(
+    tx: &mut Tx,
+    c: &NewCommand,
+    now: DateTime<Utc>,
+) -> StoreResult<i64> {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO commands (device_id, kind, payload, priority, state, created_by, \
+         created_at, expires_at, available_at, attempts) \
+         VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $6, 0) RETURNING id",
+    )
+    .bind(c.device_id)
+    .bind(c.kind)
+    .bind(&c.payload)
+    .bind(c.priority)
+    .bind(c.created_by)
+    .bind(now)
+    .bind(c.expires_at)
+    .fetch_one(&mut **tx)
+    .await?;
+    if c.kind == "wipe" {
+        sqlx::query("UPDATE devices SET wipe_sent_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(c.device_id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(id)
 }
 
 fn scoped(q: &mut QueryBuilder<'_, Db>, scope: Scope) {
@@ -128,20 +154,7 @@ impl CommandStore for SqlStore {
     ) -> StoreResult<CommandRecord> {
         let mut tx = self.write().await?;
         lock_device(&mut tx, c.device_id).await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO commands (device_id, kind, payload, priority, state, created_by, \
-             created_at, expires_at, available_at, attempts) \
-             VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $6, 0) RETURNING id",
-        )
-        .bind(c.device_id)
-        .bind(c.kind)
-        .bind(&c.payload)
-        .bind(c.priority)
-        .bind(c.created_by)
-        .bind(now)
-        .bind(c.expires_at)
-        .fetch_one(&mut *tx)
-        .await?;
+        let id = insert_command(&mut tx, c, now).await?;
         append_audit_tx(&mut tx, &super::shared::with_target(audit, id), now).await?;
         let record = load(&mut tx, id).await?;
         tx.commit().await?;

@@ -16,15 +16,21 @@ use crate::domain::organisation::{ContractPeriod, OrgKind, OrgNumber};
 use crate::domain::role::{Role, Scope};
 pub use commands::CommandStore;
 pub use compliance::ComplianceStore;
+pub use leasing::LeasingStore;
+pub use lost_cases::LostCaseStore;
+pub use subscriptions::SubscriptionStore;
 pub use notices::NoticeStore;
 pub use policies::PolicyStore;
 
 pub mod commands;
 pub mod compliance;
+pub mod leasing;
+pub mod lost_cases;
 pub mod notices;
 pub mod policies;
 pub mod postgres;
 pub mod sqlite;
+pub mod subscriptions;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -36,6 +42,9 @@ pub enum StoreError {
     /// The backend cannot do this; the text says what to do instead.
     #[error("{0}")]
     Unsupported(String),
+    /// A domain rule refused the change, judged on the rows inside the transaction.
+    #[error("{0}")]
+    Refused(crate::domain::Refusal),
     #[error("database error: {0}")]
     Database(sqlx::Error),
     /// A query answering many requests at once failed; each of them gets its text.
@@ -46,6 +55,12 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+impl From<crate::domain::Refusal> for StoreError {
+    fn from(r: crate::domain::Refusal) -> Self {
+        StoreError::Refused(r)
+    }
+}
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
@@ -273,6 +288,10 @@ pub struct Device {
     pub last_checkin_at: Option<DateTime<Utc>>,
     /// The facts the device last reported, as JSON.
     pub facts: Option<String>,
+    /// The provider user holding the phone; `None` while it is in stock or the provider's pool.
+    pub holder_id: Option<i64>,
+    /// An ICCID the phone reported that is not its recorded SIM's.
+    pub iccid_mismatch: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -307,6 +326,8 @@ pub struct DeviceFilter {
     pub platform: Option<Platform>,
     /// The beginning of a serial number or IMEI.
     pub text: Option<String>,
+    /// Only phones that reported another SIM than the one recorded for them.
+    pub sim_mismatch: bool,
     /// Devices after this id (the cursor).
     pub after_id: Option<i64>,
     pub limit: u32,
@@ -546,6 +567,22 @@ pub struct DeviceSession {
     pub model_id: i64,
     /// The hash of the facts the device last reported.
     pub facts_hash: Option<String>,
+    pub status: DeviceStatus,
+    /// The SIM recorded for the phone.
+    pub sim: Option<SessionSim>,
+    /// An ICCID the phone reported that is not its recorded SIM's.
+    pub iccid_mismatch: Option<String>,
+}
+
+/// The recorded SIM, as a check-in needs it to judge the phone's report.
+#[derive(Debug, Clone)]
+pub struct SessionSim {
+    pub iccid: String,
+    pub phone_number: String,
+    pub data_gb: i64,
+    /// The month (`YYYY-MM`) and share of the plan last reported.
+    pub alert_month: Option<String>,
+    pub alert_percent: Option<i64>,
 }
 
 #[async_trait]
@@ -653,6 +690,9 @@ pub trait Store:
     + PolicyStore
     + CommandStore
     + ComplianceStore
+    + LeasingStore
+    + LostCaseStore
+    + SubscriptionStore
     + Maintenance
 {
 }
@@ -669,6 +709,9 @@ impl<T> Store for T where
         + PolicyStore
         + CommandStore
         + ComplianceStore
+        + LeasingStore
+        + LostCaseStore
+        + SubscriptionStore
         + Maintenance
 {
 }

@@ -817,7 +817,7 @@ fn model_from_row(row: &DbRow) -> StoreResult<DeviceModel> {
 
 const DEVICE_COLUMNS: &str = "d.id, d.serial, d.imei, d.model_id, m.name AS model_name, d.platform, d.status, \
      d.provider_id, d.purchase_date, d.warranty_end, d.supplier, d.created_at, d.updated_at, d.enrolled_at, \
-     d.last_checkin_at, d.facts";
+     d.last_checkin_at, d.facts, d.holder_id, d.iccid_mismatch";
 
 /// Devices with their model's name; columns in `DEVICE_COLUMNS` order.
 const DEVICE_FROM: &str = "FROM devices d JOIN device_models m ON m.id = d.model_id";
@@ -843,6 +843,8 @@ fn device_from_row(row: &DbRow) -> StoreResult<Device> {
         enrolled_at: row.try_get(13)?,
         last_checkin_at: row.try_get(14)?,
         facts: row.try_get(15)?,
+        holder_id: row.try_get(16)?,
+        iccid_mismatch: row.try_get(17)?,
     })
 }
 
@@ -997,6 +999,9 @@ impl DeviceStore for SqlStore {
         }
         if let Some(platform) = f.platform {
             q.push(" AND d.platform = ").push_bind(platform.as_str());
+        }
+        if f.sim_mismatch {
+            q.push(" AND d.iccid_mismatch IS NOT NULL");
         }
         if let Some(text) = &f.text {
             // The beginning of a serial (stored upper-case) or IMEI, or the end of an IMEI (kept
@@ -1385,8 +1390,10 @@ impl EnrollmentStore for SqlStore {
                 .join(", ");
             let sql = format!(
                 "SELECT i.fingerprint, i.serial, d.id, d.serial, d.imei, d.platform, \
-                 d.provider_id, d.facts_hash, d.model_id \
+                 d.provider_id, d.facts_hash, d.model_id, d.status, d.iccid_mismatch, \
+                 s.iccid, s.phone_number, s.data_gb, s.data_alert_month, s.data_alert_percent \
                  FROM device_identities i JOIN devices d ON d.id = i.device_id \
+                 LEFT JOIN sims s ON s.device_id = d.id \
                  WHERE i.fingerprint IN ({placeholders}) AND i.revoked_at IS NULL \
                  AND i.not_after > $1"
             );
@@ -1396,6 +1403,18 @@ impl EnrollmentStore for SqlStore {
             }
             for row in query.fetch_all(&self.pool).await? {
                 let platform: String = row.try_get(5)?;
+                let status: String = row.try_get(9)?;
+                let iccid: Option<String> = row.try_get(11)?;
+                let sim = match iccid {
+                    Some(iccid) => Some(SessionSim {
+                        iccid,
+                        phone_number: row.try_get(12)?,
+                        data_gb: row.try_get(13)?,
+                        alert_month: row.try_get(14)?,
+                        alert_percent: row.try_get(15)?,
+                    }),
+                    None => None,
+                };
                 sessions.insert(
                     row.try_get(0)?,
                     DeviceSession {
@@ -1408,6 +1427,10 @@ impl EnrollmentStore for SqlStore {
                         provider_id: row.try_get(6)?,
                         facts_hash: row.try_get(7)?,
                         model_id: row.try_get(8)?,
+                        status: DeviceStatus::parse(&status)
+                            .map_err(|_| corrupt("device status", &status))?,
+                        sim,
+                        iccid_mismatch: row.try_get(10)?,
                     },
                 );
             }

@@ -37,6 +37,18 @@ mod commands_sql;
 #[path = "compliance_sql.rs"]
 mod compliance_sql;
 
+#[allow(clippy::duplicate_mod)]
+#[path = "leasing_sql.rs"]
+mod leasing_sql;
+
+#[allow(clippy::duplicate_mod)]
+#[path = "lost_cases_sql.rs"]
+mod lost_cases_sql;
+
+#[allow(clippy::duplicate_mod)]
+#[path = "subscriptions_sql.rs"]
+mod subscriptions_sql;
+
 pub use shared::SqlStore as SqliteStore;
 
 impl SqliteStore {

@@ -1,0 +1,401 @@
+//! Lost and stolen phones: the provider reports, the server locks the phone in lost mode, asks
+//! for the SIM block and tells the service desk; the case keeps a timeline and ends with the phone
+//! found or written off. The rules are in `domain::lost_case`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, FixedOffset, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::caller::{Caller, EventExt};
+use super::problem::{ApiError, ApiJson, ApiPath, ApiQuery};
+use super::AppState;
+use crate::domain::lost_case::{LossKind, LossReport, LostState};
+use crate::domain::maintenance::Channel;
+use crate::domain::notice_text::{loss_report, lost_mode_message, LossFacts};
+use crate::domain::role::Scope;
+use crate::store::commands::CommandTemplate;
+use crate::store::leasing::NewPhoneRequest;
+use crate::store::lost_cases::{CaseEnd, LostCase, LostCaseFilter, NewLostCase};
+use crate::store::notices::NewDelivery;
+use crate::store::subscriptions::SimFilter;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(report_loss))
+        .routes(routes!(list_lost_cases))
+        .routes(routes!(get_lost_case))
+        .routes(routes!(found))
+        .routes(routes!(write_off))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TimelineEntry {
+    pub at: DateTime<FixedOffset>,
+    /// `reported`, `lock_queued`, `sim_block_requested`, `service_desk_notified`,
+    /// `checked_in`, `wipe_queued`, `unlock_queued`, `sim_reactivation_requested`, `found`,
+    /// `written_off`.
+    pub kind: String,
+    pub actor_id: Option<i64>,
+    #[schema(value_type = Object)]
+    pub details: serde_json::Value,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LostCaseView {
+    pub id: i64,
+    pub device_id: i64,
+    pub serial: String,
+    pub provider_id: Option<i64>,
+    /// `lost` or `stolen`.
+    pub kind: String,
+    pub discovered_at: DateTime<FixedOffset>,
+    pub reported_at: DateTime<FixedOffset>,
+    pub reported_by: Option<i64>,
+    pub circumstances: String,
+    pub police_report: Option<String>,
+    /// Reported more than 48 hours after the loss was discovered.
+    pub late: bool,
+    /// `open`, `found` or `written_off`.
+    pub state: String,
+    pub lock_command_id: Option<i64>,
+    /// The automatic wipe, once the phone was not found in time.
+    pub wipe_command_id: Option<i64>,
+    /// The replacement asked for when the phone was written off.
+    pub replacement_request_id: Option<i64>,
+    pub resolved_at: Option<DateTime<FixedOffset>>,
+    pub resolved_by: Option<i64>,
+    /// Only in single-case answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<Vec<TimelineEntry>>,
+}
+
+impl LostCaseView {
+    fn new(state: &AppState, c: LostCase) -> Self {
+        LostCaseView {
+            id: c.id,
+            device_id: c.device_id,
+            serial: c.serial,
+            provider_id: c.provider_id,
+            kind: c.kind,
+            discovered_at: state.local(c.discovered_at),
+            reported_at: state.local(c.reported_at),
+            reported_by: c.reported_by,
+            circumstances: c.circumstances,
+            police_report: c.police_report,
+            late: c.late,
+            state: match c.state {
+                LostState::Open => "open",
+                LostState::Found => "found",
+                LostState::WrittenOff => "written_off",
+            }
+            .to_string(),
+            lock_command_id: c.lock_command_id,
+            wipe_command_id: c.wipe_command_id,
+            replacement_request_id: c.replacement_request_id,
+            resolved_at: c.resolved_at.map(|t| state.local(t)),
+            resolved_by: c.resolved_by,
+            timeline: None,
+        }
+    }
+}
+
+/// The case with its timeline.
+async fn with_timeline(state: &AppState, c: LostCase) -> Result<LostCaseView, ApiError> {
+    let events = state.store.lost_case_events(c.id).await?;
+    let mut view = LostCaseView::new(state, c);
+    view.timeline = Some(
+        events
+            .into_iter()
+            .map(|e| TimelineEntry {
+                at: state.local(e.at),
+                kind: e.kind,
+                actor_id: e.actor_id,
+                details: serde_json::from_str(&e.details).unwrap_or_default(),
+            })
+            .collect(),
+    );
+    Ok(view)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LossReportBody {
+    /// `lost` or `stolen`.
+    pub kind: String,
+    /// When the phone was found to be missing; not in the future.
+    pub discovered_at: DateTime<Utc>,
+    /// Where and how it went missing, at most 1000 characters.
+    pub circumstances: String,
+    /// The police report number, if one was filed.
+    pub police_report: Option<String>,
+}
+
+/// The service desk's e-mail about a report.
+async fn service_desk_messages(
+    state: &AppState,
+    facts: &LossFacts<'_>,
+) -> Result<Vec<NewDelivery>, ApiError> {
+    let Some(to) = &state.config.leasing.service_desk_email else {
+        return Ok(Vec::new());
+    };
+    let language = crate::jobs::notices::policy(state.store.as_ref(), state.operator_id)
+        .await?
+        .language;
+    let text = loss_report(facts, state.config.time_zone, language);
+    Ok(vec![NewDelivery {
+        channel: Channel::Email,
+        recipient: to.clone(),
+        provider_id: None,
+        subject: text.subject,
+        body: text.body,
+        idempotency_key: format!("lost-case-{}-{}", facts.serial, facts.discovered_at.timestamp_micros()),
+    }])
+}
+
+/// Report a phone lost or stolen (anyone at its provider; a provider user only the phone they
+/// hold; municipal IT for any). The phone is marked lost, a lost-mode lock is queued at top
+/// priority, its SIM's block is requested and the service desk is told. A report more than 48
+/// hours after the discovery is flagged late.
+#[utoipa::path(post, path = "/api/v1/devices/{id}/lost-cases", tag = "leasing", security(("bearer" = [])),
+    params(("id" = i64, Path)), request_body = LossReportBody,
+    responses((status = 201, body = LostCaseView), (status = 404, body = super::problem::Problem),
+              (status = 409, body = super::problem::Problem), (status = 422, body = super::problem::Problem)))]
+async fn report_loss(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<LossReportBody>,
+) -> Result<(StatusCode, Json<LostCaseView>), ApiError> {
+    let device = state.store.device(caller.actor.scope(), id).await?;
+    if !caller.actor.may_report_loss(device.holder_id) {
+        // A provider user sees only the phone they hold; another is not theirs to know of.
+        return Err(ApiError::not_found());
+    }
+    let now = state.clock.now();
+    let report = LossReport {
+        kind: LossKind::parse(&body.kind)?,
+        discovered_at: crate::clock::truncate(body.discovered_at),
+        circumstances: body.circumstances.trim().to_string(),
+        police_report: body
+            .police_report
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty()),
+    };
+    report.check(now)?;
+    let language = crate::jobs::notices::policy(state.store.as_ref(), state.operator_id)
+        .await?
+        .language;
+    let lock = CommandTemplate::automatic(
+        "lost_mode_on",
+        Some(lost_mode_message(&state.config.operator_name, language)),
+        state.config.leasing.support_phone_number.clone(),
+        now,
+        Some(caller.actor.account_id),
+    )?;
+    let provider_name = match device.provider_id {
+        Some(p) => state.store.organisation(p).await?.name,
+        None => state.config.operator_name.clone(),
+    };
+    let sim = state
+        .store
+        .list_sims(&SimFilter {
+            device_id: Some(device.id),
+            limit: 1,
+            ..SimFilter::default()
+        })
+        .await?
+        .into_iter()
+        .next();
+    let notify = service_desk_messages(
+        &state,
+        &LossFacts {
+            serial: &device.serial,
+            provider: &provider_name,
+            stolen: report.kind == LossKind::Stolen,
+            discovered_at: report.discovered_at,
+            late: report.is_late(now),
+            sim: sim.as_ref().map(|s| s.iccid.as_str()),
+        },
+    )
+    .await?;
+    let event = caller
+        .event("lost_case.report", "lost_case", None)
+        .in_org(device.provider_id);
+    let case = state
+        .store
+        .report_loss(
+            &NewLostCase {
+                device_id: device.id,
+                report,
+                reported_by: Some(caller.actor.account_id),
+                lock,
+                notify,
+            },
+            now,
+            event,
+        )
+        .await?;
+    state.command_board.mark(device.id);
+    state.notice_wake.notify_one();
+    Ok((StatusCode::CREATED, Json(with_timeline(&state, case).await?)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LostCaseQuery {
+    pub provider_id: Option<i64>,
+    /// Only open cases.
+    pub open: Option<bool>,
+    /// Only cases reported more than 48 hours after discovery.
+    pub late: Option<bool>,
+    /// Cases with ids below this (the cursor; newest first).
+    pub before: Option<i64>,
+    pub limit: Option<u32>,
+}
+
+/// Lost and stolen cases, newest first: the operator's overview of open and late cases;
+/// providers see their own.
+#[utoipa::path(get, path = "/api/v1/lost-cases", tag = "leasing", security(("bearer" = [])),
+    params(LostCaseQuery), responses((status = 200, body = Vec<LostCaseView>)))]
+async fn list_lost_cases(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<LostCaseQuery>,
+) -> Result<Json<Vec<LostCaseView>>, ApiError> {
+    let filter = LostCaseFilter {
+        provider_id: q.provider_id,
+        open_only: q.open.unwrap_or(false),
+        late_only: q.late.unwrap_or(false),
+        before_id: q.before,
+        limit: q.limit.unwrap_or(100).clamp(1, 1000),
+    };
+    let cases = state
+        .store
+        .list_lost_cases(caller.actor.scope(), &filter)
+        .await?;
+    Ok(Json(
+        cases
+            .into_iter()
+            .map(|c| LostCaseView::new(&state, c))
+            .collect(),
+    ))
+}
+
+/// One case with its timeline.
+#[utoipa::path(get, path = "/api/v1/lost-cases/{id}", tag = "leasing", security(("bearer" = [])),
+    params(("id" = i64, Path)), responses((status = 200, body = LostCaseView), (status = 404, body = super::problem::Problem)))]
+async fn get_lost_case(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<LostCaseView>, ApiError> {
+    let case = state.store.lost_case(caller.actor.scope(), id).await?;
+    Ok(Json(with_timeline(&state, case).await?))
+}
+
+/// The phone is found (operator): lost mode is turned off, the SIM's re-activation requested,
+/// and the phone goes back to the status it had.
+#[utoipa::path(post, path = "/api/v1/lost-cases/{id}/found", tag = "leasing", security(("bearer" = [])),
+    params(("id" = i64, Path)),
+    responses((status = 200, body = LostCaseView), (status = 409, body = super::problem::Problem)))]
+async fn found(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<LostCaseView>, ApiError> {
+    caller.actor.require_operator()?;
+    let case = state.store.lost_case(Scope::Everything, id).await?;
+    let unlock = CommandTemplate::automatic(
+        "lost_mode_off",
+        None,
+        None,
+        state.clock.now(),
+        Some(caller.actor.account_id),
+    )?;
+    let event = caller
+        .event("lost_case.found", "lost_case", Some(id.to_string()))
+        .in_org(case.provider_id);
+    let case = state
+        .store
+        .resolve_lost_case(
+            id,
+            &CaseEnd::Found { unlock },
+            Some(caller.actor.account_id),
+            state.clock.now(),
+            event,
+        )
+        .await?;
+    state.command_board.mark(case.device_id);
+    Ok(Json(with_timeline(&state, case).await?))
+}
+
+/// Write the phone off (operator admin): its identity is revoked, it is retired, its lease
+/// ends, and a replacement request is opened for the provider, which carries the lease's terms
+/// and holder over to the phone that fulfils it.
+#[utoipa::path(post, path = "/api/v1/lost-cases/{id}/write-off", tag = "leasing", security(("bearer" = [])),
+    params(("id" = i64, Path)),
+    responses((status = 200, body = LostCaseView), (status = 409, body = super::problem::Problem)))]
+async fn write_off(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<LostCaseView>, ApiError> {
+    caller.actor.require_operator_admin()?;
+    let case = state.store.lost_case(Scope::Everything, id).await?;
+    let device = state.store.device(Scope::Everything, case.device_id).await?;
+    let now = state.clock.now();
+    let replacement = NewPhoneRequest {
+        provider_id: case.provider_id.unwrap_or_default(),
+        quantity: 1,
+        model_id: Some(device.model_id),
+        needed_by: None,
+        delivery_note: format!("Ersätter {} (förlustärende {})", device.serial, case.id),
+        due_at: super::requests::due(&state, now),
+        created_by: Some(caller.actor.account_id),
+    };
+    let event = caller
+        .event("lost_case.write_off", "lost_case", Some(id.to_string()))
+        .in_org(case.provider_id);
+    let case = state
+        .store
+        .resolve_lost_case(
+            id,
+            &CaseEnd::WrittenOff { replacement },
+            Some(caller.actor.account_id),
+            now,
+            event,
+        )
+        .await?;
+    Ok(Json(with_timeline(&state, case).await?))
+}
+
+/// How often a lost phone's check-ins are noted on its case's timeline.
+const CHECKIN_NOTE_EVERY: chrono::Duration = chrono::Duration::minutes(15);
+
+/// A lost phone that checks in is noted on its case's timeline: the time and the network facts
+/// (address, SIM, phone number), nothing about where it is.
+pub async fn on_checkin(
+    state: &AppState,
+    session: &crate::store::DeviceSession,
+    peer: std::net::SocketAddr,
+    facts: &agent::protocol::DeviceFacts,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    if session.status != crate::domain::device::DeviceStatus::Lost {
+        return Ok(());
+    }
+    let details = serde_json::json!({
+        "address": peer.ip().to_string(),
+        "iccid": facts.iccid,
+        "phone_number": facts.phone_number,
+    });
+    state
+        .store
+        .note_lost_checkin(session.device_id, &details, CHECKIN_NOTE_EVERY, now)
+        .await?;
+    Ok(())
+}
