@@ -116,7 +116,10 @@ impl Leasing {
         if self.support_opens >= self.support_closes
             || self.support_closes_before_holiday > self.support_closes
         {
-            return Err("leasing: support must open before it closes, and close no later before a holiday".into());
+            return Err(
+                "leasing: support must open before it closes, and close no later before a holiday"
+                    .into(),
+            );
         }
         if let Some(number) = &self.support_phone_number {
             crate::domain::command::automatic("lost_mode_on", None, Some(number.clone()))
@@ -369,8 +372,14 @@ mod tests {
     fn leasing_settings_have_the_contract_defaults_and_refuse_nonsense() {
         let c = Config::from_overrides(serde_json::json!({})).expect("defaults");
         assert_eq!(c.leasing.configuration_working_days, 3);
-        assert_eq!(c.leasing.support_hours(), crate::domain::working_days::SupportHours::default());
-        assert_eq!(c.leasing.lost_wipe_after(), Some(chrono::Duration::hours(24)));
+        assert_eq!(
+            c.leasing.support_hours(),
+            crate::domain::working_days::SupportHours::default()
+        );
+        assert_eq!(
+            c.leasing.lost_wipe_after(),
+            Some(chrono::Duration::hours(24))
+        );
         let c = Config::from_overrides(serde_json::json!({
             "leasing": { "support_closes": "19:00:00", "lost_wipe_after_hours": 0,
                          "support_phone_number": "+46812345678" }

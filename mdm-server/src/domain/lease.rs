@@ -165,7 +165,11 @@ pub fn may_lease(phone: &PhoneState, provider: i64) -> Result<(), Refusal> {
         }
         DeviceStatus::AwaitingWipe => {
             return Err(wipe_required(
-                phone.wipe.check().err().unwrap_or(WipeMissing::NotAcknowledged),
+                phone
+                    .wipe
+                    .check()
+                    .err()
+                    .unwrap_or(WipeMissing::NotAcknowledged),
             ))
         }
         DeviceStatus::InStock | DeviceStatus::Leased => {}
@@ -265,7 +269,12 @@ mod tests {
         assert_eq!(t.data_gb, INCLUDED_DATA_GB);
         let field = |r: Result<LeaseTerms, DomainError>| r.expect_err("refused").field();
         assert_eq!(
-            field(LeaseTerms::parse(day("2026-12-01"), Some(day("2026-12-01")), 1.0, None)),
+            field(LeaseTerms::parse(
+                day("2026-12-01"),
+                Some(day("2026-12-01")),
+                1.0,
+                None
+            )),
             "ends_on"
         );
         assert_eq!(
@@ -370,7 +379,9 @@ mod tests {
         };
         assert_eq!(may_set_holder(&wiped, Some(2)), Ok(()));
         assert_eq!(
-            may_set_holder(&new_phone(), Some(2)).expect_err("refused").kind,
+            may_set_holder(&new_phone(), Some(2))
+                .expect_err("refused")
+                .kind,
             "not-leased"
         );
         let lost = PhoneState {
@@ -391,7 +402,10 @@ mod tests {
             ..new_phone()
         };
         assert_eq!(may_return(&leased, 7), Ok(()));
-        assert_eq!(may_return(&leased, 8).expect_err("refused").kind, "not-leased");
+        assert_eq!(
+            may_return(&leased, 8).expect_err("refused").kind,
+            "not-leased"
+        );
         assert_eq!(
             may_return(&new_phone(), 7).expect_err("refused").kind,
             "not-leased"
@@ -400,12 +414,18 @@ mod tests {
             status: DeviceStatus::Lost,
             ..leased
         };
-        assert_eq!(may_return(&lost, 7).expect_err("refused").kind, "device-lost");
+        assert_eq!(
+            may_return(&lost, 7).expect_err("refused").kind,
+            "device-lost"
+        );
     }
 
     #[test]
     fn a_returned_phone_waits_for_its_wipe_and_a_written_off_one_retires() {
-        assert_eq!(LeaseEnd::Returned.status_after(), DeviceStatus::AwaitingWipe);
+        assert_eq!(
+            LeaseEnd::Returned.status_after(),
+            DeviceStatus::AwaitingWipe
+        );
         assert_eq!(
             LeaseEnd::ContractEnded.status_after(),
             DeviceStatus::AwaitingWipe

@@ -458,11 +458,24 @@ mod tests {
         assert!(sv.body.contains("89460000000000000018"), "{}", sv.body);
         assert!(sv.body.contains("48 timmar"), "{}", sv.body);
         let en = loss_report(
-            &LossFacts { late: false, sim: None, ..facts },
+            &LossFacts {
+                late: false,
+                sim: None,
+                ..facts
+            },
             chrono_tz::Europe::Stockholm,
             Language::En,
         );
-        assert!(!en.body.contains("48 hours") && !en.body.contains("SIM"), "{}", en.body);
-        assert!(lost_mode_message(&"x".repeat(300), Language::Sv).chars().count() <= 200);
+        assert!(
+            !en.body.contains("48 hours") && !en.body.contains("SIM"),
+            "{}",
+            en.body
+        );
+        assert!(
+            lost_mode_message(&"x".repeat(300), Language::Sv)
+                .chars()
+                .count()
+                <= 200
+        );
     }
 }

@@ -139,7 +139,9 @@ mod tests {
             "quantity"
         );
         assert_eq!(
-            check_request(501, None, "", today).expect_err("many").field(),
+            check_request(501, None, "", today)
+                .expect_err("many")
+                .field(),
             "quantity"
         );
         assert_eq!(
@@ -174,10 +176,23 @@ mod tests {
     fn a_request_is_due_three_working_days_later_and_overdue_after_that() {
         let at = |s: &str| -> DateTime<Utc> { s.parse().expect("time") };
         // Friday 20 November 2026, 10:00 in Stockholm: due Wednesday 25th at 16:00.
-        let due = due_at(at("2026-11-20T09:00:00Z"), 3, &SupportHours::default(), Stockholm);
+        let due = due_at(
+            at("2026-11-20T09:00:00Z"),
+            3,
+            &SupportHours::default(),
+            Stockholm,
+        );
         assert_eq!(due, at("2026-11-25T15:00:00Z"));
         assert!(!is_overdue(RequestState::Open, due, due));
-        assert!(is_overdue(RequestState::Open, due, at("2026-11-25T15:00:01Z")));
-        assert!(!is_overdue(RequestState::Fulfilled, due, at("2026-12-25T00:00:00Z")));
+        assert!(is_overdue(
+            RequestState::Open,
+            due,
+            at("2026-11-25T15:00:01Z")
+        ));
+        assert!(!is_overdue(
+            RequestState::Fulfilled,
+            due,
+            at("2026-12-25T00:00:00Z")
+        ));
     }
 }

@@ -265,7 +265,11 @@ mod tests {
 
     #[test]
     fn phones_are_managed_by_it_staff_and_reported_lost_by_their_holder() {
-        for role in [Role::OperatorAdmin, Role::OperatorStaff, Role::ProviderAdmin] {
+        for role in [
+            Role::OperatorAdmin,
+            Role::OperatorStaff,
+            Role::ProviderAdmin,
+        ] {
             assert!(actor(role, PROVIDER_A).may_manage_phones().is_ok());
             assert!(actor(role, PROVIDER_A).may_report_loss(None));
         }

@@ -105,9 +105,8 @@ pub fn check_subscription(
     plan: &str,
     data_gb: u32,
 ) -> Result<MobileNumber, DomainError> {
-    let number = MobileNumber::parse(phone_number).map_err(|e| {
-        DomainError::invalid("phone_number", e.message().to_string())
-    })?;
+    let number = MobileNumber::parse(phone_number)
+        .map_err(|e| DomainError::invalid("phone_number", e.message().to_string()))?;
     for (field, text) in [("carrier", carrier), ("plan", plan)] {
         if text.trim().is_empty() {
             return Err(DomainError::invalid(field, "must not be empty"));
@@ -202,7 +201,9 @@ mod tests {
     #[test]
     fn an_iccid_needs_its_check_digit() {
         assert_eq!(
-            Iccid::parse("8946 0000 0000 0000 0018").expect("valid").as_str(),
+            Iccid::parse("8946 0000 0000 0000 0018")
+                .expect("valid")
+                .as_str(),
             "89460000000000000018"
         );
         assert!(Iccid::parse("89460000000000000019").is_err(), "check digit");
@@ -217,8 +218,14 @@ mod tests {
         assert_eq!(transition(Blocked, Active), Ok(Active));
         assert_eq!(transition(BlockRequested, Active), Ok(Active));
         assert_eq!(transition(Blocked, Terminated), Ok(Terminated));
-        assert_eq!(transition(Active, Blocked).expect_err("skip").kind, "sim-transition");
-        assert_eq!(transition(Active, Active).expect_err("same").kind, "sim-transition");
+        assert_eq!(
+            transition(Active, Blocked).expect_err("skip").kind,
+            "sim-transition"
+        );
+        assert_eq!(
+            transition(Active, Active).expect_err("same").kind,
+            "sim-transition"
+        );
         for to in ALL_SIM_STATUSES {
             assert_eq!(
                 transition(Terminated, to).expect_err("final").kind,
@@ -234,9 +241,18 @@ mod tests {
     fn a_subscription_needs_a_mobile_number_a_company_and_a_plan() {
         assert!(check_subscription("+46701234567", "Telia", "Jobbmobil 100 GB", 100).is_ok());
         let field = |r: Result<MobileNumber, DomainError>| r.expect_err("refused").field();
-        assert_eq!(field(check_subscription("12", "Telia", "P", 100)), "phone_number");
-        assert_eq!(field(check_subscription("+46701234567", " ", "P", 100)), "carrier");
-        assert_eq!(field(check_subscription("+46701234567", "Telia", "P", 0)), "data_gb");
+        assert_eq!(
+            field(check_subscription("12", "Telia", "P", 100)),
+            "phone_number"
+        );
+        assert_eq!(
+            field(check_subscription("+46701234567", " ", "P", 100)),
+            "carrier"
+        );
+        assert_eq!(
+            field(check_subscription("+46701234567", "Telia", "P", 0)),
+            "data_gb"
+        );
     }
 
     #[test]
@@ -263,7 +279,14 @@ mod tests {
         assert_eq!(found.mismatch, Some(Some(other.to_string())));
         assert!(judge_report(Some(record), Some(other), Some(other), None, "2026-11").is_empty());
         assert_eq!(
-            judge_report(Some(record), Some(other), Some(record.iccid), None, "2026-11").mismatch,
+            judge_report(
+                Some(record),
+                Some(other),
+                Some(record.iccid),
+                None,
+                "2026-11"
+            )
+            .mismatch,
             Some(None),
             "the right card again clears the flag"
         );

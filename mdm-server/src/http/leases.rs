@@ -19,9 +19,7 @@ use crate::domain::organisation::OrgKind;
 use crate::domain::role::{Role, Scope};
 use crate::domain::wipe_gate::check_manual_wipe;
 use crate::store::commands::CommandTemplate;
-use crate::store::leasing::{
-    HolderPeriod, Lease, LeaseEnding, LeaseFilter, ManualWipe, NewLease,
-};
+use crate::store::leasing::{HolderPeriod, Lease, LeaseEnding, LeaseFilter, ManualWipe, NewLease};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -171,7 +169,10 @@ async fn create_lease(
         }
         Err(e) => return Err(e.into()),
     };
-    let terms = match (body.monthly_price_sek, replaced_terms(&state, &body, today).await?) {
+    let terms = match (
+        body.monthly_price_sek,
+        replaced_terms(&state, &body, today).await?,
+    ) {
         (Some(price), _) => LeaseTerms::parse(
             body.starts_on.unwrap_or(today),
             body.ends_on,
@@ -189,8 +190,7 @@ async fn create_lease(
     if let Some(holder) = body.holder_id {
         check_holder(&state, provider.id, holder).await?;
     }
-    lease::check_contract(provider.contract, today)
-        .map_err(crate::store::StoreError::Refused)?;
+    lease::check_contract(provider.contract, today).map_err(crate::store::StoreError::Refused)?;
     let device = state
         .store
         .device(Scope::Everything, body.device_id)
@@ -265,7 +265,10 @@ async fn list_leases(
         .list_leases(caller.actor.scope(), &filter)
         .await?;
     Ok(Json(
-        leases.into_iter().map(|l| LeaseView::new(&state, l)).collect(),
+        leases
+            .into_iter()
+            .map(|l| LeaseView::new(&state, l))
+            .collect(),
     ))
 }
 
@@ -519,7 +522,13 @@ async fn record_manual_wipe(
         .details(serde_json::json!({ "reason": reason }));
     let wipe = state
         .store
-        .record_manual_wipe(id, reason, caller.actor.account_id, state.clock.now(), event)
+        .record_manual_wipe(
+            id,
+            reason,
+            caller.actor.account_id,
+            state.clock.now(),
+            event,
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(ManualWipeView::new(&state, wipe))))
 }

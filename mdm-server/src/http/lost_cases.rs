@@ -152,7 +152,11 @@ async fn service_desk_messages(
         provider_id: None,
         subject: text.subject,
         body: text.body,
-        idempotency_key: format!("lost-case-{}-{}", facts.serial, facts.discovered_at.timestamp_micros()),
+        idempotency_key: format!(
+            "lost-case-{}-{}",
+            facts.serial,
+            facts.discovered_at.timestamp_micros()
+        ),
     }])
 }
 
@@ -241,7 +245,10 @@ async fn report_loss(
         .await?;
     state.command_board.mark(device.id);
     state.notice_wake.notify_one();
-    Ok((StatusCode::CREATED, Json(with_timeline(&state, case).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(with_timeline(&state, case).await?),
+    ))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -346,7 +353,10 @@ async fn write_off(
 ) -> Result<Json<LostCaseView>, ApiError> {
     caller.actor.require_operator_admin()?;
     let case = state.store.lost_case(Scope::Everything, id).await?;
-    let device = state.store.device(Scope::Everything, case.device_id).await?;
+    let device = state
+        .store
+        .device(Scope::Everything, case.device_id)
+        .await?;
     let now = state.clock.now();
     let replacement = NewPhoneRequest {
         provider_id: case.provider_id.unwrap_or_default(),

@@ -124,7 +124,13 @@ async fn create_request(
         Err(e) => return Err(e.into()),
     }
     if let Some(model) = body.model_id {
-        if !state.store.list_models().await?.iter().any(|m| m.id == model) {
+        if !state
+            .store
+            .list_models()
+            .await?
+            .iter()
+            .any(|m| m.id == model)
+        {
             return Err(invalid("model_id", "no such model in the catalogue"));
         }
     }
@@ -223,7 +229,11 @@ async fn cancel_request(
     let request = state.store.request(caller.actor.scope(), id).await?;
     caller.actor.may_manage_phones()?;
     let event = caller
-        .event("phone_request.cancel", "phone_request", Some(id.to_string()))
+        .event(
+            "phone_request.cancel",
+            "phone_request",
+            Some(id.to_string()),
+        )
         .in_org(Some(request.provider_id));
     let cancelled = state
         .store

@@ -138,7 +138,10 @@ async fn create_sim(
     let event = caller
         .event("sim.create", "sim", None)
         .details(serde_json::json!({ "iccid": sim.iccid, "phone_number": sim.phone_number }));
-    let created = state.store.create_sim(&sim, state.clock.now(), event).await?;
+    let created = state
+        .store
+        .create_sim(&sim, state.clock.now(), event)
+        .await?;
     Ok((StatusCode::CREATED, Json(SimView::new(&state, created))))
 }
 
@@ -176,7 +179,9 @@ async fn list_sims(
         limit: q.limit.unwrap_or(100).clamp(1, 1000),
     };
     let sims = state.store.list_sims(&filter).await?;
-    Ok(Json(sims.into_iter().map(|s| SimView::new(&state, s)).collect()))
+    Ok(Json(
+        sims.into_iter().map(|s| SimView::new(&state, s)).collect(),
+    ))
 }
 
 /// One SIM with the phones that held it.

@@ -104,7 +104,10 @@ impl LeasingWatch {
             return Ok(());
         };
         loop {
-            let due = self.store.lost_cases_to_escalate(now - after, BATCH).await?;
+            let due = self
+                .store
+                .lost_cases_to_escalate(now - after, BATCH)
+                .await?;
             let done = due.len() < BATCH as usize;
             for case in due {
                 let mut event = AuditEvent::unattended("leasing", "lost_case.escalate");

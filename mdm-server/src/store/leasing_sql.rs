@@ -5,7 +5,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{QueryBuilder, Row};
 
 use super::commands_sql::{insert_command, purge_pending};
-use super::shared::{append_audit_tx, corrupt, lock_device, revoke_live_identities, with_target, SqlStore, Tx};
+use super::shared::{
+    append_audit_tx, corrupt, lock_device, revoke_live_identities, with_target, SqlStore, Tx,
+};
 use super::Db;
 use crate::domain::audit::AuditEvent;
 use crate::domain::command;
@@ -46,11 +48,13 @@ fn lease_from_row(row: &DbRow) -> StoreResult<Lease> {
 }
 
 async fn load_lease(conn: &mut <Db as sqlx::Database>::Connection, id: i64) -> StoreResult<Lease> {
-    let row = sqlx::query(&format!("SELECT {LEASE_COLUMNS} {LEASE_FROM} WHERE l.id = $1"))
-        .bind(id)
-        .fetch_optional(conn)
-        .await?
-        .ok_or(StoreError::NotFound)?;
+    let row = sqlx::query(&format!(
+        "SELECT {LEASE_COLUMNS} {LEASE_FROM} WHERE l.id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?
+    .ok_or(StoreError::NotFound)?;
     lease_from_row(&row)
 }
 
@@ -136,13 +140,11 @@ pub(super) async fn end_holding(
     .await?
     .rows_affected();
     if ended > 0 {
-        sqlx::query(
-            "UPDATE devices SET holder_id = NULL, assignment_ended_at = $1 WHERE id = $2",
-        )
-        .bind(ended_at)
-        .bind(device_id)
-        .execute(&mut **tx)
-        .await?;
+        sqlx::query("UPDATE devices SET holder_id = NULL, assignment_ended_at = $1 WHERE id = $2")
+            .bind(ended_at)
+            .bind(device_id)
+            .execute(&mut **tx)
+            .await?;
     }
     Ok(ended > 0)
 }
@@ -309,16 +311,14 @@ impl LeasingStore for SqlStore {
         // A replacement takes over the written-off phone's holder, if they are still active.
         let holder = match (new.holder_id, replaces) {
             (Some(h), _) => Some(h),
-            (None, Some(old)) => {
-                sqlx::query_scalar(
-                    "SELECT h.account_id FROM holder_periods h JOIN accounts a ON a.id = h.account_id \
+            (None, Some(old)) => sqlx::query_scalar(
+                "SELECT h.account_id FROM holder_periods h JOIN accounts a ON a.id = h.account_id \
                      WHERE h.lease_id = $1 AND a.active = $2 ORDER BY h.id DESC LIMIT 1",
-                )
-                .bind(old)
-                .bind(true)
-                .fetch_optional(&mut *tx)
-                .await?
-            }
+            )
+            .bind(old)
+            .bind(true)
+            .fetch_optional(&mut *tx)
+            .await?,
             (None, None) => None,
         };
         if let Some(holder) = holder {
@@ -341,12 +341,11 @@ impl LeasingStore for SqlStore {
         lock_device(&mut tx, device_id).await?;
         let phone = phone_state(&mut tx, device_id).await?;
         lease::may_set_holder(&phone, holder)?;
-        let lease_id: i64 = sqlx::query_scalar(
-            "SELECT id FROM leases WHERE device_id = $1 AND ended_at IS NULL",
-        )
-        .bind(device_id)
-        .fetch_one(&mut *tx)
-        .await?;
+        let lease_id: i64 =
+            sqlx::query_scalar("SELECT id FROM leases WHERE device_id = $1 AND ended_at IS NULL")
+                .bind(device_id)
+                .fetch_one(&mut *tx)
+                .await?;
         if phone.holder != holder {
             end_holding(&mut tx, device_id, now).await?;
             if let Some(next) = holder {
@@ -375,12 +374,11 @@ impl LeasingStore for SqlStore {
         lock_device(&mut tx, device_id).await?;
         let phone = phone_state(&mut tx, device_id).await?;
         lease::may_return(&phone, provider_id)?;
-        let lease_id: i64 = sqlx::query_scalar(
-            "SELECT id FROM leases WHERE device_id = $1 AND ended_at IS NULL",
-        )
-        .bind(device_id)
-        .fetch_one(&mut *tx)
-        .await?;
+        let lease_id: i64 =
+            sqlx::query_scalar("SELECT id FROM leases WHERE device_id = $1 AND ended_at IS NULL")
+                .bind(device_id)
+                .fetch_one(&mut *tx)
+                .await?;
         let wipe = end_one(&mut tx, device_id, lease_id, ending, now).await?;
         let audit = detail(
             audit,
@@ -433,9 +431,8 @@ impl LeasingStore for SqlStore {
     }
 
     async fn lease(&self, scope: Scope, id: i64) -> StoreResult<Lease> {
-        let mut q = QueryBuilder::<Db>::new(format!(
-            "SELECT {LEASE_COLUMNS} {LEASE_FROM} WHERE l.id = "
-        ));
+        let mut q =
+            QueryBuilder::<Db>::new(format!("SELECT {LEASE_COLUMNS} {LEASE_FROM} WHERE l.id = "));
         q.push_bind(id);
         scoped_to(&mut q, "l.provider_id", scope);
         let row = q
@@ -460,7 +457,8 @@ impl LeasingStore for SqlStore {
             q.push(" AND l.ended_at IS NULL");
         }
         if let Some(by) = f.ending_by {
-            q.push(" AND l.ends_on IS NOT NULL AND l.ends_on <= ").push_bind(by);
+            q.push(" AND l.ends_on IS NOT NULL AND l.ends_on <= ")
+                .push_bind(by);
         }
         if let Some(before) = f.before_id {
             q.push(" AND l.id < ").push_bind(before);

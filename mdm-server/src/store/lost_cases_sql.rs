@@ -7,7 +7,9 @@ use sqlx::{QueryBuilder, Row};
 use super::commands_sql::{insert_command, purge_pending};
 use super::compliance_sql::insert_alerts;
 use super::leasing_sql::{end_holding, insert_request};
-use super::shared::{append_audit_tx, corrupt, lock_device, revoke_live_identities, with_target, SqlStore, Tx};
+use super::shared::{
+    append_audit_tx, corrupt, lock_device, revoke_live_identities, with_target, SqlStore, Tx,
+};
 use super::Db;
 use crate::domain::audit::AuditEvent;
 use crate::domain::device::DeviceStatus;
@@ -115,11 +117,13 @@ async fn move_sim(
         return Ok(None);
     }
     let id: i64 = row.try_get(0)?;
-    sqlx::query(&format!("UPDATE sims SET {set}, updated_at = $1 WHERE id = $2"))
-        .bind(now)
-        .bind(id)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(&format!(
+        "UPDATE sims SET {set}, updated_at = $1 WHERE id = $2"
+    ))
+    .bind(now)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
     Ok(Some(row.try_get(1)?))
 }
 
@@ -140,8 +144,7 @@ impl LostCaseStore for SqlStore {
             .ok_or(StoreError::NotFound)?;
         let status: String = row.try_get(0)?;
         let provider: Option<i64> = row.try_get(1)?;
-        let status =
-            DeviceStatus::parse(&status).map_err(|_| corrupt("device status", &status))?;
+        let status = DeviceStatus::parse(&status).map_err(|_| corrupt("device status", &status))?;
         lost_case::may_report(status)?;
         let kind = match new.report.kind {
             LossKind::Lost => "lost",
@@ -363,8 +366,14 @@ impl LostCaseStore for SqlStore {
                 details["status"] = before.into();
             }
             CaseEnd::WrittenOff { replacement } => {
-                purge_pending(&mut tx, case.device_id, None, "purged: the phone was written off", now)
-                    .await?;
+                purge_pending(
+                    &mut tx,
+                    case.device_id,
+                    None,
+                    "purged: the phone was written off",
+                    now,
+                )
+                .await?;
                 revoke_live_identities(&mut tx, case.device_id, "written off", now).await?;
                 let lease: Option<i64> = sqlx::query_scalar(
                     "SELECT id FROM leases WHERE device_id = $1 AND ended_at IS NULL",
@@ -488,7 +497,8 @@ impl LostCaseStore for SqlStore {
         )
         .await?;
         let mut audit = with_target(audit, id);
-        audit.details = serde_json::json!({ "device_id": case.device_id, "command_id": command }).to_string();
+        audit.details =
+            serde_json::json!({ "device_id": case.device_id, "command_id": command }).to_string();
         append_audit_tx(&mut tx, &audit, now).await?;
         tx.commit().await?;
         Ok(Some(command))
@@ -502,12 +512,11 @@ impl LostCaseStore for SqlStore {
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
         let mut tx = self.write().await?;
-        let case: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM lost_cases WHERE device_id = $1 AND state = 'open'",
-        )
-        .bind(device_id)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let case: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM lost_cases WHERE device_id = $1 AND state = 'open'")
+                .bind(device_id)
+                .fetch_optional(&mut *tx)
+                .await?;
         let Some(case) = case else { return Ok(false) };
         let recent: Option<i64> = sqlx::query_scalar(
             "SELECT id FROM lost_case_events WHERE case_id = $1 AND kind = 'checked_in' AND at > $2 LIMIT 1",

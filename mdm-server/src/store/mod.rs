@@ -18,9 +18,9 @@ pub use commands::CommandStore;
 pub use compliance::ComplianceStore;
 pub use leasing::LeasingStore;
 pub use lost_cases::LostCaseStore;
-pub use subscriptions::SubscriptionStore;
 pub use notices::NoticeStore;
 pub use policies::PolicyStore;
+pub use subscriptions::SubscriptionStore;
 
 pub mod commands;
 pub mod compliance;

@@ -64,8 +64,12 @@ pub struct SimReport {
 
 #[async_trait]
 pub trait SubscriptionStore: Send + Sync {
-    async fn create_sim(&self, sim: &NewSim, now: DateTime<Utc>, audit: AuditEvent)
-        -> StoreResult<Sim>;
+    async fn create_sim(
+        &self,
+        sim: &NewSim,
+        now: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<Sim>;
     async fn sim(&self, id: i64) -> StoreResult<Sim>;
     async fn list_sims(&self, filter: &SimFilter) -> StoreResult<Vec<Sim>>;
     /// Moves the SIM's status as `domain::subscription::transition` allows; re-activation
@@ -92,9 +96,5 @@ pub trait SubscriptionStore: Send + Sync {
         sim_id: Option<i64>,
         device_id: Option<i64>,
     ) -> StoreResult<Vec<SimPeriod>>;
-    async fn record_sim_report(
-        &self,
-        report: &SimReport,
-        now: DateTime<Utc>,
-    ) -> StoreResult<()>;
+    async fn record_sim_report(&self, report: &SimReport, now: DateTime<Utc>) -> StoreResult<()>;
 }
