@@ -48,11 +48,14 @@ CREATE TABLE leases (
     created_by         INTEGER  REFERENCES accounts (id),
     created_at         TEXT NOT NULL,
     ended_at           TEXT,
-    end_reason         TEXT    CHECK (end_reason IN ('returned', 'contract_ended', 'written_off'))
+    end_reason         TEXT    CHECK (end_reason IN ('returned', 'contract_ended', 'written_off', 'swapped'))
 );
 CREATE UNIQUE INDEX leases_one_open ON leases (device_id) WHERE ended_at IS NULL;
 CREATE INDEX leases_device ON leases (device_id, id);
 CREATE INDEX leases_provider_open ON leases (provider_id, id) WHERE ended_at IS NULL;
+-- The reminder lists: leases and warranties ending soon.
+CREATE INDEX leases_ending ON leases (ends_on) WHERE ended_at IS NULL;
+CREATE INDEX devices_warranty_end ON devices (warranty_end) WHERE warranty_end IS NOT NULL;
 
 -- Who held a phone, when: a holder is a provider user; a phone without one is in the pool.
 CREATE TABLE holder_periods (
@@ -140,6 +143,37 @@ CREATE TABLE lost_case_events (
     details   TEXT    NOT NULL
 );
 CREATE INDEX lost_case_events_case ON lost_case_events (case_id, id);
+
+-- Warranty cases: a fault, the supplier's answer, and the swap to a replacement phone.
+CREATE TABLE warranty_cases (
+    id                     INTEGER PRIMARY KEY,
+    device_id              INTEGER  NOT NULL REFERENCES devices (id),
+    fault                  TEXT    NOT NULL,
+    -- Whether the phone's warranty covered the day the case was opened.
+    under_warranty         INTEGER NOT NULL,
+    state                  TEXT    NOT NULL CHECK (state IN ('opened', 'sent_to_supplier', 'repaired', 'replaced', 'rejected', 'closed')),
+    supplier_reference     TEXT,
+    -- The status the phone had when it left for the supplier, to go back to.
+    status_before          TEXT,
+    replacement_device_id  INTEGER  REFERENCES devices (id),
+    opened_by              INTEGER  REFERENCES accounts (id),
+    opened_at              TEXT NOT NULL,
+    updated_at             TEXT NOT NULL,
+    closed_at              TEXT
+);
+CREATE UNIQUE INDEX warranty_cases_one_open ON warranty_cases (device_id) WHERE state <> 'closed';
+CREATE INDEX warranty_cases_state ON warranty_cases (state, id);
+
+CREATE TABLE warranty_events (
+    id          INTEGER PRIMARY KEY,
+    case_id     INTEGER  NOT NULL REFERENCES warranty_cases (id),
+    at          TEXT NOT NULL,
+    actor_id    INTEGER  REFERENCES accounts (id),
+    from_state  TEXT,
+    to_state    TEXT    NOT NULL,
+    note        TEXT
+);
+CREATE INDEX warranty_events_case ON warranty_events (case_id, id);
 
 -- The outbox's topics are checked in the code (domain::outbox::Topic), so a new kind of message
 -- needs no table rebuild. SQLite cannot drop a CHECK, so the two outbox tables are rebuilt

@@ -22,6 +22,7 @@ backend_tests!(
     a_phone_that_cannot_be_wiped_remotely_counts_as_wiped_only_after_a_second_admin_confirms,
     sims_move_through_block_and_reactivation_and_a_check_in_flags_another_sim_and_heavy_data_use,
     bad_leasing_requests_are_refused_with_what_must_happen_first_and_nothing_changes,
+    a_faulty_phone_leaves_for_the_supplier_only_wiped_and_a_compliant_replacement_takes_over_its_lease,
 );
 
 const SIM_1: &str = "89460000000000000018";
@@ -1135,4 +1136,187 @@ async fn bad_leasing_requests_are_refused_with_what_must_happen_first_and_nothin
     assert_eq!(unchanged["status"], "leased");
     assert_eq!(kit.app.count("leases").await, 1);
     assert_eq!(kit.app.count("commands").await, 0);
+}
+
+async fn a_faulty_phone_leaves_for_the_supplier_only_wiped_and_a_compliant_replacement_takes_over_its_lease(
+    backend: Backend,
+) {
+    let kit = kit(backend).await;
+    let (anna, _) = person(&kit, kit.provider_a, "anna@norr.example", "provider_user").await;
+    let faulty = kit
+        .app
+        .post(
+            "/api/v1/devices",
+            &kit.admin,
+            json!({ "platform": "ios", "model": "iPhone 16", "serial": "PHONEA01", "imei": imei(1),
+                    "purchase_date": "2025-01-10", "warranty_end": "2027-01-10" }),
+        )
+        .await;
+    faulty.expect(StatusCode::CREATED);
+    let phone = Phone {
+        id: faulty.body["id"].as_i64().expect("id"),
+        dir: tempfile::tempdir().expect("tempdir"),
+    };
+    phone.describe("PHONEA01", 1, None, 1);
+    enroll_phone(&kit, &phone).await;
+    let first = kit
+        .app
+        .post(
+            "/api/v1/leases",
+            &kit.admin,
+            json!({ "device_id": phone.id, "provider_id": kit.provider_a, "monthly_price_sek": 249.5,
+                    "ends_on": "2026-12-15", "holder_id": anna.id }),
+        )
+        .await;
+    first.expect(StatusCode::CREATED);
+
+    // Both show among the reminders: the warranty ends within 60 days, the lease within 30.
+    let soon = kit.app.get("/api/v1/reminders", &kit.admin).await;
+    soon.expect(StatusCode::OK);
+    assert_eq!(
+        soon.body["warranties_ending"][0]["device_id"], phone.id,
+        "{}",
+        soon.text
+    );
+    assert_eq!(soon.body["leases_ending"][0]["id"], first.body["id"]);
+    let later = kit
+        .app
+        .get(
+            "/api/v1/reminders?warranty_days=30&lease_days=10",
+            &kit.admin,
+        )
+        .await;
+    assert_eq!(
+        later.body,
+        json!({ "warranties_ending": [], "leases_ending": [] })
+    );
+
+    let opened = kit
+        .app
+        .post(
+            "/api/v1/warranty-cases",
+            &kit.admin,
+            json!({ "device_id": phone.id, "fault": "Laddar inte, kontakten glapper" }),
+        )
+        .await;
+    opened.expect(StatusCode::CREATED);
+    assert_eq!(opened.body["under_warranty"], true);
+    let case_path = format!("/api/v1/warranty-cases/{}", opened.body["id"]);
+    let step = |to: &str| {
+        let app = &kit.app;
+        let admin = kit.admin.clone();
+        let path = format!("{case_path}/state");
+        let body = json!({ "state": to, "supplier_reference": "RMA-4711" });
+        async move { app.post(&path, &admin, body).await }
+    };
+    kit.app
+        .post(
+            "/api/v1/warranty-cases",
+            &kit.admin,
+            json!({ "device_id": phone.id, "fault": "Något annat" }),
+        )
+        .await
+        .expect_problem(StatusCode::CONFLICT, "warranty-case-open");
+    step("repaired")
+        .await
+        .expect_problem(StatusCode::CONFLICT, "warranty-transition");
+    // Not wiped yet: it may not leave.
+    step("sent_to_supplier")
+        .await
+        .expect_problem(StatusCode::CONFLICT, "wipe-required");
+
+    // Wiped by its agent, it goes.
+    kit.app.clock.advance(Duration::minutes(1));
+    kit.app
+        .post(
+            &format!("/api/v1/devices/{}/commands", phone.id),
+            &kit.admin,
+            json!({ "kind": "wipe" }),
+        )
+        .await
+        .expect(StatusCode::CREATED);
+    phone.check_in().await;
+    let sent = step("sent_to_supplier").await;
+    sent.expect(StatusCode::OK);
+    assert_eq!(sent.body["supplier_reference"], "RMA-4711");
+    assert_eq!(device(&kit, phone.id).await["status"], "in_repair");
+
+    // The replacement must be enrolled and compliant before it takes over.
+    let spare = kit
+        .app
+        .register_device(&kit.admin, "PHONEA02", &imei(2), None)
+        .await;
+    kit.app
+        .post(
+            &format!("{case_path}/swap"),
+            &kit.admin,
+            json!({ "replacement_device_id": spare }),
+        )
+        .await
+        .expect_problem(StatusCode::CONFLICT, "replacement-not-enrolled");
+    let replacement = Phone {
+        id: spare,
+        dir: tempfile::tempdir().expect("tempdir"),
+    };
+    replacement.describe("PHONEA02", 2, None, 1);
+    enroll_phone(&kit, &replacement).await;
+    replacement.check_in().await;
+    let swapped = kit
+        .app
+        .post(
+            &format!("{case_path}/swap"),
+            &kit.admin,
+            json!({ "replacement_device_id": spare }),
+        )
+        .await;
+    swapped.expect(StatusCode::OK);
+    assert_eq!(swapped.body["lease"]["device_id"], spare);
+    assert_eq!(swapped.body["lease"]["replaces_lease_id"], first.body["id"]);
+    assert_eq!(swapped.body["lease"]["holder_id"], anna.id);
+    assert_eq!(swapped.body["lease"]["monthly_price_sek"], 249.5);
+    assert_eq!(swapped.body["lease"]["ends_on"], "2026-12-15");
+    assert_eq!(swapped.body["case"]["replacement_device_id"], spare);
+    let old = kit
+        .app
+        .get(&format!("/api/v1/leases/{}", first.body["id"]), &kit.admin)
+        .await;
+    assert_eq!(old.body["end_reason"], "swapped");
+    assert_eq!(device(&kit, spare).await["holder_id"], anna.id);
+
+    // The supplier replaced it: the faulty phone retires with its history, and the case closes.
+    step("replaced").await.expect(StatusCode::OK);
+    let closed = step("closed").await;
+    closed.expect(StatusCode::OK);
+    let states: Vec<&str> = closed.body["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .map(|e| e["to_state"].as_str().expect("state"))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            "opened",
+            "sent_to_supplier",
+            "swapped",
+            "replaced",
+            "closed"
+        ]
+    );
+    assert_eq!(device(&kit, phone.id).await["status"], "retired");
+    assert_eq!(
+        history(&kit, phone.id).await["holders"][0]["account_id"],
+        anna.id
+    );
+    kit.app
+        .post(
+            "/api/v1/warranty-cases",
+            &kit.admin,
+            json!({ "device_id": phone.id, "fault": "Fortfarande trasig" }),
+        )
+        .await
+        .expect_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
+    step("repaired")
+        .await
+        .expect_problem(StatusCode::CONFLICT, "warranty-transition");
 }

@@ -73,6 +73,8 @@ pub enum LeaseEnd {
     Returned,
     ContractEnded,
     WrittenOff,
+    /// A replacement took over the lease from a faulty phone (warranty swap).
+    Swapped,
 }
 
 impl LeaseEnd {
@@ -81,15 +83,17 @@ impl LeaseEnd {
             LeaseEnd::Returned => "returned",
             LeaseEnd::ContractEnded => "contract_ended",
             LeaseEnd::WrittenOff => "written_off",
+            LeaseEnd::Swapped => "swapped",
         }
     }
 
     /// The phone's status once the lease has ended this way: a returned phone waits for its
-    /// wipe, a written-off one is retired.
+    /// wipe, a written-off one is retired, a swapped one stays with its warranty case.
     pub fn status_after(self) -> DeviceStatus {
         match self {
             LeaseEnd::Returned | LeaseEnd::ContractEnded => DeviceStatus::AwaitingWipe,
             LeaseEnd::WrittenOff => DeviceStatus::Retired,
+            LeaseEnd::Swapped => DeviceStatus::InRepair,
         }
     }
 }

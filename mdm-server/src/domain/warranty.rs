@@ -1,7 +1,13 @@
 //! Warranty cases: a fault recorded against a phone, which moves opened → sent to supplier →
 //! repaired | replaced | rejected → closed. A phone leaves for the supplier only wiped.
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
+
+use super::device::DeviceStatus;
+use super::{DomainError, Refusal};
+
+/// The longest fault description, in characters.
+pub const MAX_FAULT_CHARS: usize = 2000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WarrantyState {
@@ -33,6 +39,124 @@ impl WarrantyState {
             WarrantyState::Closed => "closed",
         }
     }
+
+    pub fn parse(s: &str) -> Result<Self, DomainError> {
+        ALL_STATES.into_iter().find(|st| st.as_str() == s).ok_or_else(|| {
+            DomainError::invalid(
+                "state",
+                format!("'{s}' is not a warranty case state; expected sent_to_supplier, repaired, replaced, rejected or closed"),
+            )
+        })
+    }
+}
+
+/// Whether a case may be opened for a phone in `status`, with this fault description.
+pub fn may_open(status: DeviceStatus, fault: &str) -> Result<(), DomainError> {
+    let fault = fault.trim();
+    if fault.is_empty() || fault.chars().count() > MAX_FAULT_CHARS {
+        return Err(DomainError::invalid(
+            "fault",
+            format!("describe the fault in at most {MAX_FAULT_CHARS} characters"),
+        ));
+    }
+    match status {
+        DeviceStatus::Retired => Err(DomainError::invalid(
+            "device_id",
+            "the phone is retired: there is no warranty case to open",
+        )),
+        DeviceStatus::Lost => Err(DomainError::invalid(
+            "device_id",
+            "the phone is reported lost: its lost case comes first",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Whether the phone has been wiped (confirmed by the phone, or by two operator admins) since
+/// the case was opened: what it takes to leave for the supplier.
+pub fn wiped_since(
+    opened_at: DateTime<Utc>,
+    wiped_at: Option<DateTime<Utc>>,
+    marked_wiped_at: Option<DateTime<Utc>>,
+) -> bool {
+    wiped_at.is_some_and(|t| t >= opened_at) || marked_wiped_at.is_some_and(|t| t >= opened_at)
+}
+
+/// A move of a case as a refusal the API can answer with.
+pub fn check_transition(
+    from: WarrantyState,
+    to: WarrantyState,
+    wiped: bool,
+) -> Result<WarrantyState, Refusal> {
+    transition(from, to, wiped).map_err(|why| {
+        let kind = if from == WarrantyState::Opened && to == WarrantyState::SentToSupplier {
+            "wipe-required"
+        } else {
+            "warranty-transition"
+        };
+        Refusal::new(kind, why)
+    })
+}
+
+/// The phone's status after the case reaches `state`, if it changes: it is in repair while at
+/// the supplier, comes back when repaired or rejected (to its lease if it still has one), and
+/// is retired when the supplier replaced it.
+pub fn status_after(state: WarrantyState, lease_open: bool) -> Option<DeviceStatus> {
+    let back = if lease_open {
+        DeviceStatus::Leased
+    } else {
+        DeviceStatus::InStock
+    };
+    match state {
+        WarrantyState::SentToSupplier => Some(DeviceStatus::InRepair),
+        WarrantyState::Repaired | WarrantyState::Rejected => Some(back),
+        WarrantyState::Replaced => Some(DeviceStatus::Retired),
+        WarrantyState::Opened | WarrantyState::Closed => None,
+    }
+}
+
+/// Whether a replacement phone may take over the faulty phone's lease and holder: the case
+/// is not closed, the faulty phone has a lease, and the replacement is in stock, enrolled and
+/// compliant.
+pub fn may_swap(
+    state: WarrantyState,
+    faulty_leased: bool,
+    replacement: DeviceStatus,
+    replacement_enrolled: bool,
+    replacement_compliant: bool,
+) -> Result<(), Refusal> {
+    let refuse = |kind, why: &str| Err(Refusal::new(kind, why));
+    if state == WarrantyState::Closed {
+        return refuse(
+            "warranty-transition",
+            "the case is closed; open a new one for a new fault",
+        );
+    }
+    if !faulty_leased {
+        return refuse(
+            "not-leased",
+            "the faulty phone has no lease for a replacement to take over",
+        );
+    }
+    if replacement != DeviceStatus::InStock {
+        return refuse(
+            "replacement-unavailable",
+            "the replacement must be a phone in stock",
+        );
+    }
+    if !replacement_enrolled {
+        return refuse(
+            "replacement-not-enrolled",
+            "the replacement must be enrolled first: give it an enrollment token",
+        );
+    }
+    if !replacement_compliant {
+        return refuse(
+            "replacement-not-compliant",
+            "the replacement must meet the policy first: see its compliance view",
+        );
+    }
+    Ok(())
 }
 
 /// Whether the phone is under warranty on `today` (through its last day).
@@ -114,5 +238,93 @@ mod tests {
         assert!(in_warranty(Some(d("2026-11-23")), d("2026-11-23")));
         assert!(!in_warranty(Some(d("2026-11-22")), d("2026-11-23")));
         assert!(!in_warranty(None, d("2026-11-23")));
+    }
+
+    #[test]
+    fn cases_open_on_phones_in_use_with_a_described_fault() {
+        assert!(may_open(DeviceStatus::Leased, "Laddar inte").is_ok());
+        assert_eq!(
+            may_open(DeviceStatus::Retired, "Laddar inte")
+                .expect_err("retired")
+                .field(),
+            "device_id"
+        );
+        assert_eq!(
+            may_open(DeviceStatus::Lost, "Laddar inte")
+                .expect_err("lost")
+                .field(),
+            "device_id"
+        );
+        assert_eq!(
+            may_open(DeviceStatus::InStock, " ")
+                .expect_err("empty")
+                .field(),
+            "fault"
+        );
+        for s in ALL_STATES {
+            assert_eq!(WarrantyState::parse(s.as_str()), Ok(s));
+        }
+    }
+
+    #[test]
+    fn only_a_wipe_after_the_case_opened_lets_the_phone_leave() {
+        let at = |s: &str| -> DateTime<Utc> { s.parse().expect("time") };
+        let opened = at("2026-11-23T09:00:00Z");
+        assert!(!wiped_since(opened, Some(at("2026-11-22T09:00:00Z")), None));
+        assert!(wiped_since(opened, Some(at("2026-11-23T10:00:00Z")), None));
+        assert!(wiped_since(opened, None, Some(at("2026-11-23T10:00:00Z"))));
+        assert_eq!(
+            check_transition(Opened, SentToSupplier, false)
+                .expect_err("unwiped")
+                .kind,
+            "wipe-required"
+        );
+        assert_eq!(
+            check_transition(Opened, Repaired, true)
+                .expect_err("skip")
+                .kind,
+            "warranty-transition"
+        );
+    }
+
+    #[test]
+    fn the_phone_is_in_repair_at_the_supplier_and_comes_back_or_retires() {
+        assert_eq!(
+            status_after(SentToSupplier, true),
+            Some(DeviceStatus::InRepair)
+        );
+        assert_eq!(status_after(Repaired, true), Some(DeviceStatus::Leased));
+        assert_eq!(status_after(Rejected, false), Some(DeviceStatus::InStock));
+        assert_eq!(status_after(Replaced, true), Some(DeviceStatus::Retired));
+        assert_eq!(status_after(Closed, true), None);
+    }
+
+    #[test]
+    fn a_replacement_takes_over_only_when_in_stock_enrolled_and_compliant() {
+        assert_eq!(
+            may_swap(Opened, true, DeviceStatus::InStock, true, true),
+            Ok(())
+        );
+        let kind = |r: Result<(), Refusal>| r.expect_err("refused").kind;
+        assert_eq!(
+            kind(may_swap(Closed, true, DeviceStatus::InStock, true, true)),
+            "warranty-transition"
+        );
+        assert_eq!(
+            kind(may_swap(Opened, false, DeviceStatus::InStock, true, true)),
+            "not-leased"
+        );
+        assert_eq!(
+            kind(may_swap(Opened, true, DeviceStatus::Leased, true, true)),
+            "replacement-unavailable"
+        );
+        assert_eq!(
+            kind(may_swap(Opened, true, DeviceStatus::InStock, false, true)),
+            "replacement-not-enrolled"
+        );
+        assert_eq!(
+            kind(may_swap(Opened, true, DeviceStatus::InStock, true, false)),
+            "replacement-not-compliant"
+        );
     }
 }

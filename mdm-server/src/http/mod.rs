@@ -40,6 +40,7 @@ pub mod requests;
 mod schemas;
 pub mod sims;
 pub mod users;
+pub mod warranty;
 
 pub use problem::{ApiError, ApiJson, ApiPath, ApiQuery};
 
@@ -107,7 +108,7 @@ impl AppState {
         (name = "enrollment", description = "Enrollment tokens and device identities"),
         (name = "policies", description = "The standard phone: policy layers, the app catalogue and each phone's effective policy"),
         (name = "commands", description = "Commands to phones: lock, wipe, lost mode, apps, refresh, restart; to one phone or a whole provider"),
-        (name = "leasing", description = "Leases and holders, wipe before reassign, phone requests with working-day deadlines, lost and stolen cases, SIM subscriptions"),
+        (name = "leasing", description = "Leases and holders, wipe before reassign, phone requests with working-day deadlines, lost and stolen cases, warranty cases, SIM subscriptions, reminders"),
         (name = "maintenance", description = "Planned maintenance, disruptions, notices, their delivery and the calendar feed"),
         (name = "audit", description = "The hash-chained audit trail")
     )
@@ -141,6 +142,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(requests::routes())
         .merge(lost_cases::routes())
         .merge(sims::routes())
+        .merge(warranty::routes())
         .merge(maintenance::routes())
         .merge(deliveries::routes())
         .merge(calendar::routes())

@@ -12,7 +12,7 @@ use super::Db;
 use crate::domain::audit::AuditEvent;
 use crate::domain::command;
 use crate::domain::device::DeviceStatus;
-use crate::domain::lease::{self, PhoneState};
+use crate::domain::lease::{self, LeaseTerms, PhoneState};
 use crate::domain::phone_request::{self, RequestState};
 use crate::domain::role::Scope;
 use crate::domain::wipe_gate::{check_manual_wipe, WipeEvidence};
@@ -47,7 +47,10 @@ fn lease_from_row(row: &DbRow) -> StoreResult<Lease> {
     })
 }
 
-async fn load_lease(conn: &mut <Db as sqlx::Database>::Connection, id: i64) -> StoreResult<Lease> {
+pub(super) async fn load_lease(
+    conn: &mut <Db as sqlx::Database>::Connection,
+    id: i64,
+) -> StoreResult<Lease> {
     let row = sqlx::query(&format!(
         "SELECT {LEASE_COLUMNS} {LEASE_FROM} WHERE l.id = $1"
     ))
@@ -149,7 +152,7 @@ pub(super) async fn end_holding(
     Ok(ended > 0)
 }
 
-async fn start_holding(
+pub(super) async fn start_holding(
     tx: &mut Tx,
     device_id: i64,
     lease_id: i64,
@@ -201,6 +204,60 @@ pub(super) async fn forget_phone(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// The last holder of a lease, if still an active account: the person a replacement phone
+/// goes to (a wipe or a write-off ends the holding before the replacement exists).
+pub(super) async fn last_holder(tx: &mut Tx, lease_id: i64) -> StoreResult<Option<i64>> {
+    Ok(sqlx::query_scalar(
+        "SELECT h.account_id FROM holder_periods h JOIN accounts a ON a.id = h.account_id \
+         WHERE h.lease_id = $1 AND a.active = $2 ORDER BY h.id DESC LIMIT 1",
+    )
+    .bind(lease_id)
+    .bind(true)
+    .fetch_optional(&mut **tx)
+    .await?)
+}
+
+/// A lease to write.
+pub(super) struct LeaseRow {
+    pub device_id: i64,
+    pub provider_id: i64,
+    pub terms: LeaseTerms,
+    pub request_id: Option<i64>,
+    pub replaces: Option<i64>,
+    pub created_by: Option<i64>,
+}
+
+/// Writes a lease inside the caller's transaction and marks the phone leased to the provider.
+/// The rules (`domain::lease::may_lease`) were checked by the caller.
+pub(super) async fn open_lease(tx: &mut Tx, l: &LeaseRow, now: DateTime<Utc>) -> StoreResult<i64> {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO leases (device_id, provider_id, starts_on, ends_on, monthly_price_ore, \
+         data_gb, request_id, replaces_lease_id, created_by, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+    )
+    .bind(l.device_id)
+    .bind(l.provider_id)
+    .bind(l.terms.starts_on)
+    .bind(l.terms.ends_on)
+    .bind(l.terms.monthly_price_ore)
+    .bind(i64::from(l.terms.data_gb))
+    .bind(l.request_id)
+    .bind(l.replaces)
+    .bind(l.created_by)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE devices SET status = 'leased', provider_id = $1, updated_at = $2 WHERE id = $3",
+    )
+    .bind(l.provider_id)
+    .bind(now)
+    .bind(l.device_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(id)
 }
 
 /// Ends one open lease inside the caller's transaction and queues the phone's wipe.
@@ -283,42 +340,23 @@ impl LeasingStore for SqlStore {
             .await?;
             replaces = request.replaces_lease_id;
         }
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO leases (device_id, provider_id, starts_on, ends_on, monthly_price_ore, \
-             data_gb, request_id, replaces_lease_id, created_by, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+        let id = open_lease(
+            &mut tx,
+            &LeaseRow {
+                device_id: new.device_id,
+                provider_id: new.provider_id,
+                terms: new.terms,
+                request_id: new.request_id,
+                replaces,
+                created_by: new.created_by,
+            },
+            now,
         )
-        .bind(new.device_id)
-        .bind(new.provider_id)
-        .bind(new.terms.starts_on)
-        .bind(new.terms.ends_on)
-        .bind(new.terms.monthly_price_ore)
-        .bind(i64::from(new.terms.data_gb))
-        .bind(new.request_id)
-        .bind(replaces)
-        .bind(new.created_by)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE devices SET status = 'leased', provider_id = $1, updated_at = $2 WHERE id = $3",
-        )
-        .bind(new.provider_id)
-        .bind(now)
-        .bind(new.device_id)
-        .execute(&mut *tx)
         .await?;
         // A replacement takes over the written-off phone's holder, if they are still active.
         let holder = match (new.holder_id, replaces) {
             (Some(h), _) => Some(h),
-            (None, Some(old)) => sqlx::query_scalar(
-                "SELECT h.account_id FROM holder_periods h JOIN accounts a ON a.id = h.account_id \
-                     WHERE h.lease_id = $1 AND a.active = $2 ORDER BY h.id DESC LIMIT 1",
-            )
-            .bind(old)
-            .bind(true)
-            .fetch_optional(&mut *tx)
-            .await?,
+            (None, Some(old)) => last_holder(&mut tx, old).await?,
             (None, None) => None,
         };
         if let Some(holder) = holder {

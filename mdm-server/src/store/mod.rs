@@ -21,6 +21,7 @@ pub use lost_cases::LostCaseStore;
 pub use notices::NoticeStore;
 pub use policies::PolicyStore;
 pub use subscriptions::SubscriptionStore;
+pub use warranty::WarrantyStore;
 
 pub mod commands;
 pub mod compliance;
@@ -31,6 +32,7 @@ pub mod policies;
 pub mod postgres;
 pub mod sqlite;
 pub mod subscriptions;
+pub mod warranty;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -693,6 +695,7 @@ pub trait Store:
     + LeasingStore
     + LostCaseStore
     + SubscriptionStore
+    + WarrantyStore
     + Maintenance
 {
 }
@@ -712,6 +715,7 @@ impl<T> Store for T where
         + LeasingStore
         + LostCaseStore
         + SubscriptionStore
+        + WarrantyStore
         + Maintenance
 {
 }

@@ -45,6 +45,10 @@ mod lost_cases_sql;
 #[path = "subscriptions_sql.rs"]
 mod subscriptions_sql;
 
+#[allow(clippy::duplicate_mod)]
+#[path = "warranty_sql.rs"]
+mod warranty_sql;
+
 pub use shared::SqlStore as PgStore;
 
 impl PgStore {
