@@ -623,7 +623,7 @@ mod tests {
     fn automatic_commands_are_checked_like_any_other_and_go_out_first() {
         let (wipe, payload) = automatic("wipe", None, None).expect("wipe");
         assert_eq!(wipe.priority, 2);
-        assert_eq!(payload, r#"{"type":"wipe"}"#);
+        assert_eq!(payload, r#"{"kind":"wipe"}"#);
         let (lock, payload) = automatic(
             "lost_mode_on",
             Some("Hittad? Ring kommunen".into()),
