@@ -1141,7 +1141,13 @@ async fn bad_leasing_requests_are_refused_with_what_must_happen_first_and_nothin
 async fn a_faulty_phone_leaves_for_the_supplier_only_wiped_and_a_compliant_replacement_takes_over_its_lease(
     backend: Backend,
 ) {
-    let kit = kit(backend).await;
+    let smtp = SmtpSink::start();
+    let config = format!(
+        "[notifications]\nsmtp_url = \"{}\"\nmail_from = \"it@kommun.example\"\n\
+         [leasing]\nservice_desk_email = \"servicedesk@kommun.example\"\n",
+        smtp.url()
+    );
+    let kit = kit_with(backend, &config, "2026-11-23T09:00:00Z").await;
     let (anna, _) = person(&kit, kit.provider_a, "anna@norr.example", "provider_user").await;
     let faulty = kit
         .app

@@ -1,7 +1,7 @@
 //! The words of a notice: e-mail subject and body and the SMS, in Swedish or English, with
 //! the window in the operator's local time.
 
-use chrono::{DateTime, Datelike, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use chrono_tz::Tz;
 
 use super::maintenance::{Language, NoticeKind, WindowKind};
@@ -246,6 +246,37 @@ pub fn data_use_alert(
                 "The phone {serial} ({phone_number}) has used {percent} % of the {plan_gb} GB of mobile \
                  data its plan includes this month.\n\nKind regards\n{operator_name}\n"
             ),
+        ),
+    };
+    let sms = subject.chars().take(MAX_SMS_CHARS).collect();
+    NoticeText { subject, body, sms }
+}
+
+/// What a reminder is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reminder {
+    WarrantyEnds,
+    LeaseEnds,
+}
+
+/// The service desk's reminder of a warranty or a lease ending on `date`.
+pub fn reminder(what: Reminder, serial: &str, date: NaiveDate, lang: Language) -> NoticeText {
+    let (subject, body) = match (what, lang) {
+        (Reminder::WarrantyEnds, Language::Sv) => (
+            format!("Garantin för telefon {serial} går ut {date}"),
+            format!("Garantin för telefonen {serial} går ut {date}. Anmäl eventuella fel innan dess.\n"),
+        ),
+        (Reminder::WarrantyEnds, Language::En) => (
+            format!("The warranty of phone {serial} ends on {date}"),
+            format!("The warranty of the phone {serial} ends on {date}. Report any fault before then.\n"),
+        ),
+        (Reminder::LeaseEnds, Language::Sv) => (
+            format!("Leasingavtalet för telefon {serial} upphör {date}"),
+            format!("Leasingavtalet för telefonen {serial} upphör {date}. Förläng det eller planera återlämningen.\n"),
+        ),
+        (Reminder::LeaseEnds, Language::En) => (
+            format!("The lease of phone {serial} ends on {date}"),
+            format!("The lease of the phone {serial} ends on {date}. Extend it or plan its return.\n"),
         ),
     };
     let sms = subject.chars().take(MAX_SMS_CHARS).collect();

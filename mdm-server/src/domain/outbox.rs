@@ -14,6 +14,8 @@ pub enum Topic {
     LostCase,
     /// A SIM that has used 80 % or all of its monthly data.
     DataUse,
+    /// A warranty or lease ending soon, for the service desk.
+    Reminder,
 }
 
 impl Topic {
@@ -23,6 +25,7 @@ impl Topic {
             Topic::Compliance => "compliance",
             Topic::LostCase => "lost_case",
             Topic::DataUse => "data_use",
+            Topic::Reminder => "reminder",
         }
     }
 }

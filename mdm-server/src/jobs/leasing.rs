@@ -1,5 +1,6 @@
 //! Leasing work no person starts: when a provider's contract has ended, all its leases end and
-//! its phones are queued for wipe; when a lost phone is not found in time, it is wiped. Every
+//! its phones are queued for wipe; when a lost phone is not found in time, it is wiped; the
+//! service desk is reminded of warranties ending within 60 days and leases within 30. Every
 //! node may look; the store lets each change happen once, whichever node gets there.
 
 use chrono::{DateTime, Duration, Utc};
@@ -12,8 +13,12 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain::audit::AuditEvent;
 use crate::domain::lease::LeaseEnd;
+use crate::domain::maintenance::Channel;
+use crate::domain::notice_text::{reminder, Reminder};
+use crate::domain::role::Scope;
 use crate::store::commands::CommandTemplate;
-use crate::store::leasing::LeaseEnding;
+use crate::store::leasing::{LeaseEnding, LeaseFilter};
+use crate::store::notices::NewDelivery;
 use crate::store::{Store, StoreError, StoreResult};
 
 /// How often (on the server's clock) a node looks.
@@ -22,6 +27,13 @@ const LOOK_EVERY: Duration = Duration::minutes(5);
 const TICK: std::time::Duration = std::time::Duration::from_secs(1);
 /// Lost cases handled per look.
 const BATCH: u32 = 200;
+/// How often reminders are looked for.
+const REMIND_EVERY: Duration = Duration::hours(6);
+/// How far ahead the service desk is reminded of ending warranties and leases.
+const WARRANTY_AHEAD: Duration = Duration::days(60);
+const LEASE_AHEAD: Duration = Duration::days(30);
+/// The most reminders of each kind per look.
+const REMINDERS: u32 = 5000;
 
 pub struct LeasingWatch {
     store: Arc<dyn Store>,
@@ -29,6 +41,8 @@ pub struct LeasingWatch {
     clock: Clock,
     board: CommandBoard,
     gate: ClockGate,
+    reminders: ClockGate,
+    operator_id: i64,
 }
 
 impl std::fmt::Debug for LeasingWatch {
@@ -52,6 +66,8 @@ impl LeasingWatch {
             clock: state.clock.clone(),
             board: state.command_board.clone(),
             gate: ClockGate::new(LOOK_EVERY),
+            reminders: ClockGate::new(REMIND_EVERY),
+            operator_id: state.operator_id,
         }
     }
 
@@ -62,6 +78,10 @@ impl LeasingWatch {
                 self.end_contracts(now).await?;
                 self.escalate_lost(now).await?;
                 self.gate.done(now);
+            }
+            if self.reminders.due(now) {
+                self.remind(now).await?;
+                self.reminders.done(now);
             }
             Ok(())
         })
@@ -126,5 +146,57 @@ impl LeasingWatch {
                 return Ok(());
             }
         }
+    }
+
+    /// Reminds the service desk, once each, of warranties ending within 60 days and leases
+    /// ending within 30.
+    pub async fn remind(&self, now: DateTime<Utc>) -> StoreResult<()> {
+        let Some(to) = &self.config.leasing.service_desk_email else {
+            return Ok(());
+        };
+        let today = now.with_timezone(&self.config.time_zone).date_naive();
+        let language = super::notices::policy(self.store.as_ref(), self.operator_id)
+            .await?
+            .language;
+        let message = |what, serial: &str, date, key: String| NewDelivery {
+            channel: Channel::Email,
+            recipient: to.clone(),
+            provider_id: None,
+            subject: reminder(what, serial, date, language).subject,
+            body: reminder(what, serial, date, language).body,
+            idempotency_key: key,
+        };
+        let mut items = Vec::new();
+        for w in self
+            .store
+            .warranties_ending(today, today + WARRANTY_AHEAD, REMINDERS)
+            .await?
+        {
+            let key = format!("reminder-warranty-{}-{}", w.device_id, w.warranty_end);
+            items.push((
+                w.device_id,
+                message(Reminder::WarrantyEnds, &w.serial, w.warranty_end, key),
+            ));
+        }
+        let leases = self
+            .store
+            .list_leases(
+                Scope::Everything,
+                &LeaseFilter {
+                    ending_by: Some(today + LEASE_AHEAD),
+                    limit: REMINDERS,
+                    ..LeaseFilter::default()
+                },
+            )
+            .await?;
+        for l in leases {
+            let Some(end) = l.ends_on else { continue };
+            let key = format!("reminder-lease-{}-{end}", l.id);
+            items.push((
+                l.device_id,
+                message(Reminder::LeaseEnds, &l.serial, end, key),
+            ));
+        }
+        self.store.queue_reminders(&items, now).await
     }
 }

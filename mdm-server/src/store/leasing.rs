@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::commands::CommandTemplate;
+use super::notices::NewDelivery;
 use super::StoreResult;
 use crate::domain::audit::AuditEvent;
 use crate::domain::lease::{LeaseEnd, LeaseTerms};
@@ -204,4 +205,11 @@ pub trait LeasingStore: Send + Sync {
         now: DateTime<Utc>,
         audit: AuditEvent,
     ) -> StoreResult<PhoneRequest>;
+    /// Puts reminders about phones in the outbox; one already there (same idempotency key) is
+    /// not added again, so each reminder goes out once however often it is queued.
+    async fn queue_reminders(
+        &self,
+        reminders: &[(i64, NewDelivery)],
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
 }

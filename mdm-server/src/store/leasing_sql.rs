@@ -5,6 +5,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{QueryBuilder, Row};
 
 use super::commands_sql::{insert_command, purge_pending};
+use super::compliance_sql::insert_alerts;
 use super::shared::{
     append_audit_tx, corrupt, lock_device, revoke_live_identities, with_target, SqlStore, Tx,
 };
@@ -13,11 +14,13 @@ use crate::domain::audit::AuditEvent;
 use crate::domain::command;
 use crate::domain::device::DeviceStatus;
 use crate::domain::lease::{self, LeaseTerms, PhoneState};
+use crate::domain::outbox::Topic;
 use crate::domain::phone_request::{self, RequestState};
 use crate::domain::role::Scope;
 use crate::domain::wipe_gate::{check_manual_wipe, WipeEvidence};
 use crate::domain::Refusal;
 use crate::store::leasing::*;
+use crate::store::notices::NewDelivery;
 use crate::store::{StoreError, StoreResult};
 
 type DbRow = <Db as sqlx::Database>::Row;
@@ -751,6 +754,29 @@ impl LeasingStore for SqlStore {
         let request = load_request(&mut tx, id).await?;
         tx.commit().await?;
         Ok(request)
+    }
+
+    async fn queue_reminders(
+        &self,
+        reminders: &[(i64, NewDelivery)],
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        if reminders.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write().await?;
+        for (device_id, message) in reminders {
+            insert_alerts(
+                &mut tx,
+                Topic::Reminder,
+                *device_id,
+                std::slice::from_ref(message),
+                now,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 }
 
