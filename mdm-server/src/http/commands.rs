@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::caller::{Caller, EventExt};
-use super::problem::{ApiError, ApiJson, ApiPath, ApiQuery, FieldError};
+use super::problem::{invalid, ApiError, ApiJson, ApiPath, ApiQuery};
 use super::AppState;
 use crate::domain::command::{
     check_device, priority_name, CheckedCommand, CommandRequest, CommandState,
@@ -167,13 +167,6 @@ impl CommandQuery {
             ..CommandFilter::default()
         })
     }
-}
-
-fn invalid(field: &str, message: impl Into<String>) -> ApiError {
-    ApiError::validation(vec![FieldError {
-        field: field.to_string(),
-        message: message.into(),
-    }])
 }
 
 /// The command checked on its own, and permitted for the caller.

@@ -11,11 +11,10 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::caller::{Caller, EventExt};
-use super::problem::{ApiError, ApiJson, ApiPath, ApiQuery, FieldError};
+use super::problem::{invalid, ApiError, ApiJson, ApiPath, ApiQuery};
 use super::providers::present;
 use super::AppState;
 use crate::domain::lease::{self, LeaseEnd, LeaseTerms};
-use crate::domain::organisation::OrgKind;
 use crate::domain::role::{Role, Scope};
 use crate::domain::wipe_gate::check_manual_wipe;
 use crate::store::commands::CommandTemplate;
@@ -79,13 +78,6 @@ impl LeaseView {
             holder_id: l.holder_id,
         }
     }
-}
-
-fn invalid(field: &str, message: impl Into<String>) -> ApiError {
-    ApiError::validation(vec![FieldError {
-        field: field.to_string(),
-        message: message.into(),
-    }])
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -162,13 +154,7 @@ async fn create_lease(
 ) -> Result<(StatusCode, Json<LeaseView>), ApiError> {
     caller.actor.require_operator()?;
     let today = state.clock.today(state.config.time_zone);
-    let provider = match state.store.organisation(body.provider_id).await {
-        Ok(org) if org.kind == OrgKind::Provider => org,
-        Ok(_) | Err(crate::store::StoreError::NotFound) => {
-            return Err(invalid("provider_id", "no such provider"))
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let provider = super::providers::named_provider(&state, body.provider_id).await?;
     let terms = match (
         body.monthly_price_sek,
         replaced_terms(&state, &body, today).await?,

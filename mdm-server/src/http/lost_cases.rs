@@ -135,18 +135,16 @@ pub struct LossReportBody {
 }
 
 /// The service desk's e-mail about a report.
-async fn service_desk_messages(
+fn service_desk_messages(
     state: &AppState,
     facts: &LossFacts<'_>,
-) -> Result<Vec<NewDelivery>, ApiError> {
+    language: crate::domain::maintenance::Language,
+) -> Vec<NewDelivery> {
     let Some(to) = &state.config.leasing.service_desk_email else {
-        return Ok(Vec::new());
+        return Vec::new();
     };
-    let language = crate::jobs::notices::policy(state.store.as_ref(), state.operator_id)
-        .await?
-        .language;
     let text = loss_report(facts, state.config.time_zone, language);
-    Ok(vec![NewDelivery {
+    vec![NewDelivery {
         channel: Channel::Email,
         recipient: to.clone(),
         provider_id: None,
@@ -157,7 +155,7 @@ async fn service_desk_messages(
             facts.serial,
             facts.discovered_at.timestamp_micros()
         ),
-    }])
+    }]
 }
 
 /// Report a phone lost or stolen (anyone at its provider; a provider user only the phone they
@@ -190,9 +188,7 @@ async fn report_loss(
             .filter(|p| !p.is_empty()),
     };
     report.check(now)?;
-    let language = crate::jobs::notices::policy(state.store.as_ref(), state.operator_id)
-        .await?
-        .language;
+    let language = state.language().await?;
     let lock = CommandTemplate::automatic(
         "lost_mode_on",
         Some(lost_mode_message(&state.config.operator_name, language)),
@@ -224,8 +220,8 @@ async fn report_loss(
             late: report.is_late(now),
             sim: sim.as_ref().map(|s| s.iccid.as_str()),
         },
-    )
-    .await?;
+        language,
+    );
     let event = caller
         .event("lost_case.report", "lost_case", None)
         .in_org(device.provider_id);

@@ -84,6 +84,17 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
+    /// The language of the operator's messages (its notice policy).
+    pub async fn language(
+        &self,
+    ) -> crate::store::StoreResult<crate::domain::maintenance::Language> {
+        Ok(
+            crate::jobs::notices::policy(self.store.as_ref(), self.operator_id)
+                .await?
+                .language,
+        )
+    }
+
     /// A stored UTC time as the operator's people read it.
     pub fn local(&self, t: DateTime<Utc>) -> DateTime<FixedOffset> {
         t.with_timezone(&self.config.time_zone).fixed_offset()

@@ -186,6 +186,14 @@ impl From<Forbidden> for ApiError {
     }
 }
 
+/// One field's error, as a validation problem.
+pub fn invalid(field: &str, message: impl Into<String>) -> ApiError {
+    ApiError::validation(vec![FieldError {
+        field: field.to_string(),
+        message: message.into(),
+    }])
+}
+
 /// Collects every field error of a request before answering, so a person fixes them all at once.
 #[derive(Debug, Default)]
 pub struct Fields(Vec<FieldError>);

@@ -197,6 +197,20 @@ async fn get_provider(
     Ok(Json(ProviderView::new(&state, org)))
 }
 
+/// The provider a request names in `provider_id`; a field error when there is none.
+pub async fn named_provider(
+    state: &AppState,
+    id: i64,
+) -> Result<crate::store::Organisation, ApiError> {
+    match state.store.organisation(id).await {
+        Ok(org) if org.kind == OrgKind::Provider => Ok(org),
+        Ok(_) | Err(crate::store::StoreError::NotFound) => {
+            Err(super::problem::invalid("provider_id", "no such provider"))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Distinguishes a field left out (keep it) from one sent as `null` (clear it).
 pub fn present<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>
 where

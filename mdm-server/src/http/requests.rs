@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::caller::{Caller, EventExt};
-use super::problem::{ApiError, ApiJson, ApiPath, ApiQuery, FieldError};
+use super::problem::{invalid, ApiError, ApiJson, ApiPath, ApiQuery};
 use super::AppState;
 use crate::domain::phone_request::{self, RequestState};
 use crate::domain::role::Role;
@@ -83,13 +83,6 @@ pub struct NewRequestBody {
     pub delivery_note: Option<String>,
 }
 
-fn invalid(field: &str, message: impl Into<String>) -> ApiError {
-    ApiError::validation(vec![FieldError {
-        field: field.to_string(),
-        message: message.into(),
-    }])
-}
-
 /// The deadline for a request made at `at`.
 pub fn due(state: &AppState, at: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
     phone_request::due_at(
@@ -116,13 +109,7 @@ async fn create_request(
             .ok_or_else(|| invalid("provider_id", "say which provider the phones are for"))?,
         Role::ProviderUser => return Err(ApiError::forbidden("your role does not allow this")),
     };
-    match state.store.organisation(provider_id).await {
-        Ok(org) if org.kind == crate::domain::organisation::OrgKind::Provider => {}
-        Ok(_) | Err(crate::store::StoreError::NotFound) => {
-            return Err(invalid("provider_id", "no such provider"))
-        }
-        Err(e) => return Err(e.into()),
-    }
+    super::providers::named_provider(&state, provider_id).await?;
     if let Some(model) = body.model_id {
         if !state
             .store

@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::caller::{Caller, EventExt};
-use super::problem::{ApiError, ApiJson, ApiPath, ApiQuery, FieldError};
+use super::problem::{invalid, ApiError, ApiJson, ApiPath, ApiQuery};
 use super::providers::present;
 use super::AppState;
 use crate::domain::lease::INCLUDED_DATA_GB;
@@ -250,17 +250,14 @@ async fn place_sim(
 ) -> Result<Json<SimView>, ApiError> {
     caller.actor.require_operator()?;
     let Some(device_id) = body.device_id else {
-        return Err(ApiError::validation(vec![FieldError {
-            field: "device_id".into(),
-            message: "give a device, or null to take the SIM out".into(),
-        }]));
+        return Err(invalid(
+            "device_id",
+            "give a device, or null to take the SIM out",
+        ));
     };
     if let Some(d) = device_id {
         if state.store.device(Scope::Everything, d).await.is_err() {
-            return Err(ApiError::validation(vec![FieldError {
-                field: "device_id".into(),
-                message: "no such device".into(),
-            }]));
+            return Err(invalid("device_id", "no such device"));
         }
     }
     let event = caller.event("sim.place", "sim", Some(id.to_string()));
@@ -310,9 +307,7 @@ pub async fn on_checkin(
     }
     let data_alert = match (findings.data_alert, &session.sim) {
         (Some(percent), Some(sim)) => {
-            let language = crate::jobs::notices::policy(state.store.as_ref(), state.operator_id)
-                .await?
-                .language;
+            let language = state.language().await?;
             let text = crate::domain::notice_text::data_use_alert(
                 &session.serial,
                 &sim.phone_number,

@@ -13,7 +13,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::caller::{Caller, EventExt};
 use super::leases::LeaseView;
-use super::problem::{ApiError, ApiJson, ApiPath, ApiQuery, FieldError};
+use super::problem::{invalid, ApiError, ApiJson, ApiPath, ApiQuery};
 use super::AppState;
 use crate::domain::role::Scope;
 use crate::domain::warranty::{self, in_warranty, WarrantyState};
@@ -96,13 +96,6 @@ async fn with_timeline(state: &AppState, c: WarrantyCase) -> Result<WarrantyCase
             .collect(),
     );
     Ok(view)
-}
-
-fn invalid(field: &str, message: impl Into<String>) -> ApiError {
-    ApiError::validation(vec![FieldError {
-        field: field.to_string(),
-        message: message.into(),
-    }])
 }
 
 /// Text a person adds to a case: trimmed, at most 500 characters, empty means none.
