@@ -1092,6 +1092,18 @@ async fn bad_leasing_requests_are_refused_with_what_must_happen_first_and_nothin
         )
         .await
         .expect_problem(StatusCode::FORBIDDEN, "forbidden");
+    // A provider user sees no leases, requests or loss overview: prices and colleagues' names
+    // are for the IT contacts.
+    for path in [
+        "/api/v1/leases",
+        "/api/v1/phone-requests",
+        "/api/v1/lost-cases",
+    ] {
+        kit.app
+            .get(path, &user)
+            .await
+            .expect_problem(StatusCode::FORBIDDEN, "forbidden");
+    }
     // A phone not leased cannot be returned, nor given a holder.
     kit.app
         .post(

@@ -82,20 +82,44 @@ pub fn wiped_since(
     wiped_at.is_some_and(|t| t >= opened_at) || marked_wiped_at.is_some_and(|t| t >= opened_at)
 }
 
-/// A move of a case as a refusal the API can answer with.
+/// What the phone's records say when a case moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PhoneNow {
+    /// Wiped since the case was opened (see [`wiped_since`]).
+    pub wiped: bool,
+    pub lease_open: bool,
+    pub lost: bool,
+}
+
+/// A move of a case as a refusal the API can answer with. Besides the order of the states: a
+/// phone reported lost waits for its lost case, and a phone the supplier replaced retires, so
+/// its lease must have moved to a replacement (swap) or ended first.
 pub fn check_transition(
     from: WarrantyState,
     to: WarrantyState,
-    wiped: bool,
+    phone: PhoneNow,
 ) -> Result<WarrantyState, Refusal> {
-    transition(from, to, wiped).map_err(|why| {
+    if phone.lost && to != WarrantyState::Closed {
+        return Err(Refusal::new(
+            "device-lost",
+            "the phone is reported lost: its lost case must end first",
+        ));
+    }
+    let to = transition(from, to, phone.wiped).map_err(|why| {
         let kind = if from == WarrantyState::Opened && to == WarrantyState::SentToSupplier {
             "wipe-required"
         } else {
             "warranty-transition"
         };
         Refusal::new(kind, why)
-    })
+    })?;
+    if to == WarrantyState::Replaced && phone.lease_open {
+        return Err(Refusal::new(
+            "lease-open",
+            "the phone still has a lease: swap in a replacement or return it before it is retired",
+        ));
+    }
+    Ok(to)
 }
 
 /// The phone's status after the case reaches `state`, if it changes: it is in repair while at
@@ -326,5 +350,35 @@ mod tests {
             kind(may_swap(Opened, true, DeviceStatus::InStock, true, false)),
             "replacement-not-compliant"
         );
+    }
+
+    #[test]
+    fn a_lost_phone_waits_and_a_leased_phone_is_not_retired_by_its_case() {
+        let leased = PhoneNow {
+            wiped: true,
+            lease_open: true,
+            lost: false,
+        };
+        assert_eq!(
+            check_transition(SentToSupplier, Replaced, leased)
+                .expect_err("leased")
+                .kind,
+            "lease-open"
+        );
+        assert_eq!(
+            check_transition(SentToSupplier, Repaired, leased),
+            Ok(Repaired)
+        );
+        let lost = PhoneNow {
+            lost: true,
+            ..leased
+        };
+        assert_eq!(
+            check_transition(Opened, SentToSupplier, lost)
+                .expect_err("lost")
+                .kind,
+            "device-lost"
+        );
+        assert_eq!(check_transition(Opened, Closed, lost), Ok(Closed));
     }
 }

@@ -370,32 +370,24 @@ async fn update_device(
         .supplier
         .as_ref()
         .map(|s| check_supplier(&mut fields, s.as_deref()));
-    check_provider(&state, &mut fields, body.provider_id.flatten()).await?;
     fields.finish()?;
     let change = DeviceChange {
         model_id,
-        provider_id: body.provider_id,
         purchase_date: body.purchase_date,
         warranty_end: body.warranty_end,
         supplier,
     };
-    let new_provider = change.provider_id.unwrap_or(current.provider_id);
     let event = caller
         .event("device.update", "device", Some(id.to_string()))
+        .in_org(current.provider_id)
         .details(serde_json::json!({
             "model_id": change.model_id,
-            "provider_id": { "from": current.provider_id, "to": new_provider },
             "purchase_date": change.purchase_date,
             "warranty_end": change.warranty_end,
         }));
-    // A phone moving between providers shows in both providers' trails.
-    let mut events = vec![event.clone().in_org(new_provider)];
-    if current.provider_id.is_some() && current.provider_id != new_provider {
-        events.push(event.in_org(current.provider_id));
-    }
     let updated = state
         .store
-        .update_device(id, &change, state.clock.now(), events)
+        .update_device(id, &change, state.clock.now(), vec![event])
         .await?;
     Ok(Json(DeviceView::new(&state, updated, &supported)))
 }

@@ -227,7 +227,7 @@ pub struct LeaseQuery {
     pub limit: Option<u32>,
 }
 
-/// Leases, newest first; providers see their own.
+/// Leases, newest first; a provider's admin sees its own.
 #[utoipa::path(get, path = "/api/v1/leases", tag = "leasing", security(("bearer" = [])),
     params(LeaseQuery), responses((status = 200, body = Vec<LeaseView>)))]
 async fn list_leases(
@@ -235,6 +235,7 @@ async fn list_leases(
     caller: Caller,
     ApiQuery(q): ApiQuery<LeaseQuery>,
 ) -> Result<Json<Vec<LeaseView>>, ApiError> {
+    caller.actor.may_manage_phones()?;
     let today = state.clock.today(state.config.time_zone);
     let filter = LeaseFilter {
         provider_id: q.provider_id,
@@ -266,6 +267,7 @@ async fn get_lease(
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<LeaseView>, ApiError> {
+    caller.actor.may_manage_phones()?;
     let lease = state.store.lease(caller.actor.scope(), id).await?;
     Ok(Json(LeaseView::new(&state, lease)))
 }
@@ -304,7 +306,7 @@ async fn set_holder(
         .in_org(device.provider_id);
     let lease = state
         .store
-        .set_holder(id, holder, state.clock.now(), event)
+        .set_holder(id, device.provider_id, holder, state.clock.now(), event)
         .await?;
     Ok(Json(LeaseView::new(&state, lease)))
 }
@@ -411,7 +413,8 @@ pub struct DeviceHistoryView {
     pub manual_wipes: Vec<ManualWipeView>,
 }
 
-/// A phone's leases and holders, and whether it may change hands now.
+/// A phone's leases and holders, and whether it may change hands now (operator, or the
+/// provider's admin for its phones).
 #[utoipa::path(get, path = "/api/v1/devices/{id}/history", tag = "leasing", security(("bearer" = [])),
     params(("id" = i64, Path)), responses((status = 200, body = DeviceHistoryView), (status = 404, body = super::problem::Problem)))]
 async fn device_history(
@@ -420,6 +423,7 @@ async fn device_history(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<DeviceHistoryView>, ApiError> {
     let device = state.store.device(caller.actor.scope(), id).await?;
+    caller.actor.may_manage_phones()?;
     let scope = caller.actor.scope();
     let leases = state
         .store

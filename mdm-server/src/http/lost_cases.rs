@@ -260,8 +260,8 @@ pub struct LostCaseQuery {
     pub limit: Option<u32>,
 }
 
-/// Lost and stolen cases, newest first: the operator's overview of open and late cases;
-/// providers see their own.
+/// Lost and stolen cases, newest first: the operator's overview of open and late cases; a
+/// provider's admin sees its own.
 #[utoipa::path(get, path = "/api/v1/lost-cases", tag = "leasing", security(("bearer" = [])),
     params(LostCaseQuery), responses((status = 200, body = Vec<LostCaseView>)))]
 async fn list_lost_cases(
@@ -269,6 +269,7 @@ async fn list_lost_cases(
     caller: Caller,
     ApiQuery(q): ApiQuery<LostCaseQuery>,
 ) -> Result<Json<Vec<LostCaseView>>, ApiError> {
+    caller.actor.may_manage_phones()?;
     let filter = LostCaseFilter {
         provider_id: q.provider_id,
         open_only: q.open.unwrap_or(false),
@@ -288,7 +289,7 @@ async fn list_lost_cases(
     ))
 }
 
-/// One case with its timeline.
+/// One case with its timeline (a provider user: the cases they reported).
 #[utoipa::path(get, path = "/api/v1/lost-cases/{id}", tag = "leasing", security(("bearer" = [])),
     params(("id" = i64, Path)), responses((status = 200, body = LostCaseView), (status = 404, body = super::problem::Problem)))]
 async fn get_lost_case(
@@ -297,6 +298,12 @@ async fn get_lost_case(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<LostCaseView>, ApiError> {
     let case = state.store.lost_case(caller.actor.scope(), id).await?;
+    // A provider user follows the cases they reported, and no other.
+    if caller.actor.may_manage_phones().is_err()
+        && case.reported_by != Some(caller.actor.account_id)
+    {
+        return Err(ApiError::not_found());
+    }
     Ok(Json(with_timeline(&state, case).await?))
 }
 

@@ -160,8 +160,8 @@ pub struct RequestQuery {
     pub limit: Option<u32>,
 }
 
-/// Phone requests with their due dates, newest first (or the overdue list); providers see
-/// their own.
+/// Phone requests with their due dates, newest first (or the overdue list); a provider's
+/// admin sees its own.
 #[utoipa::path(get, path = "/api/v1/phone-requests", tag = "leasing", security(("bearer" = [])),
     params(RequestQuery), responses((status = 200, body = Vec<PhoneRequestView>)))]
 async fn list_requests(
@@ -169,6 +169,7 @@ async fn list_requests(
     caller: Caller,
     ApiQuery(q): ApiQuery<RequestQuery>,
 ) -> Result<Json<Vec<PhoneRequestView>>, ApiError> {
+    caller.actor.may_manage_phones()?;
     let filter = RequestFilter {
         provider_id: q.provider_id,
         state: q
@@ -200,6 +201,7 @@ async fn get_request(
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<PhoneRequestView>, ApiError> {
+    caller.actor.may_manage_phones()?;
     let request = state.store.request(caller.actor.scope(), id).await?;
     Ok(Json(PhoneRequestView::new(&state, request)))
 }

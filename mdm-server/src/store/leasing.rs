@@ -133,10 +133,12 @@ pub trait LeasingStore: Send + Sync {
         now: DateTime<Utc>,
         audit: AuditEvent,
     ) -> StoreResult<Lease>;
-    /// Hands the phone to a holder, or back to the provider's pool (`None`).
+    /// Hands the phone to a holder, or back to the provider's pool (`None`); refused unless the
+    /// phone is still leased to `provider_id` (the provider the holder was checked against).
     async fn set_holder(
         &self,
         device_id: i64,
+        provider_id: Option<i64>,
         holder: Option<i64>,
         now: DateTime<Utc>,
         audit: AuditEvent,

@@ -90,8 +90,22 @@ async fn load_request(
     conn: &mut <Db as sqlx::Database>::Connection,
     id: i64,
 ) -> StoreResult<PhoneRequest> {
+    read_request(conn, id, "").await
+}
+
+/// The request, locked until the transaction ends: leases fulfilling it and its cancellation
+/// take turns.
+async fn lock_request(tx: &mut Tx, id: i64) -> StoreResult<PhoneRequest> {
+    read_request(tx, id, super::FOR_UPDATE).await
+}
+
+async fn read_request(
+    conn: &mut <Db as sqlx::Database>::Connection,
+    id: i64,
+    lock: &str,
+) -> StoreResult<PhoneRequest> {
     let row = sqlx::query(&format!(
-        "SELECT {REQUEST_COLUMNS} FROM phone_requests WHERE id = $1"
+        "SELECT {REQUEST_COLUMNS} FROM phone_requests WHERE id = $1{lock}"
     ))
     .bind(id)
     .fetch_optional(conn)
@@ -130,29 +144,29 @@ pub(super) async fn phone_state(tx: &mut Tx, device_id: i64) -> StoreResult<Phon
     })
 }
 
-/// Ends the phone's holding, if it has a holder: the period closes and the phone's last
-/// assignment ended at `ended_at`.
+/// Ends the phone's holding, if it has a holder: the period closes at `ended_at` (or when it
+/// began, if that was later) and so does the phone's last assignment.
 pub(super) async fn end_holding(
     tx: &mut Tx,
     device_id: i64,
     ended_at: DateTime<Utc>,
 ) -> StoreResult<bool> {
-    let ended = sqlx::query(
-        "UPDATE holder_periods SET ended_at = $1 WHERE device_id = $2 AND ended_at IS NULL",
+    let ended: Option<DateTime<Utc>> = sqlx::query_scalar(
+        "UPDATE holder_periods SET ended_at = CASE WHEN started_at > $1 THEN started_at ELSE $1 END \
+         WHERE device_id = $2 AND ended_at IS NULL RETURNING ended_at",
     )
     .bind(ended_at)
     .bind(device_id)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    if ended > 0 {
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some(ended) = ended {
         sqlx::query("UPDATE devices SET holder_id = NULL, assignment_ended_at = $1 WHERE id = $2")
-            .bind(ended_at)
+            .bind(ended)
             .bind(device_id)
             .execute(&mut **tx)
             .await?;
     }
-    Ok(ended > 0)
+    Ok(ended.is_some())
 }
 
 pub(super) async fn start_holding(
@@ -263,31 +277,47 @@ pub(super) async fn open_lease(tx: &mut Tx, l: &LeaseRow, now: DateTime<Utc>) ->
     Ok(id)
 }
 
-/// Ends one open lease inside the caller's transaction and queues the phone's wipe.
+/// Ends one open lease inside the caller's transaction and queues the phone's wipe; `None`
+/// when the lease had ended already (another request got there first). A lost phone or one in
+/// repair keeps its status, and a lost phone's case will bring it back to waiting for its wipe.
 async fn end_one(
     tx: &mut Tx,
     device_id: i64,
     lease_id: i64,
     ending: &LeaseEnding,
     now: DateTime<Utc>,
-) -> StoreResult<i64> {
-    sqlx::query("UPDATE leases SET ended_at = $1, end_reason = $2 WHERE id = $3")
-        .bind(now)
-        .bind(ending.how.as_str())
-        .bind(lease_id)
-        .execute(&mut **tx)
-        .await?;
-    end_holding(tx, device_id, now).await?;
-    sqlx::query(
-        "UPDATE devices SET status = $1, provider_id = NULL, assignment_ended_at = $2, \
-         updated_at = $2 WHERE id = $3",
+) -> StoreResult<Option<i64>> {
+    let ended = sqlx::query(
+        "UPDATE leases SET ended_at = $1, end_reason = $2 WHERE id = $3 AND ended_at IS NULL",
     )
-    .bind(ending.how.status_after().as_str())
+    .bind(now)
+    .bind(ending.how.as_str())
+    .bind(lease_id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if ended == 0 {
+        return Ok(None);
+    }
+    end_holding(tx, device_id, now).await?;
+    let after = ending.how.status_after().as_str();
+    sqlx::query(
+        "UPDATE devices SET status = CASE WHEN status IN ('lost', 'in_repair') THEN status ELSE $1 END, \
+         provider_id = NULL, assignment_ended_at = $2, updated_at = $2 WHERE id = $3",
+    )
+    .bind(after)
     .bind(now)
     .bind(device_id)
     .execute(&mut **tx)
     .await?;
-    insert_command(tx, &ending.wipe.for_device(device_id), now).await
+    sqlx::query("UPDATE lost_cases SET status_before = $1 WHERE device_id = $2 AND state = 'open'")
+        .bind(after)
+        .bind(device_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(Some(
+        insert_command(tx, &ending.wipe.for_device(device_id), now).await?,
+    ))
 }
 
 fn detail(audit: AuditEvent, extra: serde_json::Value) -> AuditEvent {
@@ -321,7 +351,7 @@ impl LeasingStore for SqlStore {
         lease::may_lease(&phone, new.provider_id)?;
         let mut replaces = None;
         if let Some(request_id) = new.request_id {
-            let request = load_request(&mut tx, request_id).await?;
+            let request = lock_request(&mut tx, request_id).await?;
             if request.provider_id != new.provider_id {
                 return Err(Refusal::new(
                     "request-other-provider",
@@ -374,6 +404,7 @@ impl LeasingStore for SqlStore {
     async fn set_holder(
         &self,
         device_id: i64,
+        provider_id: Option<i64>,
         holder: Option<i64>,
         now: DateTime<Utc>,
         audit: AuditEvent,
@@ -381,6 +412,13 @@ impl LeasingStore for SqlStore {
         let mut tx = self.write().await?;
         lock_device(&mut tx, device_id).await?;
         let phone = phone_state(&mut tx, device_id).await?;
+        if phone.leased_to != provider_id {
+            return Err(Refusal::new(
+                "not-leased",
+                "the phone's lease changed meanwhile: look at it again",
+            )
+            .into());
+        }
         lease::may_set_holder(&phone, holder)?;
         let lease_id: i64 =
             sqlx::query_scalar("SELECT id FROM leases WHERE device_id = $1 AND ended_at IS NULL")
@@ -420,7 +458,9 @@ impl LeasingStore for SqlStore {
                 .bind(device_id)
                 .fetch_one(&mut *tx)
                 .await?;
-        let wipe = end_one(&mut tx, device_id, lease_id, ending, now).await?;
+        let wipe = end_one(&mut tx, device_id, lease_id, ending, now)
+            .await?
+            .ok_or(StoreError::NotFound)?;
         let audit = detail(
             audit,
             serde_json::json!({ "lease_id": lease_id, "holder": phone.holder, "wipe_command_id": wipe }),
@@ -448,8 +488,12 @@ impl LeasingStore for SqlStore {
         let mut devices = Vec::with_capacity(open.len());
         for (lease_id, device_id) in open {
             lock_device(&mut tx, device_id).await?;
-            end_one(&mut tx, device_id, lease_id, ending, now).await?;
-            devices.push(device_id);
+            if end_one(&mut tx, device_id, lease_id, ending, now)
+                .await?
+                .is_some()
+            {
+                devices.push(device_id);
+            }
         }
         if !devices.is_empty() {
             let audit = detail(audit, serde_json::json!({ "devices": devices.len() }));
@@ -742,7 +786,7 @@ impl LeasingStore for SqlStore {
         audit: AuditEvent,
     ) -> StoreResult<PhoneRequest> {
         let mut tx = self.write().await?;
-        let request = load_request(&mut tx, id).await?;
+        let request = lock_request(&mut tx, id).await?;
         let state = phone_request::cancel(request.state)?;
         sqlx::query("UPDATE phone_requests SET state = $1, closed_at = $2 WHERE id = $3")
             .bind(state.as_str())

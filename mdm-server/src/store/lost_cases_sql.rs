@@ -78,6 +78,14 @@ async fn load(conn: &mut <Db as sqlx::Database>::Connection, id: i64) -> StoreRe
     case_from_row(&row)
 }
 
+/// The case as it is once its phone is locked for this transaction: changes to a case and its
+/// phone take turns, and each sees what the one before it committed.
+async fn locked(tx: &mut Tx, id: i64) -> StoreResult<LostCase> {
+    let device = load(tx, id).await?.device_id;
+    lock_device(tx, device).await?;
+    load(tx, id).await
+}
+
 async fn event(
     tx: &mut Tx,
     case_id: i64,
@@ -311,8 +319,7 @@ impl LostCaseStore for SqlStore {
         audit: AuditEvent,
     ) -> StoreResult<LostCase> {
         let mut tx = self.write().await?;
-        let case = load(&mut tx, id).await?;
-        lock_device(&mut tx, case.device_id).await?;
+        let case = locked(&mut tx, id).await?;
         let how = match end {
             CaseEnd::Found { .. } => Resolution::Found,
             CaseEnd::WrittenOff { .. } => Resolution::WrittenOff,
@@ -469,11 +476,10 @@ impl LostCaseStore for SqlStore {
         audit: AuditEvent,
     ) -> StoreResult<Option<i64>> {
         let mut tx = self.write().await?;
-        let case = load(&mut tx, id).await?;
+        let case = locked(&mut tx, id).await?;
         if case.state != LostState::Open || case.wipe_command_id.is_some() {
             return Ok(None);
         }
-        lock_device(&mut tx, case.device_id).await?;
         let command = insert_command(&mut tx, &wipe.for_device(case.device_id), now).await?;
         let claimed = sqlx::query(
             "UPDATE lost_cases SET wipe_command_id = $1 WHERE id = $2 AND wipe_command_id IS NULL",

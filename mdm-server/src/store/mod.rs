@@ -313,7 +313,6 @@ pub struct NewDevice {
 #[derive(Debug, Clone, Default)]
 pub struct DeviceChange {
     pub model_id: Option<i64>,
-    pub provider_id: Option<Option<i64>>,
     pub purchase_date: Option<Option<NaiveDate>>,
     pub warranty_end: Option<Option<NaiveDate>>,
     pub supplier: Option<Option<String>>,
@@ -478,8 +477,8 @@ pub trait DeviceStore: Send + Sync {
     /// The device if it exists and lies inside `scope`; `NotFound` otherwise.
     async fn device(&self, scope: Scope, id: i64) -> StoreResult<Device>;
     async fn list_devices(&self, filter: &DeviceFilter) -> StoreResult<Vec<Device>>;
-    /// Changes a device; `audit` has one event per organisation the change concerns (a move
-    /// between providers is recorded for both).
+    /// Corrects a device's record (never its provider: that moves with leases); `audit` has
+    /// one event per organisation the change concerns.
     async fn update_device(
         &self,
         id: i64,

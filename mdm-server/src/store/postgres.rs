@@ -15,6 +15,9 @@ const BACKEND: &str = "postgres";
 mod shared;
 
 // Claiming outbox rows: PostgreSQL skips rows another node holds; SQLite has one writer.
+// Reading a row to change it: PostgreSQL locks it; SQLite's writer holds the database.
+const FOR_UPDATE: &str = " FOR UPDATE";
+
 const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
 
 #[allow(clippy::duplicate_mod)]

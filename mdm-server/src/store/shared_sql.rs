@@ -1042,11 +1042,10 @@ impl DeviceStore for SqlStore {
         let mut tx = self.write().await?;
         let current = load_device(&mut tx, Scope::Everything, id).await?;
         sqlx::query(
-            "UPDATE devices SET model_id = $1, provider_id = $2, purchase_date = $3, warranty_end = $4, \
-             supplier = $5, updated_at = $6 WHERE id = $7",
+            "UPDATE devices SET model_id = $1, purchase_date = $2, warranty_end = $3, \
+             supplier = $4, updated_at = $5 WHERE id = $6",
         )
         .bind(c.model_id.unwrap_or(current.model_id))
-        .bind(c.provider_id.unwrap_or(current.provider_id))
         .bind(c.purchase_date.unwrap_or(current.purchase_date))
         .bind(c.warranty_end.unwrap_or(current.warranty_end))
         .bind(c.supplier.clone().unwrap_or(current.supplier))

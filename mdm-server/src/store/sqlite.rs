@@ -19,6 +19,9 @@ const BACKEND: &str = "sqlite";
 mod shared;
 
 // Claiming outbox rows: PostgreSQL skips rows another node holds; SQLite has one writer.
+// Reading a row to change it: PostgreSQL locks it; SQLite's writer holds the database.
+const FOR_UPDATE: &str = "";
+
 const SKIP_LOCKED: &str = "";
 
 #[allow(clippy::duplicate_mod)]

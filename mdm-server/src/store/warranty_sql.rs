@@ -10,6 +10,7 @@ use super::leasing_sql::{
 use super::shared::{append_audit_tx, corrupt, lock_device, with_target, SqlStore, Tx};
 use super::Db;
 use crate::domain::audit::AuditEvent;
+use crate::domain::device::DeviceStatus;
 use crate::domain::lease::{self, LeaseEnd, LeaseTerms};
 use crate::domain::warranty::{self, WarrantyState};
 use crate::domain::Refusal;
@@ -48,6 +49,14 @@ async fn load(conn: &mut <Db as sqlx::Database>::Connection, id: i64) -> StoreRe
         .await?
         .ok_or(StoreError::NotFound)?;
     case_from_row(&row)
+}
+
+/// The case as it is once its phone is locked for this transaction: changes to a case and its
+/// phone take turns, and each sees what the one before it committed.
+async fn locked(tx: &mut Tx, id: i64) -> StoreResult<WarrantyCase> {
+    let device = load(tx, id).await?.device_id;
+    lock_device(tx, device).await?;
+    load(tx, id).await
 }
 
 async fn event(
@@ -181,20 +190,23 @@ impl WarrantyStore for SqlStore {
         audit: AuditEvent,
     ) -> StoreResult<WarrantyCase> {
         let mut tx = self.write().await?;
-        let case = load(&mut tx, id).await?;
-        lock_device(&mut tx, case.device_id).await?;
+        let case = locked(&mut tx, id).await?;
         let row = sqlx::query(
             "SELECT d.wiped_at, d.marked_wiped_at, \
-             EXISTS (SELECT 1 FROM leases l WHERE l.device_id = d.id AND l.ended_at IS NULL) \
-             FROM devices d WHERE d.id = $1",
+             EXISTS (SELECT 1 FROM leases l WHERE l.device_id = d.id AND l.ended_at IS NULL), \
+             d.status FROM devices d WHERE d.id = $1",
         )
         .bind(case.device_id)
         .fetch_one(&mut *tx)
         .await?;
-        let wiped = warranty::wiped_since(case.opened_at, row.try_get(0)?, row.try_get(1)?);
-        let lease_open: bool = row.try_get(2)?;
-        let to = warranty::check_transition(case.state, step.to, wiped)?;
-        if let Some(status) = warranty::status_after(to, lease_open) {
+        let status: String = row.try_get(3)?;
+        let phone = warranty::PhoneNow {
+            wiped: warranty::wiped_since(case.opened_at, row.try_get(0)?, row.try_get(1)?),
+            lease_open: row.try_get(2)?,
+            lost: status == DeviceStatus::Lost.as_str(),
+        };
+        let to = warranty::check_transition(case.state, step.to, phone)?;
+        if let Some(status) = warranty::status_after(to, phone.lease_open) {
             sqlx::query("UPDATE devices SET status = $1, updated_at = $2 WHERE id = $3")
                 .bind(status.as_str())
                 .bind(now)
@@ -244,8 +256,7 @@ impl WarrantyStore for SqlStore {
         audit: AuditEvent,
     ) -> StoreResult<(WarrantyCase, Lease)> {
         let mut tx = self.write().await?;
-        let case = load(&mut tx, id).await?;
-        lock_device(&mut tx, case.device_id).await?;
+        let case = locked(&mut tx, id).await?;
         lock_device(&mut tx, replacement).await?;
         let old: Option<i64> =
             sqlx::query_scalar("SELECT id FROM leases WHERE device_id = $1 AND ended_at IS NULL")
