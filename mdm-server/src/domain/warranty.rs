@@ -297,17 +297,25 @@ mod tests {
         assert!(!wiped_since(opened, Some(at("2026-11-22T09:00:00Z")), None));
         assert!(wiped_since(opened, Some(at("2026-11-23T10:00:00Z")), None));
         assert!(wiped_since(opened, None, Some(at("2026-11-23T10:00:00Z"))));
+        let wiped = PhoneNow {
+            wiped: true,
+            ..PhoneNow::default()
+        };
         assert_eq!(
-            check_transition(Opened, SentToSupplier, false)
+            check_transition(Opened, SentToSupplier, PhoneNow::default())
                 .expect_err("unwiped")
                 .kind,
             "wipe-required"
         );
         assert_eq!(
-            check_transition(Opened, Repaired, true)
+            check_transition(Opened, Repaired, wiped)
                 .expect_err("skip")
                 .kind,
             "warranty-transition"
+        );
+        assert_eq!(
+            check_transition(Opened, SentToSupplier, wiped),
+            Ok(SentToSupplier)
         );
     }
 
