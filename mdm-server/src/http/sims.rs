@@ -279,11 +279,12 @@ pub async fn on_checkin(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), ApiError> {
     use crate::domain::subscription::{judge_report, SimOnRecord};
+    let (sim, flagged) = state.store.sim_on_file(session.device_id).await?;
     let month = now
         .with_timezone(&state.config.time_zone)
         .format("%Y-%m")
         .to_string();
-    let record = session.sim.as_ref().map(|s| SimOnRecord {
+    let record = sim.as_ref().map(|s| SimOnRecord {
         iccid: &s.iccid,
         data_gb: u32::try_from(s.data_gb).unwrap_or(u32::MAX),
         alerted: s.alert_month.as_deref().map(|m| {
@@ -297,7 +298,7 @@ pub async fn on_checkin(
     });
     let findings = judge_report(
         record,
-        session.iccid_mismatch.as_deref(),
+        flagged.as_deref(),
         facts.iccid.as_deref(),
         facts.mobile_data_bytes_this_month,
         &month,
@@ -305,7 +306,7 @@ pub async fn on_checkin(
     if findings.is_empty() {
         return Ok(());
     }
-    let data_alert = match (findings.data_alert, &session.sim) {
+    let data_alert = match (findings.data_alert, &sim) {
         (Some(percent), Some(sim)) => {
             let language = state.language().await?;
             let text = crate::domain::notice_text::data_use_alert(

@@ -13,7 +13,7 @@ use tokio::sync::{oneshot, Semaphore};
 use crate::store::{DeviceSession, Store, StoreError, StoreResult};
 
 /// How many batched lookups may run at once; more requests wait and join the next batch.
-const CONCURRENT_LOOKUPS: usize = 4;
+const CONCURRENT_LOOKUPS: usize = 2;
 
 type Answer = Result<Option<DeviceSession>, String>;
 

@@ -569,21 +569,6 @@ pub struct DeviceSession {
     /// The hash of the facts the device last reported.
     pub facts_hash: Option<String>,
     pub status: DeviceStatus,
-    /// The SIM recorded for the phone.
-    pub sim: Option<SessionSim>,
-    /// An ICCID the phone reported that is not its recorded SIM's.
-    pub iccid_mismatch: Option<String>,
-}
-
-/// The recorded SIM, as a check-in needs it to judge the phone's report.
-#[derive(Debug, Clone)]
-pub struct SessionSim {
-    pub iccid: String,
-    pub phone_number: String,
-    pub data_gb: i64,
-    /// The month (`YYYY-MM`) and share of the plan last reported.
-    pub alert_month: Option<String>,
-    pub alert_percent: Option<i64>,
 }
 
 #[async_trait]

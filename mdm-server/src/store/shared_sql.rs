@@ -1389,10 +1389,8 @@ impl EnrollmentStore for SqlStore {
                 .join(", ");
             let sql = format!(
                 "SELECT i.fingerprint, i.serial, d.id, d.serial, d.imei, d.platform, \
-                 d.provider_id, d.facts_hash, d.model_id, d.status, d.iccid_mismatch, \
-                 s.iccid, s.phone_number, s.data_gb, s.data_alert_month, s.data_alert_percent \
+                 d.provider_id, d.facts_hash, d.model_id, d.status \
                  FROM device_identities i JOIN devices d ON d.id = i.device_id \
-                 LEFT JOIN sims s ON s.device_id = d.id \
                  WHERE i.fingerprint IN ({placeholders}) AND i.revoked_at IS NULL \
                  AND i.not_after > $1"
             );
@@ -1403,17 +1401,6 @@ impl EnrollmentStore for SqlStore {
             for row in query.fetch_all(&self.pool).await? {
                 let platform: String = row.try_get(5)?;
                 let status: String = row.try_get(9)?;
-                let iccid: Option<String> = row.try_get(11)?;
-                let sim = match iccid {
-                    Some(iccid) => Some(SessionSim {
-                        iccid,
-                        phone_number: row.try_get(12)?,
-                        data_gb: row.try_get(13)?,
-                        alert_month: row.try_get(14)?,
-                        alert_percent: row.try_get(15)?,
-                    }),
-                    None => None,
-                };
                 sessions.insert(
                     row.try_get(0)?,
                     DeviceSession {
@@ -1428,8 +1415,6 @@ impl EnrollmentStore for SqlStore {
                         model_id: row.try_get(8)?,
                         status: DeviceStatus::parse(&status)
                             .map_err(|_| corrupt("device status", &status))?,
-                        sim,
-                        iccid_mismatch: row.try_get(10)?,
                     },
                 );
             }

@@ -52,6 +52,18 @@ pub struct SimPeriod {
     pub ended_at: Option<DateTime<Utc>>,
 }
 
+/// The recorded SIM as a check-in with new facts judges it (read only then, so ordinary
+/// check-ins do not pay for it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimOnFile {
+    pub iccid: String,
+    pub phone_number: String,
+    pub data_gb: i64,
+    /// The month (`YYYY-MM`) and share of the plan last reported.
+    pub alert_month: Option<String>,
+    pub alert_percent: Option<i64>,
+}
+
 /// What a check-in found out about a phone's SIM, to write.
 #[derive(Debug, Clone)]
 pub struct SimReport {
@@ -96,5 +108,8 @@ pub trait SubscriptionStore: Send + Sync {
         sim_id: Option<i64>,
         device_id: Option<i64>,
     ) -> StoreResult<Vec<SimPeriod>>;
+    /// The phone's recorded SIM, if it has one, and the ICCID it was last flagged for.
+    async fn sim_on_file(&self, device_id: i64)
+        -> StoreResult<(Option<SimOnFile>, Option<String>)>;
     async fn record_sim_report(&self, report: &SimReport, now: DateTime<Utc>) -> StoreResult<()>;
 }

@@ -263,6 +263,33 @@ impl SubscriptionStore for SqlStore {
             .collect()
     }
 
+    async fn sim_on_file(
+        &self,
+        device_id: i64,
+    ) -> StoreResult<(Option<SimOnFile>, Option<String>)> {
+        let row = sqlx::query(
+            "SELECT d.iccid_mismatch, s.iccid, s.phone_number, s.data_gb, s.data_alert_month, \
+             s.data_alert_percent FROM devices d LEFT JOIN sims s ON s.device_id = d.id \
+             WHERE d.id = $1",
+        )
+        .bind(device_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        let iccid: Option<String> = row.try_get(1)?;
+        let sim = match iccid {
+            Some(iccid) => Some(SimOnFile {
+                iccid,
+                phone_number: row.try_get(2)?,
+                data_gb: row.try_get(3)?,
+                alert_month: row.try_get(4)?,
+                alert_percent: row.try_get(5)?,
+            }),
+            None => None,
+        };
+        Ok((sim, row.try_get(0)?))
+    }
+
     async fn record_sim_report(&self, report: &SimReport, now: DateTime<Utc>) -> StoreResult<()> {
         let mut tx = self.write().await?;
         if let Some(mismatch) = &report.mismatch {
