@@ -67,6 +67,25 @@ impl LeaseTerms {
     }
 }
 
+impl LeaseTerms {
+    /// The terms a replacement phone takes over from the lease it replaces (a written-off or
+    /// swapped phone's), from `starts_on`: the same price and data, and its end date unless
+    /// that has come by then.
+    pub fn carried_over(
+        starts_on: NaiveDate,
+        ends_on: Option<NaiveDate>,
+        monthly_price_ore: i64,
+        data_gb: i64,
+    ) -> Self {
+        LeaseTerms {
+            starts_on,
+            ends_on: ends_on.filter(|end| *end > starts_on),
+            monthly_price_ore,
+            data_gb: u32::try_from(data_gb).unwrap_or(INCLUDED_DATA_GB),
+        }
+    }
+}
+
 /// Why a lease ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeaseEnd {
@@ -460,5 +479,16 @@ mod tests {
                 "lease-required"
             );
         }
+    }
+
+    #[test]
+    fn a_replacement_keeps_the_price_and_data_and_an_end_still_ahead() {
+        let t = LeaseTerms::carried_over(day("2026-12-01"), Some(day("2029-11-30")), 24950, 100);
+        assert_eq!(
+            (t.starts_on, t.ends_on, t.monthly_price_ore, t.data_gb),
+            (day("2026-12-01"), Some(day("2029-11-30")), 24950, 100)
+        );
+        let past = LeaseTerms::carried_over(day("2026-12-01"), Some(day("2026-11-30")), 1, 100);
+        assert_eq!(past.ends_on, None);
     }
 }

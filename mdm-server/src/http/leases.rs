@@ -132,12 +132,12 @@ async fn replaced_terms(
         return Ok(None);
     };
     let old = state.store.lease(Scope::Everything, old).await?;
-    Ok(Some(LeaseTerms {
-        starts_on: body.starts_on.unwrap_or(today),
-        ends_on: old.ends_on.filter(|end| *end > today),
-        monthly_price_ore: old.monthly_price_ore,
-        data_gb: u32::try_from(old.data_gb).unwrap_or(lease::INCLUDED_DATA_GB),
-    }))
+    Ok(Some(LeaseTerms::carried_over(
+        body.starts_on.unwrap_or(today),
+        old.ends_on,
+        old.monthly_price_ore,
+        old.data_gb,
+    )))
 }
 
 /// Lease a phone to a provider (operator). Refused with 409 while the phone is lost, in repair,

@@ -21,7 +21,6 @@ use crate::store::commands::CommandTemplate;
 use crate::store::leasing::NewPhoneRequest;
 use crate::store::lost_cases::{CaseEnd, LostCase, LostCaseFilter, NewLostCase};
 use crate::store::notices::NewDelivery;
-use crate::store::subscriptions::SimFilter;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -200,16 +199,7 @@ async fn report_loss(
         Some(p) => state.store.organisation(p).await?.name,
         None => state.config.operator_name.clone(),
     };
-    let sim = state
-        .store
-        .list_sims(&SimFilter {
-            device_id: Some(device.id),
-            limit: 1,
-            ..SimFilter::default()
-        })
-        .await?
-        .into_iter()
-        .next();
+    let (sim, _) = state.store.sim_on_file(device.id).await?;
     let notify = service_desk_messages(
         &state,
         &LossFacts {

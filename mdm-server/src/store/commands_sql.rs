@@ -206,11 +206,10 @@ impl CommandStore for SqlStore {
             .bind(batch)
             .execute(&mut *tx)
             .await?;
-        let mut audit = super::shared::with_target(audit, batch);
-        if let Ok(serde_json::Value::Object(mut details)) = serde_json::from_str(&audit.details) {
-            details.insert("queued".into(), queued.into());
-            audit.details = serde_json::Value::Object(details).to_string();
-        }
+        let audit = super::shared::with_details(
+            super::shared::with_target(audit, batch),
+            serde_json::json!({ "queued": queued }),
+        );
         append_audit_tx(&mut tx, &audit, now).await?;
         tx.commit().await?;
         Ok(CommandBatch {

@@ -7,7 +7,8 @@ use sqlx::{QueryBuilder, Row};
 use super::commands_sql::{insert_command, purge_pending};
 use super::compliance_sql::insert_alerts;
 use super::shared::{
-    append_audit_tx, corrupt, lock_device, revoke_live_identities, with_target, SqlStore, Tx,
+    append_audit_tx, corrupt, lock_device, revoke_live_identities, with_details, with_target,
+    SqlStore, Tx,
 };
 use super::Db;
 use crate::domain::audit::AuditEvent;
@@ -62,6 +63,21 @@ pub(super) async fn load_lease(
     .await?
     .ok_or(StoreError::NotFound)?;
     lease_from_row(&row)
+}
+
+const WIPE_COLUMNS: &str =
+    "id, device_id, reason, recorded_by, recorded_at, confirmed_by, confirmed_at";
+
+fn wipe_from_row(row: &DbRow) -> StoreResult<ManualWipe> {
+    Ok(ManualWipe {
+        id: row.try_get(0)?,
+        device_id: row.try_get(1)?,
+        reason: row.try_get(2)?,
+        recorded_by: row.try_get(3)?,
+        recorded_at: row.try_get(4)?,
+        confirmed_by: row.try_get(5)?,
+        confirmed_at: row.try_get(6)?,
+    })
 }
 
 const REQUEST_COLUMNS: &str = "id, provider_id, quantity, fulfilled, model_id, needed_by, \
@@ -320,17 +336,6 @@ async fn end_one(
     ))
 }
 
-fn detail(audit: AuditEvent, extra: serde_json::Value) -> AuditEvent {
-    let mut audit = audit;
-    if let (Ok(serde_json::Value::Object(mut details)), serde_json::Value::Object(more)) =
-        (serde_json::from_str(&audit.details), extra)
-    {
-        details.extend(more);
-        audit.details = serde_json::Value::Object(details).to_string();
-    }
-    audit
-}
-
 fn scoped_to(q: &mut QueryBuilder<'_, Db>, column: &str, scope: Scope) {
     if let Some(org) = scope.org() {
         q.push(format!(" AND {column} = ")).push_bind(org);
@@ -430,7 +435,7 @@ impl LeasingStore for SqlStore {
             if let Some(next) = holder {
                 start_holding(&mut tx, device_id, lease_id, next, now).await?;
             }
-            let audit = detail(
+            let audit = with_details(
                 audit,
                 serde_json::json!({ "from": phone.holder, "to": holder, "lease_id": lease_id }),
             );
@@ -461,7 +466,7 @@ impl LeasingStore for SqlStore {
         let wipe = end_one(&mut tx, device_id, lease_id, ending, now)
             .await?
             .ok_or(StoreError::NotFound)?;
-        let audit = detail(
+        let audit = with_details(
             audit,
             serde_json::json!({ "lease_id": lease_id, "holder": phone.holder, "wipe_command_id": wipe }),
         );
@@ -496,7 +501,7 @@ impl LeasingStore for SqlStore {
             }
         }
         if !devices.is_empty() {
-            let audit = detail(audit, serde_json::json!({ "devices": devices.len() }));
+            let audit = with_details(audit, serde_json::json!({ "devices": devices.len() }));
             append_audit_tx(&mut tx, &audit, now).await?;
         }
         tx.commit().await?;
@@ -653,10 +658,9 @@ impl LeasingStore for SqlStore {
     ) -> StoreResult<ManualWipe> {
         let mut tx = self.write().await?;
         lock_device(&mut tx, device_id).await?;
-        let row = sqlx::query(
-            "SELECT id, reason, recorded_by, recorded_at FROM manual_wipes \
-             WHERE device_id = $1 AND confirmed_at IS NULL",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {WIPE_COLUMNS} FROM manual_wipes WHERE device_id = $1 AND confirmed_at IS NULL"
+        ))
         .bind(device_id)
         .fetch_optional(&mut *tx)
         .await?
@@ -666,15 +670,7 @@ impl LeasingStore for SqlStore {
                 "no manual wipe of this phone is waiting: an operator admin records one with a reason first",
             ))
         })?;
-        let mut wipe = ManualWipe {
-            id: row.try_get(0)?,
-            device_id,
-            reason: row.try_get(1)?,
-            recorded_by: row.try_get(2)?,
-            recorded_at: row.try_get(3)?,
-            confirmed_by: Some(by),
-            confirmed_at: Some(now),
-        };
+        let mut wipe = wipe_from_row(&row)?;
         check_manual_wipe(wipe.recorded_by, &wipe.reason, by)
             .map_err(|why| Refusal::new("four-eyes", why))?;
         sqlx::query("UPDATE manual_wipes SET confirmed_by = $1, confirmed_at = $2 WHERE id = $3")
@@ -699,31 +695,21 @@ impl LeasingStore for SqlStore {
             .await?;
         append_audit_tx(&mut tx, &audit, now).await?;
         tx.commit().await?;
+        wipe.confirmed_by = Some(by);
         wipe.confirmed_at = Some(now);
         Ok(wipe)
     }
 
     async fn manual_wipes(&self, device_id: i64) -> StoreResult<Vec<ManualWipe>> {
-        let rows = sqlx::query(
-            "SELECT id, device_id, reason, recorded_by, recorded_at, confirmed_by, confirmed_at \
-             FROM manual_wipes WHERE device_id = $1 ORDER BY id",
-        )
+        sqlx::query(&format!(
+            "SELECT {WIPE_COLUMNS} FROM manual_wipes WHERE device_id = $1 ORDER BY id"
+        ))
         .bind(device_id)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ManualWipe {
-                    id: r.try_get(0)?,
-                    device_id: r.try_get(1)?,
-                    reason: r.try_get(2)?,
-                    recorded_by: r.try_get(3)?,
-                    recorded_at: r.try_get(4)?,
-                    confirmed_by: r.try_get(5)?,
-                    confirmed_at: r.try_get(6)?,
-                })
-            })
-            .collect()
+        .await?
+        .iter()
+        .map(wipe_from_row)
+        .collect()
     }
 
     async fn create_request(

@@ -8,7 +8,8 @@ use super::commands_sql::{insert_command, purge_pending};
 use super::compliance_sql::insert_alerts;
 use super::leasing_sql::{end_holding, insert_request};
 use super::shared::{
-    append_audit_tx, corrupt, lock_device, revoke_live_identities, with_target, SqlStore, Tx,
+    append_audit_tx, corrupt, lock_device, revoke_live_identities, with_details, with_target,
+    SqlStore, Tx,
 };
 use super::Db;
 use crate::domain::audit::AuditEvent;
@@ -236,15 +237,16 @@ impl LostCaseStore for SqlStore {
             )
             .await?;
         }
-        let mut audit = with_target(audit, id);
-        audit.details = serde_json::json!({
-            "device_id": new.device_id,
-            "kind": kind,
-            "late": late,
-            "lock_command_id": lock,
-            "sim_block_requested": sim.is_some(),
-        })
-        .to_string();
+        let audit = with_details(
+            with_target(audit, id),
+            serde_json::json!({
+                "device_id": new.device_id,
+                "kind": kind,
+                "late": late,
+                "lock_command_id": lock,
+                "sim_block_requested": sim.is_some(),
+            }),
+        );
         append_audit_tx(&mut tx, &audit, now).await?;
         let case = load(&mut tx, id).await?;
         tx.commit().await?;
@@ -442,8 +444,7 @@ impl LostCaseStore for SqlStore {
         if matches!(end, CaseEnd::Found { .. }) {
             event(&mut tx, id, "found", by, serde_json::json!({}), now).await?;
         }
-        let mut audit = audit;
-        audit.details = details.to_string();
+        let audit = with_details(audit, details);
         append_audit_tx(&mut tx, &audit, now).await?;
         let case = load(&mut tx, id).await?;
         tx.commit().await?;
@@ -502,9 +503,10 @@ impl LostCaseStore for SqlStore {
             now,
         )
         .await?;
-        let mut audit = with_target(audit, id);
-        audit.details =
-            serde_json::json!({ "device_id": case.device_id, "command_id": command }).to_string();
+        let audit = with_details(
+            with_target(audit, id),
+            serde_json::json!({ "device_id": case.device_id, "command_id": command }),
+        );
         append_audit_tx(&mut tx, &audit, now).await?;
         tx.commit().await?;
         Ok(Some(command))

@@ -159,6 +159,17 @@ pub(super) fn with_target(mut event: AuditEvent, id: i64) -> AuditEvent {
     event
 }
 
+/// Adds what only the transaction knows (ids it made, counts) to an event's details.
+pub(super) fn with_details(mut event: AuditEvent, extra: serde_json::Value) -> AuditEvent {
+    if let (Ok(serde_json::Value::Object(mut details)), serde_json::Value::Object(more)) =
+        (serde_json::from_str(&event.details), extra)
+    {
+        details.extend(more);
+        event.details = serde_json::Value::Object(details).to_string();
+    }
+    event
+}
+
 fn audit_from_row(row: &DbRow) -> StoreResult<AuditEntry> {
     let outcome: String = row.try_get("outcome")?;
     Ok(AuditEntry {

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Row};
 
 use super::compliance_sql::insert_alerts;
-use super::shared::{append_audit_tx, corrupt, with_target, SqlStore, Tx};
+use super::shared::{append_audit_tx, corrupt, with_details, with_target, SqlStore, Tx};
 use super::Db;
 use crate::domain::audit::AuditEvent;
 use crate::domain::outbox::Topic;
@@ -146,10 +146,10 @@ impl SubscriptionStore for SqlStore {
         if to == SimStatus::Terminated {
             take_out(&mut tx, &sim, now).await?;
         }
-        let mut audit = audit;
-        audit.details =
-            serde_json::json!({ "iccid": sim.iccid, "from": sim.status.as_str(), "to": to.as_str() })
-                .to_string();
+        let audit = with_details(
+            audit,
+            serde_json::json!({ "iccid": sim.iccid, "from": sim.status.as_str(), "to": to.as_str() }),
+        );
         append_audit_tx(&mut tx, &audit, now).await?;
         let sim = load(&mut tx, id).await?;
         tx.commit().await?;
@@ -220,11 +220,12 @@ impl SubscriptionStore for SqlStore {
         } else {
             take_out(&mut tx, &sim, now).await?;
         }
-        let mut audit = audit;
-        audit.details = serde_json::json!({
-            "iccid": sim.iccid, "from_device": sim.device_id, "to_device": device_id
-        })
-        .to_string();
+        let audit = with_details(
+            audit,
+            serde_json::json!({
+                "iccid": sim.iccid, "from_device": sim.device_id, "to_device": device_id
+            }),
+        );
         append_audit_tx(&mut tx, &audit, now).await?;
         let sim = load(&mut tx, id).await?;
         tx.commit().await?;

@@ -7,7 +7,9 @@ use sqlx::{QueryBuilder, Row};
 use super::leasing_sql::{
     end_holding, last_holder, load_lease, open_lease, phone_state, start_holding, LeaseRow,
 };
-use super::shared::{append_audit_tx, corrupt, lock_device, with_target, SqlStore, Tx};
+use super::shared::{
+    append_audit_tx, corrupt, lock_device, with_details, with_target, SqlStore, Tx,
+};
 use super::Db;
 use crate::domain::audit::AuditEvent;
 use crate::domain::device::DeviceStatus;
@@ -235,11 +237,12 @@ impl WarrantyStore for SqlStore {
             now,
         )
         .await?;
-        let mut audit = audit;
-        audit.details = serde_json::json!({
-            "device_id": case.device_id, "from": case.state.as_str(), "to": to.as_str()
-        })
-        .to_string();
+        let audit = with_details(
+            audit,
+            serde_json::json!({
+                "device_id": case.device_id, "from": case.state.as_str(), "to": to.as_str()
+            }),
+        );
         append_audit_tx(&mut tx, &audit, now).await?;
         let case = load(&mut tx, id).await?;
         tx.commit().await?;
@@ -298,12 +301,12 @@ impl WarrantyStore for SqlStore {
         .bind(case.device_id)
         .execute(&mut *tx)
         .await?;
-        let terms = LeaseTerms {
-            starts_on: today,
-            ends_on: old_lease.ends_on.filter(|end| *end > today),
-            monthly_price_ore: old_lease.monthly_price_ore,
-            data_gb: u32::try_from(old_lease.data_gb).unwrap_or(lease::INCLUDED_DATA_GB),
-        };
+        let terms = LeaseTerms::carried_over(
+            today,
+            old_lease.ends_on,
+            old_lease.monthly_price_ore,
+            old_lease.data_gb,
+        );
         let new_id = open_lease(
             &mut tx,
             &LeaseRow {
@@ -339,12 +342,13 @@ impl WarrantyStore for SqlStore {
             now,
         )
         .await?;
-        let mut audit = audit;
-        audit.details = serde_json::json!({
-            "device_id": case.device_id, "replacement_device_id": replacement,
-            "old_lease_id": old, "new_lease_id": new_id, "holder_id": holder,
-        })
-        .to_string();
+        let audit = with_details(
+            audit,
+            serde_json::json!({
+                "device_id": case.device_id, "replacement_device_id": replacement,
+                "old_lease_id": old, "new_lease_id": new_id, "holder_id": holder,
+            }),
+        );
         append_audit_tx(&mut tx, &audit, now).await?;
         let case = load(&mut tx, id).await?;
         let lease = load_lease(&mut tx, new_id).await?;
