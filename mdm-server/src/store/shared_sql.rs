@@ -1516,22 +1516,20 @@ impl EnrollmentStore for SqlStore {
     async fn touch_checkins(&self, batch: &[(i64, DateTime<Utc>)]) -> StoreResult<()> {
         let mut tx = self.write().await?;
         for chunk in batch.chunks(MAX_TOUCH_BATCH) {
-            // One statement per chunk instead of one per device. Like the session lookup, the
-            // list is padded to a power of two (repeating its last pair) so few statement texts
-            // serve every size; a repeated pair changes nothing.
+            // One statement per chunk instead of one per device: the pairs are a table of their
+            // own that the update joins on the primary key, so each row is found by one seek.
+            // Like the session lookup, the list is padded to a power of two (repeating its last
+            // pair) so few statement texts serve every size; a repeated pair changes nothing.
             let width = chunk.len().next_power_of_two();
-            let when = (0..width)
-                .map(|i| format!("WHEN ${} THEN ${}", 2 * i + 1, 2 * i + 2))
-                .collect::<Vec<_>>()
-                .join(" ");
-            let ids = (0..width)
-                .map(|i| format!("${}", 2 * i + 1))
+            let pairs = (0..width)
+                .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
                 .collect::<Vec<_>>()
                 .join(", ");
             let sql = format!(
-                "UPDATE devices SET last_checkin_at = CASE id {when} END \
-                 WHERE id IN ({ids}) \
-                 AND (last_checkin_at IS NULL OR last_checkin_at < CASE id {when} END)"
+                "WITH times (id, at) AS (VALUES {pairs}) \
+                 UPDATE devices SET last_checkin_at = times.at FROM times \
+                 WHERE devices.id = times.id \
+                 AND (devices.last_checkin_at IS NULL OR devices.last_checkin_at < times.at)"
             );
             let mut query = sqlx::query(&sql);
             for i in 0..width {
