@@ -85,12 +85,81 @@ fn cpu_seconds(pid: &str) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-/// CPU used by the server and by the swarm (this process) while `work` runs.
-async fn measured<T>(server: u32, work: impl std::future::Future<Output = T>) -> (T, f64, f64) {
+/// The processes whose CPU counts as the database's: PostgreSQL's backends serving the bench
+/// database (SQLite runs inside the server, so its CPU is the server's).
+#[derive(Clone)]
+struct DatabaseProcesses {
+    admin: Option<(sqlx::PgPool, String)>,
+}
+
+impl DatabaseProcesses {
+    async fn pids(&self) -> Vec<String> {
+        let Some((pool, name)) = &self.admin else {
+            return Vec::new();
+        };
+        sqlx::query_scalar::<_, i32>("SELECT pid FROM pg_stat_activity WHERE datname = $1")
+            .bind(name)
+            .fetch_all(pool)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|pid| pid.to_string())
+            .collect()
+    }
+}
+
+/// CPU used while `work` runs: by the server, by the swarm (this process), and by the
+/// database's processes (a backend that starts meanwhile counts from zero).
+async fn measured<T>(
+    server: u32,
+    database: &DatabaseProcesses,
+    work: impl std::future::Future<Output = T>,
+) -> (T, Cpu) {
     let server = server.to_string();
+    let before: std::collections::HashMap<String, f64> = database
+        .pids()
+        .await
+        .into_iter()
+        .map(|pid| {
+            let cpu = cpu_seconds(&pid);
+            (pid, cpu)
+        })
+        .collect();
     let (s0, c0) = (cpu_seconds(&server), cpu_seconds("self"));
     let out = work.await;
-    (out, cpu_seconds(&server) - s0, cpu_seconds("self") - c0)
+    let (s1, c1) = (cpu_seconds(&server), cpu_seconds("self"));
+    let database_cpu = database
+        .pids()
+        .await
+        .iter()
+        .map(|pid| cpu_seconds(pid) - before.get(pid).copied().unwrap_or(0.0))
+        .sum();
+    let cpu = Cpu {
+        server: s1 - s0,
+        swarm: c1 - c0,
+        database: database_cpu,
+    };
+    (out, cpu)
+}
+
+/// CPU seconds spent by each side of a measured phase.
+struct Cpu {
+    server: f64,
+    swarm: f64,
+    database: f64,
+}
+
+impl Cpu {
+    /// Microseconds per request: server, swarm and database.
+    fn per_request(&self, requests: usize) -> String {
+        let per = |s: f64| s * 1e6 / requests.max(1) as f64;
+        format!(
+            "{:.0} us server + {:.0} us swarm + {:.0} us database",
+            per(self.server),
+            per(self.swarm),
+            per(self.database)
+        )
+    }
 }
 
 fn memory_kib(pid: u32) -> (u64, u64) {
@@ -106,9 +175,12 @@ fn memory_kib(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-async fn database(backend: &str, dir: &std::path::Path) -> Option<String> {
+async fn database(backend: &str, dir: &std::path::Path) -> Option<(String, DatabaseProcesses)> {
     match backend {
-        "sqlite" => Some(format!("sqlite://{}", dir.join("mdm.sqlite3").display())),
+        "sqlite" => Some((
+            format!("sqlite://{}", dir.join("mdm.sqlite3").display()),
+            DatabaseProcesses { admin: None },
+        )),
         _ => {
             let admin = std::env::var("TEST_POSTGRES_URL").ok()?;
             let name = format!("mdm_bench_{}", rand::random::<u32>());
@@ -119,14 +191,19 @@ async fn database(backend: &str, dir: &std::path::Path) -> Option<String> {
                 .ok()?;
             let mut url = url::Url::parse(&admin).ok()?;
             url.set_path(&name);
-            Some(url.to_string())
+            Some((
+                url.to_string(),
+                DatabaseProcesses {
+                    admin: Some((pool, name)),
+                },
+            ))
         }
     }
 }
 
 async fn run(backend: &str, count: u32) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let Some(database_url) = database(backend, dir.path()).await else {
+    let Some((database_url, database_processes)) = database(backend, dir.path()).await else {
         println!("{backend:<8} {count:>6} phones: skipped (set TEST_POSTGRES_URL)");
         return;
     };
@@ -188,8 +265,9 @@ async fn run(backend: &str, count: u32) {
     let concurrency = 128;
     // Warm every phone's connection, then measure.
     rounds_of(Request::Ping, &enrolled, 1, concurrency).await;
-    let (ceiling, ping_server_cpu, ping_swarm_cpu) = measured(
+    let (ceiling, ping_cpu) = measured(
         child.id(),
+        &database_processes,
         rounds_of(Request::Ping, &enrolled, rounds(), concurrency),
     )
     .await;
@@ -199,8 +277,9 @@ async fn run(backend: &str, count: u32) {
     // phone (and after each policy change), so it is measured on its own, and the figures that
     // follow are the check-ins phones make every interval for the rest of their lives.
     let first = rounds_of(Request::Checkin, &enrolled, 1, concurrency).await;
-    let (checkins, checkin_server_cpu, checkin_swarm_cpu) = measured(
+    let (checkins, checkin_cpu) = measured(
         child.id(),
+        &database_processes,
         rounds_of(Request::Checkin, &enrolled, rounds(), concurrency),
     )
     .await;
@@ -235,13 +314,10 @@ async fn run(backend: &str, count: u32) {
         ms(ceiling.percentile(0.5)),
         ms(ceiling.percentile(0.99))
     );
-    let per = |cpu: f64, n: usize| cpu * 1e6 / n.max(1) as f64;
     println!(
-        "    CPU per request: check-in {:.0} us server + {:.0} us swarm, ping {:.0} us server + {:.0} us swarm",
-        per(checkin_server_cpu, checkins.checkins),
-        per(checkin_swarm_cpu, checkins.checkins),
-        per(ping_server_cpu, ceiling.checkins),
-        per(ping_swarm_cpu, ceiling.checkins)
+        "    CPU per request: check-in {}; ping {}",
+        checkin_cpu.per_request(checkins.checkins),
+        ping_cpu.per_request(ceiling.checkins)
     );
     let mb = |kib: u64| kib as f64 / 1024.0;
     println!(

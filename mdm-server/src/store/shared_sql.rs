@@ -24,6 +24,10 @@ type DbRow = <Db as sqlx::Database>::Row;
 const IMPORT_CHUNK: usize = 1000;
 /// The most certificates one session lookup asks for; larger batches take several queries.
 const MAX_SESSION_BATCH: usize = 128;
+/// What the live-certificate lookup reads of a certificate and its device, in the order
+/// `device_sessions` reads them; each backend's `live_certificates` picks the rows.
+pub(super) const SESSION_COLUMNS: &str = "i.fingerprint, i.serial, d.id, d.serial, d.imei, \
+     d.platform, d.provider_id, d.facts_hash, d.model_id, d.status";
 /// Check-in times written by one statement (two parameters each).
 const MAX_TOUCH_BATCH: usize = 512;
 
@@ -828,10 +832,11 @@ fn model_from_row(row: &DbRow) -> StoreResult<DeviceModel> {
 
 const DEVICE_COLUMNS: &str = "d.id, d.serial, d.imei, d.model_id, m.name AS model_name, d.platform, d.status, \
      d.provider_id, d.purchase_date, d.warranty_end, d.supplier, d.created_at, d.updated_at, d.enrolled_at, \
-     d.last_checkin_at, d.facts, d.holder_id, d.iccid_mismatch";
+     lc.at AS last_checkin_at, d.facts, d.holder_id, d.iccid_mismatch";
 
 /// Devices with their model's name; columns in `DEVICE_COLUMNS` order.
-const DEVICE_FROM: &str = "FROM devices d JOIN device_models m ON m.id = d.model_id";
+const DEVICE_FROM: &str = "FROM devices d JOIN device_models m ON m.id = d.model_id \
+     LEFT JOIN device_checkins lc ON lc.device_id = d.id";
 
 /// A device read by column position, in `DEVICE_COLUMNS` order.
 fn device_from_row(row: &DbRow) -> StoreResult<Device> {
@@ -1267,6 +1272,35 @@ pub(super) async fn lock_device(tx: &mut Tx, device_id: i64) -> StoreResult<()> 
     Ok(())
 }
 
+/// Writes phones' check-in times (never moving one backwards), one statement per chunk. The
+/// list is padded to a power of two so that few statement texts serve every size; the padding
+/// rows have ids below zero and are filtered out (a key twice in one upsert is an error on
+/// PostgreSQL).
+async fn note_checkins(tx: &mut Tx, batch: &[(i64, DateTime<Utc>)]) -> StoreResult<()> {
+    for chunk in batch.chunks(MAX_TOUCH_BATCH) {
+        let width = chunk.len().next_power_of_two();
+        let values = (0..width)
+            .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO device_checkins (device_id, at) \
+             SELECT column1, column2 FROM (VALUES {values}) AS v WHERE column1 > 0 \
+             ON CONFLICT (device_id) DO UPDATE SET at = excluded.at \
+             WHERE device_checkins.at < excluded.at"
+        );
+        let mut query = sqlx::query(&sql);
+        for i in 0..width {
+            match chunk.get(i) {
+                Some((device_id, at)) => query = query.bind(device_id).bind(at),
+                None => query = query.bind(-(i as i64) - 1).bind(chunk[0].1),
+            }
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
 pub(super) async fn revoke_live_identities(
     tx: &mut Tx,
     device_id: i64,
@@ -1370,7 +1404,7 @@ impl EnrollmentStore for SqlStore {
         .await?;
         insert_identity(&mut tx, identity).await?;
         sqlx::query(
-            "UPDATE devices SET enrolled_at = $1, last_checkin_at = $1, facts = $2, facts_hash = $3, updated_at = $1 \
+            "UPDATE devices SET enrolled_at = $1, facts = $2, facts_hash = $3, updated_at = $1 \
              WHERE id = $4",
         )
         .bind(now)
@@ -1379,6 +1413,7 @@ impl EnrollmentStore for SqlStore {
         .bind(identity.device_id)
         .execute(&mut *tx)
         .await?;
+        note_checkins(&mut tx, &[(identity.device_id, now)]).await?;
         append_audit_tx(&mut tx, &audit, now).await?;
         tx.commit().await?;
         Ok(())
@@ -1391,25 +1426,7 @@ impl EnrollmentStore for SqlStore {
     ) -> StoreResult<HashMap<String, DeviceSession>> {
         let mut sessions = HashMap::with_capacity(fingerprints.len());
         for chunk in fingerprints.chunks(MAX_SESSION_BATCH) {
-            // The list is padded to a power of two (repeating its last entry), so a handful of
-            // statement texts serve every batch size and stay in the statement cache.
-            let width = chunk.len().next_power_of_two();
-            let placeholders = (0..width)
-                .map(|i| format!("${}", i + 2))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let sql = format!(
-                "SELECT i.fingerprint, i.serial, d.id, d.serial, d.imei, d.platform, \
-                 d.provider_id, d.facts_hash, d.model_id, d.status \
-                 FROM device_identities i JOIN devices d ON d.id = i.device_id \
-                 WHERE i.fingerprint IN ({placeholders}) AND i.revoked_at IS NULL \
-                 AND i.not_after > $1"
-            );
-            let mut query = sqlx::query(&sql).bind(now);
-            for i in 0..width {
-                query = query.bind(&chunk[i.min(chunk.len() - 1)]);
-            }
-            for row in query.fetch_all(&self.pool).await? {
+            for row in super::live_certificates(&self.pool, chunk, now).await? {
                 let platform: String = row.try_get(5)?;
                 let status: String = row.try_get(9)?;
                 sessions.insert(
@@ -1515,29 +1532,7 @@ impl EnrollmentStore for SqlStore {
 
     async fn touch_checkins(&self, batch: &[(i64, DateTime<Utc>)]) -> StoreResult<()> {
         let mut tx = self.write().await?;
-        for chunk in batch.chunks(MAX_TOUCH_BATCH) {
-            // One statement per chunk instead of one per device: the pairs are a table of their
-            // own that the update joins on the primary key, so each row is found by one seek.
-            // Like the session lookup, the list is padded to a power of two (repeating its last
-            // pair) so few statement texts serve every size; a repeated pair changes nothing.
-            let width = chunk.len().next_power_of_two();
-            let pairs = (0..width)
-                .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let sql = format!(
-                "WITH times (id, at) AS (VALUES {pairs}) \
-                 UPDATE devices SET last_checkin_at = times.at FROM times \
-                 WHERE devices.id = times.id \
-                 AND (devices.last_checkin_at IS NULL OR devices.last_checkin_at < times.at)"
-            );
-            let mut query = sqlx::query(&sql);
-            for i in 0..width {
-                let (device_id, at) = &chunk[i.min(chunk.len() - 1)];
-                query = query.bind(device_id).bind(at);
-            }
-            query.execute(&mut *tx).await?;
-        }
+        note_checkins(&mut tx, batch).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -1548,14 +1543,17 @@ impl EnrollmentStore for SqlStore {
         facts: Option<&ReportedFacts>,
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
-        let mut q = QueryBuilder::<Db>::new("UPDATE devices SET last_checkin_at = ");
-        q.push_bind(now);
+        let mut tx = self.write().await?;
         if let Some(facts) = facts {
-            q.push(", facts = ").push_bind(facts.json.clone());
-            q.push(", facts_hash = ").push_bind(facts.hash.clone());
+            sqlx::query("UPDATE devices SET facts = $1, facts_hash = $2 WHERE id = $3")
+                .bind(&facts.json)
+                .bind(&facts.hash)
+                .bind(device_id)
+                .execute(&mut *tx)
+                .await?;
         }
-        q.push(" WHERE id = ").push_bind(device_id);
-        q.build().execute(&self.pool).await?;
+        note_checkins(&mut tx, &[(device_id, now)]).await?;
+        tx.commit().await?;
         Ok(())
     }
 }

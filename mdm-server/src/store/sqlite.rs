@@ -24,6 +24,35 @@ const FOR_UPDATE: &str = "";
 
 const SKIP_LOCKED: &str = "";
 
+/// The live certificates among `fingerprints`, with their devices (columns as
+/// `shared::SESSION_COLUMNS`): one seek in the fingerprint index each. The list is padded to a
+/// power of two (repeating its last entry), so a handful of statement texts serve every batch
+/// size and stay in the statement cache.
+async fn live_certificates(
+    pool: &sqlx::SqlitePool,
+    fingerprints: &[String],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<sqlx::sqlite::SqliteRow>, sqlx::Error> {
+    let Some(last) = fingerprints.last() else {
+        return Ok(Vec::new());
+    };
+    let width = fingerprints.len().next_power_of_two();
+    let placeholders = (0..width)
+        .map(|i| format!("${}", i + 2))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT {} FROM device_identities i JOIN devices d ON d.id = i.device_id \
+         WHERE i.fingerprint IN ({placeholders}) AND i.revoked_at IS NULL AND i.not_after > $1",
+        shared::SESSION_COLUMNS
+    );
+    let mut query = sqlx::query(&sql).bind(now);
+    for i in 0..width {
+        query = query.bind(fingerprints.get(i).unwrap_or(last));
+    }
+    query.fetch_all(pool).await
+}
+
 #[allow(clippy::duplicate_mod)]
 #[path = "notices_sql.rs"]
 mod notices_sql;
