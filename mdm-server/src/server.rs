@@ -218,31 +218,45 @@ pub async fn serve_devices(
         let app = app.clone();
         tokio::spawn(async move {
             // A failed handshake (another CA's certificate, plain HTTP, a scanner) ends here.
-            let tls = match tokio::time::timeout(
-                std::time::Duration::from_secs(10),
-                acceptor.accept(tcp),
-            )
-            .await
-            {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::debug!(%addr, error = %e, "device TLS handshake refused");
-                    return;
-                }
-                Err(_) => return,
-            };
-            let peer = http::agent::Peer {
-                addr,
-                fingerprint: tls
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|chain| chain.first())
-                    .map(|c| ::enrollment::fingerprint(c).into()),
+            let Some((tls, peer)) = device_handshake(&acceptor, tcp, addr).await else {
+                return;
             };
             http::device_connection::serve(tls, app, peer, limits).await;
         });
     }
+}
+
+/// A device connection's TLS handshake, and who is on the other end. The stream goes on the
+/// heap: tens of thousands of phones keep a connection open, and a task that held the stream
+/// in place would hold a second copy's room for the whole connection.
+async fn device_handshake(
+    acceptor: &tokio_rustls::TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+    addr: SocketAddr,
+) -> Option<(
+    Box<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>,
+    http::agent::Peer,
+)> {
+    let tls = match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp))
+        .await
+    {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::debug!(%addr, error = %e, "device TLS handshake refused");
+            return None;
+        }
+        Err(_) => return None,
+    };
+    let peer = http::agent::Peer {
+        addr,
+        fingerprint: tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .map(|c| ::enrollment::fingerprint(c).into()),
+    };
+    Some((Box::new(tls), peer))
 }
 
 /// A server listening in the background; dropping it does not stop it, `stop` does.

@@ -128,12 +128,14 @@ async fn measured<T>(
     let (s0, c0) = (cpu_seconds(&server), cpu_seconds("self"));
     let out = work.await;
     let (s1, c1) = (cpu_seconds(&server), cpu_seconds("self"));
-    let database_cpu = database
-        .pids()
-        .await
-        .iter()
-        .map(|pid| cpu_seconds(pid) - before.get(pid).copied().unwrap_or(0.0))
-        .sum();
+    let database_cpu = database.admin.is_some().then_some(
+        database
+            .pids()
+            .await
+            .iter()
+            .map(|pid| cpu_seconds(pid) - before.get(pid).copied().unwrap_or(0.0))
+            .sum(),
+    );
     let cpu = Cpu {
         server: s1 - s0,
         swarm: c1 - c0,
@@ -146,18 +148,22 @@ async fn measured<T>(
 struct Cpu {
     server: f64,
     swarm: f64,
-    database: f64,
+    /// PostgreSQL's backends; none for SQLite, whose work is the server's.
+    database: Option<f64>,
 }
 
 impl Cpu {
     /// Microseconds per request: server, swarm and database.
     fn per_request(&self, requests: usize) -> String {
         let per = |s: f64| s * 1e6 / requests.max(1) as f64;
+        let database = match self.database {
+            Some(cpu) => format!(" + {:.0} us database", per(cpu)),
+            None => String::new(),
+        };
         format!(
-            "{:.0} us server + {:.0} us swarm + {:.0} us database",
+            "{:.0} us server + {:.0} us swarm{database}",
             per(self.server),
-            per(self.swarm),
-            per(self.database)
+            per(self.swarm)
         )
     }
 }

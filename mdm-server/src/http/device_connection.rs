@@ -73,7 +73,7 @@ where
             Ok(incoming) => incoming,
             Err(Stop::Quietly) => return,
             Err(Stop::Refuse(problem)) => {
-                let _ = respond(&mut io, problem.into_response(), false, &limits).await;
+                let _ = Box::pin(respond(&mut io, problem.into_response(), false, &limits)).await;
                 return;
             }
         };
@@ -81,11 +81,14 @@ where
         request.extensions_mut().insert(peer.clone());
         // A HEAD answer's length would not match what follows it, so the connection ends there.
         let keep_alive = incoming.keep_alive && request.method() != Method::HEAD;
-        let response = match app.clone().oneshot(request).await {
+        // What a request needs while it is served lives on the heap for that time only: the
+        // connection's task stays small while it waits for the next request, which is most of
+        // a phone's connection's life.
+        let response = match Box::pin(app.clone().oneshot(request)).await {
             Ok(response) => response,
             Err(infallible) => match infallible {},
         };
-        if respond(&mut io, response, keep_alive, &limits)
+        if Box::pin(respond(&mut io, response, keep_alive, &limits))
             .await
             .is_err()
             || !keep_alive
@@ -111,6 +114,8 @@ fn bad_request(detail: impl Into<String>) -> Stop {
     Stop::Refuse(ApiError::bad_request("bad-request", detail))
 }
 
+/// Reads the next request: waits for its head (where an idle connection spends its time), then
+/// reads its body on the heap, so the wait itself holds little.
 async fn read_request<IO>(
     io: &mut IO,
     carried: &mut Vec<u8>,
@@ -119,13 +124,29 @@ async fn read_request<IO>(
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
+    let (head, body_start) = read_head(io, carried, limits).await?;
+    Box::pin(read_body(io, head, body_start, carried, limits)).await
+}
+
+/// Reads until a whole request head has come; returns it and the bytes that followed it.
+async fn read_head<IO>(
+    io: &mut IO,
+    carried: &mut Vec<u8>,
+    limits: &Limits,
+) -> Result<(Head, Vec<u8>), Stop>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
     let mut buf = std::mem::take(carried);
-    let (head_len, head) = loop {
+    loop {
         if !buf.is_empty() {
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut parsed = httparse::Request::new(&mut headers);
             match parsed.parse(&buf) {
-                Ok(httparse::Status::Complete(len)) => break (len, head(&parsed, limits)?),
+                Ok(httparse::Status::Complete(len)) => {
+                    let head = head(&parsed, limits)?;
+                    return Ok((head, buf.split_off(len)));
+                }
                 Ok(httparse::Status::Partial) => {}
                 Err(httparse::Error::TooManyHeaders) => {
                     return Err(Stop::Refuse(head_too_large()));
@@ -138,15 +159,27 @@ where
         }
         buf.reserve(READ_CHUNK);
         read_some(io, &mut buf, limits).await?;
-    };
+    }
+}
+
+/// The request with this head and its whole body, of which `body` is what has come so far.
+/// Bytes of a next request that came along are left in `carried`.
+async fn read_body<IO>(
+    io: &mut IO,
+    head: Head,
+    mut body: Vec<u8>,
+    carried: &mut Vec<u8>,
+    limits: &Limits,
+) -> Result<Incoming, Stop>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
     let Head {
         mut request,
         keep_alive,
         content_length,
         expects_continue,
     } = head;
-    let mut body = buf.split_off(head_len);
-    drop(buf);
     if body.len() < content_length {
         if expects_continue {
             let interim = b"HTTP/1.1 100 Continue\r\n\r\n";

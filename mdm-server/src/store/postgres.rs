@@ -22,8 +22,9 @@ const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
 
 /// The live certificates among `fingerprints`, with their devices (columns as
 /// `shared::SESSION_COLUMNS`). The batch is one array parameter, and each fingerprint is looked
-/// up on its own (`LATERAL`): two index probes per certificate whatever the batch size. With an
-/// `IN` list PostgreSQL's plan for a large batch read every device instead.
+/// up on its own (`LATERAL`, kept apart from the outer query by `OFFSET 0`): two index probes per
+/// certificate whatever the batch size. Joined as one, PostgreSQL's plan for a large batch read
+/// every certificate or every device instead.
 async fn live_certificates(
     pool: &sqlx::PgPool,
     fingerprints: &[String],
@@ -34,7 +35,7 @@ async fn live_certificates(
             "SELECT live.* FROM unnest($2::text[]) AS wanted (fingerprint), LATERAL ( \
              SELECT {} FROM device_identities i JOIN devices d ON d.id = i.device_id \
              WHERE i.fingerprint = wanted.fingerprint AND i.revoked_at IS NULL \
-             AND i.not_after > $1) AS live",
+             AND i.not_after > $1 OFFSET 0) AS live",
             shared::SESSION_COLUMNS
         )
     });
