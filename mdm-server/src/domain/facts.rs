@@ -124,12 +124,42 @@ pub fn contradiction(
 /// changed since the last report.
 pub fn canonical(f: &DeviceFacts) -> (String, String) {
     let mut sorted = f.clone();
-    sorted
-        .installed_apps
-        .sort_by(|a, b| a.id.cmp(&b.id).then(a.version.cmp(&b.version)));
+    sort_apps(&mut sorted);
     let json = serde_json::to_string(&sorted).expect("facts serialise");
     let hash = hex::encode(Sha256::digest(json.as_bytes()));
     (json, hash)
+}
+
+/// The hash [`canonical`] gives, found without copying the facts or keeping their text: most
+/// check-ins only need to know that nothing changed. Puts the apps in canonical order.
+pub fn canonical_hash(f: &mut DeviceFacts) -> String {
+    sort_apps(f);
+    let mut hasher = HashingWriter(Sha256::new());
+    serde_json::to_writer(&mut hasher, f).expect("facts serialise");
+    hex::encode(hasher.0.finalize())
+}
+
+fn sort_apps(f: &mut DeviceFacts) {
+    let order = |a: &agent::protocol::InstalledApp, b: &agent::protocol::InstalledApp| {
+        a.id.cmp(&b.id).then(a.version.cmp(&b.version))
+    };
+    if !f.installed_apps.is_sorted_by(|a, b| order(a, b).is_le()) {
+        f.installed_apps.sort_by(order);
+    }
+}
+
+/// Feeds what is written to it into a hash.
+struct HashingWriter(Sha256);
+
+impl std::io::Write for HashingWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -209,5 +239,14 @@ mod tests {
         let mut upgraded = facts();
         upgraded.installed_apps[0].version = "9".into();
         assert_ne!(canonical(&facts()).1, canonical(&upgraded).1);
+    }
+
+    #[test]
+    fn the_hash_without_the_text_is_the_hash_of_the_text() {
+        let mut reordered = facts();
+        reordered.installed_apps.reverse();
+        let (_, hash) = canonical(&facts());
+        assert_eq!(canonical_hash(&mut reordered), hash);
+        assert_eq!(canonical_hash(&mut facts()), hash);
     }
 }

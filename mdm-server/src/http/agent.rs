@@ -21,7 +21,7 @@ use super::AppState;
 use crate::auth::hash_token;
 use crate::domain::audit::{AuditEvent, Outcome};
 use crate::domain::device::{DeviceStatus, Serial};
-use crate::domain::facts::{canonical, check_facts, contradiction};
+use crate::domain::facts::{canonical, canonical_hash, check_facts, contradiction};
 use crate::store::{
     Device, DeviceIdentity, DeviceSession, EnrollmentToken, ReportedFacts, StoreError,
 };
@@ -424,7 +424,7 @@ async fn enroll(
 async fn checkin(
     State(state): State<AppState>,
     caller: DeviceCaller,
-    ApiJson(req): ApiJson<CheckinRequest>,
+    ApiJson(mut req): ApiJson<CheckinRequest>,
 ) -> Result<Json<CheckinResponse>, ApiError> {
     let now = state.clock.now();
     let device = &caller.session;
@@ -450,13 +450,14 @@ async fn checkin(
             message: "must be 1 to 64 characters".into(),
         }]));
     }
-    let (json, hash) = canonical(&req.facts);
+    let hash = canonical_hash(&mut req.facts);
     // Changed facts are stored before the report is acknowledged; unchanged ones are not
     // written again, and the time of the check-in goes out in the next batch.
     let facts_changed = device.facts_hash.as_deref() != Some(hash.as_str());
     if !facts_changed {
         state.checkin_times.note(device.device_id, now);
     } else {
+        let (json, hash) = canonical(&req.facts);
         let facts = ReportedFacts { json, hash };
         state
             .store

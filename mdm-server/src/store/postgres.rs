@@ -84,6 +84,10 @@ impl PgStore {
     pub async fn connect(url: &str) -> StoreResult<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(16)
+            // sqlx would otherwise ping the database each time a connection is taken: a round
+            // trip before every query, the check-in's certificate lookup included. A connection
+            // that has died fails its query instead, and the pool replaces it.
+            .test_before_acquire(false)
             .connect(url)
             .await?;
         Ok(PgStore::new(pool))

@@ -103,6 +103,10 @@ impl SqliteStore {
         }
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            // sqlx would otherwise ping the database each time a connection is taken: a round
+            // trip before every query, the check-in's certificate lookup included. A connection
+            // that has died fails its query instead, and the pool replaces it.
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         Ok(SqliteStore::new(pool))
