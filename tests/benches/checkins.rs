@@ -27,14 +27,17 @@ use mdm_server::server::{self, StartOptions};
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 const SERVER_ENV: &str = "BENCH_SERVER_CONFIG";
-const DEFAULT_ROUNDS: usize = 3;
+/// Requests a measured phase has at least: CPU time is read from `/proc` in 10 ms ticks, so a
+/// phase must last seconds, not a fraction of one, for its figures to hold still.
+const MIN_REQUESTS: usize = 30_000;
+const MIN_ROUNDS: usize = 3;
 
-/// Rounds per phone; `BENCH_ROUNDS` raises it for profiling.
-fn rounds() -> usize {
+/// Rounds per phone for a fleet of `count`; `BENCH_ROUNDS` sets it (for profiling).
+fn rounds(count: u32) -> usize {
     std::env::var("BENCH_ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
-        .unwrap_or(DEFAULT_ROUNDS)
+        .unwrap_or_else(|| MIN_ROUNDS.max(MIN_REQUESTS.div_ceil(count.max(1) as usize)))
 }
 
 fn event(action: &str) -> AuditEvent {
@@ -274,7 +277,7 @@ async fn run(backend: &str, count: u32) {
     let (ceiling, ping_cpu) = measured(
         child.id(),
         &database_processes,
-        rounds_of(Request::Ping, &enrolled, rounds(), concurrency),
+        rounds_of(Request::Ping, &enrolled, rounds(count), concurrency),
     )
     .await;
     let after_pings = memory_kib(child.id());
@@ -286,7 +289,7 @@ async fn run(backend: &str, count: u32) {
     let (checkins, checkin_cpu) = measured(
         child.id(),
         &database_processes,
-        rounds_of(Request::Checkin, &enrolled, rounds(), concurrency),
+        rounds_of(Request::Checkin, &enrolled, rounds(count), concurrency),
     )
     .await;
     let (rss, peak) = memory_kib(child.id());
@@ -295,10 +298,11 @@ async fn run(backend: &str, count: u32) {
 
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
     println!(
-        "{backend:<8} {count:>6} phones: set-up {:.1} s, enrolment {:.1} s ({:.0}/s)",
+        "{backend:<8} {count:>6} phones: set-up {:.1} s, enrolment {:.1} s ({:.0}/s), {} rounds measured",
         setup.as_secs_f64(),
         enrolling.as_secs_f64(),
-        f64::from(count) / enrolling.as_secs_f64()
+        f64::from(count) / enrolling.as_secs_f64(),
+        rounds(count)
     );
     println!(
         "    first     {:>7.0}/s  p50 {:>6.2} ms  p99 {:>6.2} ms  ({} failed; each phone's first check-in: policy sent, compliance recorded)",
@@ -355,8 +359,7 @@ fn main() {
         .filter_map(|s| s.trim().parse().ok())
         .collect();
     println!(
-        "check-in benchmark: {} rounds per phone, 128 requests in flight",
-        rounds()
+        "check-in benchmark: at least {MIN_REQUESTS} requests ({MIN_ROUNDS} rounds or more per phone) in each measured phase, 128 in flight"
     );
     let backends = std::env::var("BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
     for backend in backends.split(',').map(str::trim) {
