@@ -1,6 +1,7 @@
 //! The SQL both backends share. This file is compiled once per backend (see `sqlite.rs` and
 //! `postgres.rs`, which include it with their own `Db`), so the two cannot drift apart; what
-//! differs between them (connection set-up, migrations, backup) lives in those two files.
+//! differs between them (connection set-up, migrations, backup, the check-in's certificate
+//! lookup) lives in those two files.
 //! Queries use `$N` placeholders, which both SQLite and PostgreSQL accept.
 
 use async_trait::async_trait;
