@@ -24,6 +24,19 @@ const FOR_UPDATE: &str = "";
 
 const SKIP_LOCKED: &str = "";
 
+/// The live-certificate lookup for `width` fingerprints (`$2` on; `$1` is now).
+fn live_certificates_sql(width: usize) -> String {
+    let placeholders = (0..width)
+        .map(|i| format!("${}", i + 2))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "SELECT {} FROM device_identities i JOIN devices d ON d.id = i.device_id \
+         WHERE i.fingerprint IN ({placeholders}) AND i.revoked_at IS NULL AND i.not_after > $1",
+        shared::SESSION_COLUMNS
+    )
+}
+
 /// The live certificates among `fingerprints`, with their devices (columns as
 /// `shared::SESSION_COLUMNS`): one seek in the fingerprint index each. The list is padded to a
 /// power of two (repeating its last entry), so a handful of statement texts serve every batch
@@ -37,15 +50,7 @@ async fn live_certificates(
         return Ok(Vec::new());
     };
     let width = fingerprints.len().next_power_of_two();
-    let placeholders = (0..width)
-        .map(|i| format!("${}", i + 2))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let sql = format!(
-        "SELECT {} FROM device_identities i JOIN devices d ON d.id = i.device_id \
-         WHERE i.fingerprint IN ({placeholders}) AND i.revoked_at IS NULL AND i.not_after > $1",
-        shared::SESSION_COLUMNS
-    );
+    let sql = live_certificates_sql(width);
     let mut query = sqlx::query(&sql).bind(now);
     for i in 0..width {
         query = query.bind(fingerprints.get(i).unwrap_or(last));
@@ -126,5 +131,47 @@ impl SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SQLite has no statistics here, and an index over every certificate's `revoked_at` looked
+    /// as selective to it as the fingerprints: it read every live certificate on each check-in.
+    #[tokio::test]
+    async fn the_live_certificate_lookup_seeks_each_fingerprint_and_reads_nothing_else() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("plan.sqlite3").display());
+        let store = SqliteStore::connect(&url).await.expect("store");
+        store.run_migrations().await.expect("migrations");
+        let sql = format!("EXPLAIN QUERY PLAN {}", live_certificates_sql(128));
+        let mut query = sqlx::query(&sql).bind(chrono::Utc::now());
+        for i in 0..128 {
+            query = query.bind(format!("{i:064x}"));
+        }
+        let plan: Vec<String> = query
+            .fetch_all(&store.pool)
+            .await
+            .expect("plan")
+            .iter()
+            .map(|row| sqlx::Row::get::<String, _>(row, "detail"))
+            .collect();
+        let certificates: Vec<&String> = plan
+            .iter()
+            .filter(|step| step.contains(" i ") || step.ends_with(" i"))
+            .collect();
+        assert_eq!(certificates.len(), 1, "{plan:?}");
+        assert!(
+            certificates[0].starts_with("SEARCH i USING INDEX")
+                && certificates[0].contains("(fingerprint=?)"),
+            "{plan:?}"
+        );
+        assert!(
+            plan.iter()
+                .any(|step| step.starts_with("SEARCH d USING INTEGER PRIMARY KEY")),
+            "{plan:?}"
+        );
     }
 }
