@@ -20,6 +20,17 @@ const FOR_UPDATE: &str = " FOR UPDATE";
 
 const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
 
+/// The live-certificate lookup: `$1` is now, `$2` the fingerprints.
+static LIVE_CERTIFICATES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT live.* FROM unnest($2::text[]) AS wanted (fingerprint), LATERAL ( \
+         SELECT {} FROM device_identities i JOIN devices d ON d.id = i.device_id \
+         WHERE i.fingerprint = wanted.fingerprint AND i.revoked_at IS NULL \
+         AND i.not_after > $1 OFFSET 0) AS live",
+        shared::SESSION_COLUMNS
+    )
+});
+
 /// The live certificates among `fingerprints`, with their devices (columns as
 /// `shared::SESSION_COLUMNS`). The batch is one array parameter, and each fingerprint is looked
 /// up on its own (`LATERAL`, kept apart from the outer query by `OFFSET 0`): two index probes per
@@ -30,16 +41,7 @@ async fn live_certificates(
     fingerprints: &[String],
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Vec<sqlx::postgres::PgRow>, sqlx::Error> {
-    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        format!(
-            "SELECT live.* FROM unnest($2::text[]) AS wanted (fingerprint), LATERAL ( \
-             SELECT {} FROM device_identities i JOIN devices d ON d.id = i.device_id \
-             WHERE i.fingerprint = wanted.fingerprint AND i.revoked_at IS NULL \
-             AND i.not_after > $1 OFFSET 0) AS live",
-            shared::SESSION_COLUMNS
-        )
-    });
-    sqlx::query(&SQL)
+    sqlx::query(&LIVE_CERTIFICATES)
         .bind(now)
         .bind(fingerprints)
         .fetch_all(pool)
@@ -104,5 +106,76 @@ impl PgStore {
         Err(StoreError::Unsupported(
             "PostgreSQL is backed up with its own tools: pg_dump --format=custom --file=mdm.dump \"$MDM_DATABASE_URL\"".to_string(),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh database on the suite's PostgreSQL server (`scripts/test` starts one).
+    async fn fresh_store() -> PgStore {
+        let admin = std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| {
+            panic!("TEST_POSTGRES_URL is not set: run the suite with scripts/test")
+        });
+        let name = format!("mdm_unit_{}", rand::random::<u64>());
+        let pool = sqlx::PgPool::connect(&admin)
+            .await
+            .expect("admin connection");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&pool)
+            .await
+            .expect("create database");
+        pool.close().await;
+        let mut url = url::Url::parse(&admin).expect("url");
+        url.set_path(&name);
+        let store = PgStore::connect(url.as_str()).await.expect("store");
+        store.run_migrations().await.expect("migrations");
+        store
+    }
+
+    /// Joined as one query, a batch of 128 fingerprints made PostgreSQL read every certificate
+    /// (a hash join) instead of probing for each.
+    #[tokio::test]
+    async fn a_large_batch_of_certificates_is_looked_up_by_index_one_by_one() {
+        let store = fresh_store().await;
+        for statement in [
+            "INSERT INTO device_models (platform, name, created_at) VALUES ('ios', 'iPhone 16', now())",
+            "INSERT INTO devices (serial, imei, imei_tail, model_id, platform, created_at, updated_at) \
+             SELECT 'S' || g, lpad(g::text, 15, '0'), reverse(lpad(g::text, 15, '0')), \
+             (SELECT id FROM device_models), 'ios', now(), now() FROM generate_series(1, 5000) g",
+            "INSERT INTO device_identities (serial, device_id, fingerprint, key_kind, not_before, \
+             not_after, created_at) SELECT 'C' || id, id, md5(serial) || md5(imei), 'p256', now(), \
+             now() + interval '1 year', now() FROM devices",
+            "ANALYZE",
+        ] {
+            sqlx::query(statement)
+                .execute(&store.pool)
+                .await
+                .expect(statement);
+        }
+        let fingerprints: Vec<String> = sqlx::query_scalar(
+            "SELECT fingerprint FROM device_identities ORDER BY serial LIMIT 128",
+        )
+        .fetch_all(&store.pool)
+        .await
+        .expect("fingerprints");
+        let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN {}", *LIVE_CERTIFICATES))
+            .bind(chrono::Utc::now())
+            .bind(&fingerprints)
+            .fetch_all(&store.pool)
+            .await
+            .expect("plan");
+        let plan = plan.join("\n");
+        assert!(!plan.contains("Seq Scan"), "{plan}");
+        assert!(!plan.contains("Hash"), "{plan}");
+        assert!(
+            plan.contains("Index Scan using device_identities_fingerprint_key"),
+            "{plan}"
+        );
+        let found = live_certificates(&store.pool, &fingerprints, chrono::Utc::now())
+            .await
+            .expect("lookup");
+        assert_eq!(found.len(), 128);
     }
 }
