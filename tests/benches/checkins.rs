@@ -171,6 +171,17 @@ impl Cpu {
     }
 }
 
+/// One measured phase's line: requests per second, p50 and p99, and a note in brackets.
+fn phase(label: &str, report: &agent::swarm::SwarmReport, note: &str) {
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "    {label:<9} {:>7.0}/s  p50 {:>6.2} ms  p99 {:>6.2} ms  ({note})",
+        report.per_second(),
+        ms(report.percentile(0.5)),
+        ms(report.percentile(0.99))
+    );
+}
+
 fn memory_kib(pid: u32) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
@@ -296,7 +307,6 @@ async fn run(backend: &str, count: u32) {
     let _ = child.kill();
     let _ = child.wait();
 
-    let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
     println!(
         "{backend:<8} {count:>6} phones: set-up {:.1} s, enrolment {:.1} s ({:.0}/s), {} rounds measured",
         setup.as_secs_f64(),
@@ -304,25 +314,26 @@ async fn run(backend: &str, count: u32) {
         f64::from(count) / enrolling.as_secs_f64(),
         rounds(count)
     );
-    println!(
-        "    first     {:>7.0}/s  p50 {:>6.2} ms  p99 {:>6.2} ms  ({} failed; each phone's first check-in: policy sent, compliance recorded)",
-        first.per_second(),
-        ms(first.percentile(0.5)),
-        ms(first.percentile(0.99)),
-        first.failures
+    phase(
+        "first",
+        &first,
+        &format!(
+            "{} failed; each phone's first check-in: policy sent, compliance recorded",
+            first.failures
+        ),
     );
-    println!(
-        "    check-ins {:>7.0}/s  p50 {:>6.2} ms  p99 {:>6.2} ms  ({} failed; the check-ins of every interval after)",
-        checkins.per_second(),
-        ms(checkins.percentile(0.5)),
-        ms(checkins.percentile(0.99)),
-        checkins.failures
+    phase(
+        "check-ins",
+        &checkins,
+        &format!(
+            "{} failed; the check-ins of every interval after",
+            checkins.failures
+        ),
     );
-    println!(
-        "    ceiling   {:>7.0}/s  p50 {:>6.2} ms  p99 {:>6.2} ms  (ping after the TLS handshake, no database)",
-        ceiling.per_second(),
-        ms(ceiling.percentile(0.5)),
-        ms(ceiling.percentile(0.99))
+    phase(
+        "ceiling",
+        &ceiling,
+        "ping after the TLS handshake, no database",
     );
     println!(
         "    CPU per request: check-in {}; ping {}",
