@@ -37,14 +37,14 @@ static LIVE_CERTIFICATES: std::sync::LazyLock<String> = std::sync::LazyLock::new
 /// certificate whatever the batch size. Joined as one, PostgreSQL's plan for a large batch read
 /// every certificate or every device instead.
 async fn live_certificates(
-    pool: &sqlx::PgPool,
+    conn: &mut sqlx::PgConnection,
     fingerprints: &[String],
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Vec<sqlx::postgres::PgRow>, sqlx::Error> {
     sqlx::query(&LIVE_CERTIFICATES)
         .bind(now)
         .bind(fingerprints)
-        .fetch_all(pool)
+        .fetch_all(conn)
         .await
 }
 
@@ -173,7 +173,8 @@ mod tests {
             plan.contains("Index Scan using device_identities_fingerprint_key"),
             "{plan}"
         );
-        let found = live_certificates(&store.pool, &fingerprints, chrono::Utc::now())
+        let mut conn = store.pool.acquire().await.expect("connection");
+        let found = live_certificates(&mut conn, &fingerprints, chrono::Utc::now())
             .await
             .expect("lookup");
         assert_eq!(found.len(), 128);

@@ -31,6 +31,9 @@ pub(super) const SESSION_COLUMNS: &str = "i.fingerprint, i.serial, d.id, d.seria
      d.platform, d.provider_id, d.facts_hash, d.model_id, d.status";
 /// Check-in times written by one statement (two parameters each).
 const MAX_TOUCH_BATCH: usize = 512;
+/// Connections kept aside for the certificate lookup (see [`SqlStore::lookup_connection`]): one
+/// for each lookup `jobs::device_lookups` runs at once, and a spare.
+const KEPT_LOOKUP_CONNECTIONS: usize = 2;
 
 /// How long a writer waits for its turn before giving up, like SQLite's busy timeout.
 const WRITE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -43,6 +46,8 @@ pub struct SqlStore {
     /// concurrent writers spends most of its time asleep. PostgreSQL has none: its writers run
     /// side by side.
     write_gate: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
+    /// Connections the certificate lookup keeps between batches, taken out of the pool.
+    lookup_connections: std::sync::Arc<std::sync::Mutex<Vec<sqlx::pool::PoolConnection<Db>>>>,
 }
 
 /// A write transaction, holding this process's write turn (SQLite) until it ends. It derefs to
@@ -83,7 +88,37 @@ impl SqlStore {
             pool,
             write_gate: (BACKEND == "sqlite")
                 .then(|| std::sync::Arc::new(tokio::sync::Mutex::new(()))),
+            lookup_connections: Default::default(),
         }
+    }
+
+    /// A connection for the certificate lookup, which runs on every device request. sqlx tests
+    /// each connection that goes back to its pool with a round trip to the database (a `Sync`
+    /// on PostgreSQL, a message to the worker thread on SQLite): as much again as the lookup's
+    /// own round trip. So the lookup keeps its connections instead of giving them back, and a
+    /// connection goes back to the pool (tested there) only after a failed lookup.
+    async fn lookup_connection(&self) -> StoreResult<sqlx::pool::PoolConnection<Db>> {
+        let kept = self.kept_lookup_connections().pop();
+        match kept {
+            Some(conn) => Ok(conn),
+            None => Ok(self.pool.acquire().await?),
+        }
+    }
+
+    /// Keeps a connection that has just served a lookup, unless enough are kept.
+    fn keep_lookup_connection(&self, conn: sqlx::pool::PoolConnection<Db>) {
+        let mut kept = self.kept_lookup_connections();
+        if kept.len() < KEPT_LOOKUP_CONNECTIONS {
+            kept.push(conn);
+        }
+    }
+
+    fn kept_lookup_connections(
+        &self,
+    ) -> std::sync::MutexGuard<'_, Vec<sqlx::pool::PoolConnection<Db>>> {
+        self.lookup_connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn pool(&self) -> &Pool<Db> {
@@ -1426,8 +1461,10 @@ impl EnrollmentStore for SqlStore {
         now: DateTime<Utc>,
     ) -> StoreResult<HashMap<String, DeviceSession>> {
         let mut sessions = HashMap::with_capacity(fingerprints.len());
+        let mut conn = self.lookup_connection().await?;
         for chunk in fingerprints.chunks(MAX_SESSION_BATCH) {
-            for row in super::live_certificates(&self.pool, chunk, now).await? {
+            // On failure the connection is dropped, which hands it back to the pool's test.
+            for row in super::live_certificates(&mut conn, chunk, now).await? {
                 let platform: String = row.try_get(5)?;
                 let status: String = row.try_get(9)?;
                 sessions.insert(
@@ -1448,6 +1485,7 @@ impl EnrollmentStore for SqlStore {
                 );
             }
         }
+        self.keep_lookup_connection(conn);
         Ok(sessions)
     }
 

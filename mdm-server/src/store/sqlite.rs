@@ -42,7 +42,7 @@ fn live_certificates_sql(width: usize) -> String {
 /// power of two (repeating its last entry), so a handful of statement texts serve every batch
 /// size and stay in the statement cache.
 async fn live_certificates(
-    pool: &sqlx::SqlitePool,
+    conn: &mut sqlx::SqliteConnection,
     fingerprints: &[String],
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Vec<sqlx::sqlite::SqliteRow>, sqlx::Error> {
@@ -55,7 +55,7 @@ async fn live_certificates(
     for i in 0..width {
         query = query.bind(fingerprints.get(i).unwrap_or(last));
     }
-    query.fetch_all(pool).await
+    query.fetch_all(conn).await
 }
 
 #[allow(clippy::duplicate_mod)]
