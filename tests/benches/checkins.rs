@@ -369,27 +369,17 @@ async fn run(backend: &str, count: u32) {
     let mut ceiling = Phase::default();
     let mut checkins = Phase::default();
     let mut ratios = Vec::new();
+    let server = child.id();
+    let measure = |kind| {
+        measured(
+            server,
+            &database_processes,
+            rounds_of(kind, &enrolled, rounds(count), concurrency),
+        )
+    };
     for _ in 0..pairs() {
-        let ping = ceiling
-            .add(
-                measured(
-                    child.id(),
-                    &database_processes,
-                    rounds_of(Request::Ping, &enrolled, rounds(count), concurrency),
-                )
-                .await,
-            )
-            .per_second();
-        let checkin = checkins
-            .add(
-                measured(
-                    child.id(),
-                    &database_processes,
-                    rounds_of(Request::Checkin, &enrolled, rounds(count), concurrency),
-                )
-                .await,
-            )
-            .per_second();
+        let ping = ceiling.add(measure(Request::Ping).await).per_second();
+        let checkin = checkins.add(measure(Request::Checkin).await).per_second();
         ratios.push(checkin / ping);
     }
     let (rss, peak) = memory_kib(child.id());
