@@ -888,3 +888,47 @@ async fn check_in_times_of_many_phones_land_together_and_never_move_back(backend
         assert_eq!(stored[&id], Some(expected), "phone {n}");
     }
 }
+
+/// The server keeps the certificate lookup's database connections between requests. When
+/// PostgreSQL cuts every connection (a restart, a failover, an administrator), the next
+/// check-in and the next operator request must still be answered, on fresh connections, and not
+/// fail once for each dead connection the server held. PostgreSQL only: SQLite's connections
+/// live inside the server's process, and nothing outside can cut them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_postgresql_cuts_every_connection_the_next_check_in_and_api_request_are_answered() {
+    let (app, admin, _, device) = setup(Backend::Postgres).await;
+    let token = token_for(&app, &admin, json!({ "device_id": device })).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = StateDir::open(dir.path()).expect("state");
+    let facts = facts_for("PHONE001", 1);
+    enroll(&state, &token, &facts).await.expect("enroll");
+    checkin_once(&state, &facts).await.expect("check-in");
+    app.get(&format!("/api/v1/devices/{device}"), &admin)
+        .await
+        .expect(StatusCode::OK);
+
+    let outsider = sqlx::PgPool::connect(&app.database_url)
+        .await
+        .expect("connection");
+    let cut: i64 = sqlx::query_scalar(
+        // The fence (`OFFSET 0`) keeps this connection out of the terminated ones.
+        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) FROM ( \
+         SELECT pid FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid() OFFSET 0) AS others",
+    )
+    .fetch_one(&outsider)
+    .await
+    .expect("terminate");
+    outsider.close().await;
+    assert!(cut >= 1, "the server held no connection to cut");
+
+    checkin_once(&state, &facts)
+        .await
+        .expect("the first check-in after the cut");
+    app.get(&format!("/api/v1/devices/{device}"), &admin)
+        .await
+        .expect(StatusCode::OK);
+    checkin_once(&state, &facts)
+        .await
+        .expect("the second check-in after the cut");
+}

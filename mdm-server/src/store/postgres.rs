@@ -86,10 +86,11 @@ impl PgStore {
     pub async fn connect(url: &str) -> StoreResult<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(16)
-            // sqlx would otherwise ping the database each time a connection is taken: a round
-            // trip before every query, the check-in's certificate lookup included. A connection
-            // that has died fails its query instead, and the pool replaces it.
-            .test_before_acquire(false)
+            // sqlx's default, kept: each connection is tested with a round trip before it is
+            // handed out, so that after PostgreSQL restarts or cuts connections, requests get
+            // fresh ones instead of failing once for each dead one. The check-in's certificate
+            // lookup, the one query on every device request, does not take its connections from
+            // the pool each time (`SqlStore::look_up_sessions`), so it does not pay for this.
             .connect(url)
             .await?;
         Ok(PgStore::new(pool))

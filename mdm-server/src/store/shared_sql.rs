@@ -31,7 +31,7 @@ pub(super) const SESSION_COLUMNS: &str = "i.fingerprint, i.serial, d.id, d.seria
      d.platform, d.provider_id, d.facts_hash, d.model_id, d.status";
 /// Check-in times written by one statement (two parameters each).
 const MAX_TOUCH_BATCH: usize = 512;
-/// Connections kept aside for the certificate lookup (see [`SqlStore::lookup_connection`]): one
+/// Connections kept aside for the certificate lookup (see [`SqlStore::look_up_sessions`]): one
 /// for each lookup `jobs::device_lookups` runs at once, and a spare.
 const KEPT_LOOKUP_CONNECTIONS: usize = 2;
 
@@ -92,25 +92,50 @@ impl SqlStore {
         }
     }
 
-    /// A connection for the certificate lookup, which runs on every device request. sqlx tests
-    /// each connection that goes back to its pool with a round trip to the database (a `Sync`
-    /// on PostgreSQL, a message to the worker thread on SQLite): as much again as the lookup's
-    /// own round trip. So the lookup keeps its connections instead of giving them back, and a
-    /// connection goes back to the pool (tested there) only after a failed lookup.
-    async fn lookup_connection(&self) -> StoreResult<sqlx::pool::PoolConnection<Db>> {
-        let kept = self.kept_lookup_connections().pop();
-        match kept {
-            Some(conn) => Ok(conn),
-            None => Ok(self.pool.acquire().await?),
-        }
-    }
-
     /// Keeps a connection that has just served a lookup, unless enough are kept.
     fn keep_lookup_connection(&self, conn: sqlx::pool::PoolConnection<Db>) {
         let mut kept = self.kept_lookup_connections();
         if kept.len() < KEPT_LOOKUP_CONNECTIONS {
             kept.push(conn);
         }
+    }
+
+    /// The certificate lookup, on `conn`. The certificate lookup runs on every device request,
+    /// and sqlx tests each connection that goes back to its pool with a round trip to the
+    /// database (a `Sync` on PostgreSQL, a message to the worker thread on SQLite): as much again
+    /// as the lookup's own. So the lookup keeps its connections instead of giving them back; a
+    /// connection goes back to the pool (and its test) only after a failed lookup.
+    async fn look_up_sessions(
+        &self,
+        mut conn: sqlx::pool::PoolConnection<Db>,
+        fingerprints: &[String],
+        now: DateTime<Utc>,
+    ) -> StoreResult<HashMap<String, DeviceSession>> {
+        let mut sessions = HashMap::with_capacity(fingerprints.len());
+        for chunk in fingerprints.chunks(MAX_SESSION_BATCH) {
+            for row in super::live_certificates(&mut conn, chunk, now).await? {
+                let platform: String = row.try_get(5)?;
+                let status: String = row.try_get(9)?;
+                sessions.insert(
+                    row.try_get(0)?,
+                    DeviceSession {
+                        certificate_serial: row.try_get(1)?,
+                        device_id: row.try_get(2)?,
+                        serial: row.try_get(3)?,
+                        imei: row.try_get(4)?,
+                        platform: Platform::parse(&platform)
+                            .map_err(|_| corrupt("platform", &platform))?,
+                        provider_id: row.try_get(6)?,
+                        facts_hash: row.try_get(7)?,
+                        model_id: row.try_get(8)?,
+                        status: DeviceStatus::parse(&status)
+                            .map_err(|_| corrupt("device status", &status))?,
+                    },
+                );
+            }
+        }
+        self.keep_lookup_connection(conn);
+        Ok(sessions)
     }
 
     fn kept_lookup_connections(
@@ -1460,33 +1485,20 @@ impl EnrollmentStore for SqlStore {
         fingerprints: &[String],
         now: DateTime<Utc>,
     ) -> StoreResult<HashMap<String, DeviceSession>> {
-        let mut sessions = HashMap::with_capacity(fingerprints.len());
-        let mut conn = self.lookup_connection().await?;
-        for chunk in fingerprints.chunks(MAX_SESSION_BATCH) {
-            // On failure the connection is dropped, which hands it back to the pool's test.
-            for row in super::live_certificates(&mut conn, chunk, now).await? {
-                let platform: String = row.try_get(5)?;
-                let status: String = row.try_get(9)?;
-                sessions.insert(
-                    row.try_get(0)?,
-                    DeviceSession {
-                        certificate_serial: row.try_get(1)?,
-                        device_id: row.try_get(2)?,
-                        serial: row.try_get(3)?,
-                        imei: row.try_get(4)?,
-                        platform: Platform::parse(&platform)
-                            .map_err(|_| corrupt("platform", &platform))?,
-                        provider_id: row.try_get(6)?,
-                        facts_hash: row.try_get(7)?,
-                        model_id: row.try_get(8)?,
-                        status: DeviceStatus::parse(&status)
-                            .map_err(|_| corrupt("device status", &status))?,
-                    },
-                );
+        // A kept connection may have died since its last lookup (the database restarted, or
+        // cut it); the lookup only reads, so it is asked once more on a connection from the
+        // pool, which PostgreSQL's pool tests before handing it out.
+        let kept = self.kept_lookup_connections().pop();
+        if let Some(conn) = kept {
+            match self.look_up_sessions(conn, fingerprints, now).await {
+                Ok(sessions) => return Ok(sessions),
+                Err(e) => {
+                    tracing::warn!(error = %e, "certificate lookup failed on a kept connection; asking on a fresh one")
+                }
             }
         }
-        self.keep_lookup_connection(conn);
-        Ok(sessions)
+        let conn = self.pool.acquire().await?;
+        self.look_up_sessions(conn, fingerprints, now).await
     }
 
     async fn device_identities(&self, device_id: i64) -> StoreResult<Vec<DeviceIdentity>> {

@@ -108,9 +108,9 @@ impl SqliteStore {
         }
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
-            // sqlx would otherwise ping the database each time a connection is taken: a round
-            // trip before every query, the check-in's certificate lookup included. A connection
-            // that has died fails its query instead, and the pool replaces it.
+            // sqlx would otherwise test each connection before handing it out, a round trip to
+            // its worker thread. SQLite's connections live in this process, and nothing outside
+            // can cut them; one that fails anyway fails its query, and the pool replaces it.
             .test_before_acquire(false)
             .connect_with(options)
             .await?;
