@@ -1,5 +1,6 @@
 //! The device CA: a root that signs one issuing CA, which signs device certificates, the
-//! server's own TLS certificate for the device listener, and the revocation list.
+//! server's own TLS certificate for the device listener, the certificate configuration profiles
+//! are signed with, and the revocation list.
 //!
 //! Keys are ECDSA P-256, made on first start and kept in the data directory with mode 0600.
 //! They never leave it; phones pin the root by its fingerprint.
@@ -48,11 +49,39 @@ pub struct IssuedCertificate {
 }
 
 pub struct DeviceCa {
+    dir: PathBuf,
     root_pem: String,
     root_der: Vec<u8>,
     issuing_pem: String,
     issuing: Issuer<'static, KeyPair>,
+    /// The profile-signing certificate in use (see [`DeviceCa::profile_signer`]).
+    profile_signer: std::sync::Mutex<Option<ProfileSigner>>,
 }
+
+/// The certificate configuration profiles are signed with, and its key.
+#[derive(Clone)]
+pub struct ProfileSigner {
+    /// The certificate, then the issuing CA: what a signed profile carries.
+    pub chain_pem: String,
+    /// PKCS#8 DER.
+    pub key_der: Vec<u8>,
+    pub not_after: OffsetDateTime,
+}
+
+impl std::fmt::Debug for ProfileSigner {
+    // The key stays out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProfileSigner")
+            .field("not_after", &self.not_after)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A profile-signing certificate is replaced when it has less than this left: well before
+/// phones would see a profile signed by an expired certificate.
+pub const PROFILE_SIGNER_RENEW_DAYS: i64 = 30;
+const PROFILE_SIGNER_PEM: &str = "profile-signing.pem";
+const PROFILE_SIGNER_KEY: &str = "profile-signing.key";
 
 impl std::fmt::Debug for DeviceCa {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -153,10 +182,12 @@ impl DeviceCa {
             reason: "not a PEM certificate".into(),
         })?;
         Ok(DeviceCa {
+            dir: dir.to_path_buf(),
             root_pem,
             root_der,
             issuing_pem,
             issuing,
+            profile_signer: std::sync::Mutex::new(None),
         })
     }
 
@@ -256,7 +287,7 @@ impl DeviceCa {
                 Err(_) => h.clone().try_into().map(SanType::DnsName),
             })
             .collect::<Result<_, _>>()?;
-        let (chain, key) = self.issue_service_leaf(
+        let (chain, key, _) = self.issue_service_leaf(
             hostnames.first().map_or("mdm", String::as_str),
             sans,
             ExtendedKeyUsagePurpose::ServerAuth,
@@ -265,13 +296,13 @@ impl DeviceCa {
     }
 
     /// A 90-day leaf for one of the server's own uses, with a new P-256 key: the chain (the
-    /// leaf, then the issuing CA) and the key.
+    /// leaf, then the issuing CA), the key and the end of its validity.
     fn issue_service_leaf(
         &self,
         common_name: &str,
         sans: Vec<SanType>,
         usage: ExtendedKeyUsagePurpose,
-    ) -> Result<(String, KeyPair), CaError> {
+    ) -> Result<(String, KeyPair, OffsetDateTime), CaError> {
         let now = OffsetDateTime::now_utc();
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
         let mut params = CertificateParams::default();
@@ -284,19 +315,91 @@ impl DeviceCa {
         params.not_after = now + Duration::days(90);
         params.serial_number = Some(random_serial());
         let cert = params.signed_by(&key, &self.issuing)?;
-        Ok((format!("{}{}", cert.pem(), self.issuing_pem), key))
+        Ok((
+            format!("{}{}", cert.pem(), self.issuing_pem),
+            key,
+            params.not_after,
+        ))
     }
 
-    /// A certificate for signing configuration profiles, with its key (PKCS#8 DER): the chain
-    /// (this certificate, then the issuing CA) that signed profiles carry. Valid 90 days.
-    pub fn issue_profile_signing_certificate(
+    /// The certificate configuration profiles are signed with. It is kept in the CA's directory
+    /// (key mode 0600) and used for every profile until it has less than
+    /// [`PROFILE_SIGNER_RENEW_DAYS`] left; then a new one is issued and kept in its place. So
+    /// every profile from this server names the same signer, and the CA does not issue a
+    /// certificate per download. Several servers sharing the directory each keep using the one
+    /// they hold until it is due.
+    pub fn profile_signer(&self, name_: &str) -> Result<ProfileSigner, CaError> {
+        self.profile_signer_at(name_, OffsetDateTime::now_utc())
+    }
+
+    fn profile_signer_at(
         &self,
         name_: &str,
-    ) -> Result<(String, Vec<u8>), CaError> {
+        now: OffsetDateTime,
+    ) -> Result<ProfileSigner, CaError> {
+        let mut current = self
+            .profile_signer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let due = |signer: &ProfileSigner| {
+            signer.not_after - now < Duration::days(PROFILE_SIGNER_RENEW_DAYS)
+        };
+        if let Some(signer) = current.as_ref().filter(|s| !due(s)) {
+            return Ok(signer.clone());
+        }
+        let signer = match self.stored_profile_signer() {
+            Some(stored) if !due(&stored) => stored,
+            _ => self.new_profile_signer(name_)?,
+        };
+        *current = Some(signer.clone());
+        Ok(signer)
+    }
+
+    /// The kept profile signer, if there is one this CA issued and its key matches.
+    fn stored_profile_signer(&self) -> Option<ProfileSigner> {
+        use x509_parser::prelude::{FromDer, X509Certificate};
+        let chain_pem = read(&self.dir.join(PROFILE_SIGNER_PEM)).ok()?;
+        let key = KeyPair::from_pem(&read(&self.dir.join(PROFILE_SIGNER_KEY)).ok()?).ok()?;
+        if !chain_pem.ends_with(&self.issuing_pem) {
+            return None;
+        }
+        let der = pem_to_der(&chain_pem)?;
+        let (_, cert) = X509Certificate::from_der(&der).ok()?;
+        // A crash between writing the two files leaves a key that is not the certificate's.
+        if cert.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
+            return None;
+        }
+        Some(ProfileSigner {
+            not_after: cert.validity().not_after.to_datetime(),
+            chain_pem,
+            key_der: key.serialize_der(),
+        })
+    }
+
+    /// Issues a profile signer and keeps it, each file written aside and then renamed over the
+    /// old one.
+    fn new_profile_signer(&self, name_: &str) -> Result<ProfileSigner, CaError> {
         // S/MIME signing is what CMS verifiers (openssl cms -verify) check signed data for.
-        let (chain, key) =
+        let (chain_pem, key, not_after) =
             self.issue_service_leaf(name_, Vec::new(), ExtendedKeyUsagePurpose::EmailProtection)?;
-        Ok((chain, key.serialize_der()))
+        let replace = |file: &str, text: &str, private: bool| {
+            let path = self.dir.join(file);
+            let aside = self.dir.join(format!("{file}.new"));
+            let _ = std::fs::remove_file(&aside);
+            if private {
+                write_private(&aside, text)?;
+            } else {
+                std::fs::write(&aside, text).map_err(io(&aside))?;
+            }
+            std::fs::rename(&aside, &path).map_err(io(&path))
+        };
+        replace(PROFILE_SIGNER_KEY, &key.serialize_pem(), true)?;
+        replace(PROFILE_SIGNER_PEM, &chain_pem, false)?;
+        Ok(ProfileSigner {
+            chain_pem,
+            key_der: key.serialize_der(),
+            not_after,
+        })
     }
 
     /// The revocation list: serials (hex) with the time each was revoked.
@@ -362,6 +465,80 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let ca = DeviceCa::load_or_create(&dir.path().join("ca"), "Testkommun").expect("ca");
         (dir, ca)
+    }
+
+    #[test]
+    fn one_profile_signer_serves_every_profile_and_outlives_a_restart() {
+        let (dir, ca) = ca();
+        let first = ca
+            .profile_signer("Testkommun profile signing")
+            .expect("signer");
+        let again = ca
+            .profile_signer("Testkommun profile signing")
+            .expect("signer");
+        assert_eq!(first.chain_pem, again.chain_pem);
+        assert!(first.chain_pem.ends_with(ca.issuing_pem()));
+        let left = first.not_after - OffsetDateTime::now_utc();
+        assert!(
+            left > Duration::days(89) && left <= Duration::days(90),
+            "{left}"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("ca").join(PROFILE_SIGNER_KEY))
+                .expect("key file")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let restarted =
+            DeviceCa::load_or_create(&dir.path().join("ca"), "Testkommun").expect("reload");
+        let after = restarted
+            .profile_signer("Testkommun profile signing")
+            .expect("signer");
+        assert_eq!(first.chain_pem, after.chain_pem);
+        assert_eq!(first.key_der, after.key_der);
+    }
+
+    #[test]
+    fn a_profile_signer_is_replaced_only_near_its_end_and_the_new_one_is_kept() {
+        let (dir, ca) = ca();
+        let old = ca.profile_signer("signing").expect("signer");
+        let not_due = old.not_after - Duration::days(PROFILE_SIGNER_RENEW_DAYS + 1);
+        let same = ca.profile_signer_at("signing", not_due).expect("signer");
+        assert_eq!(old.chain_pem, same.chain_pem);
+        let due = old.not_after - Duration::days(PROFILE_SIGNER_RENEW_DAYS - 1);
+        let new = ca.profile_signer_at("signing", due).expect("replacement");
+        assert_ne!(old.chain_pem, new.chain_pem);
+        assert_ne!(old.key_der, new.key_der);
+        let restarted =
+            DeviceCa::load_or_create(&dir.path().join("ca"), "Testkommun").expect("reload");
+        let kept = restarted.profile_signer("signing").expect("signer");
+        assert_eq!(kept.chain_pem, new.chain_pem);
+        assert_eq!(kept.key_der, new.key_der);
+    }
+
+    #[test]
+    fn a_kept_profile_signer_whose_key_is_not_its_own_is_replaced() {
+        let (dir, ca) = ca();
+        let old = ca.profile_signer("signing").expect("signer");
+        let stranger = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
+        std::fs::write(
+            dir.path().join("ca").join(PROFILE_SIGNER_KEY),
+            stranger.serialize_pem(),
+        )
+        .expect("overwrite key");
+        let restarted =
+            DeviceCa::load_or_create(&dir.path().join("ca"), "Testkommun").expect("reload");
+        let new = restarted.profile_signer("signing").expect("signer");
+        assert_ne!(old.chain_pem, new.chain_pem);
+        assert_ne!(new.key_der, stranger.serialize_der());
+        let again = DeviceCa::load_or_create(&dir.path().join("ca"), "Testkommun")
+            .expect("reload")
+            .profile_signer("signing")
+            .expect("signer");
+        assert_eq!(again.chain_pem, new.chain_pem);
     }
 
     #[test]

@@ -480,6 +480,48 @@ async fn the_mobileconfig_parses_verifies_with_openssl_against_our_ca_and_carrie
         .output()
         .expect("run openssl");
     assert!(!refused.status.success());
+
+    // Every download is signed by the one kept profile-signing certificate, not a new one each.
+    std::fs::write(&root, app.server.state.ca.root_pem()).expect("write");
+    let signer_of = |profile: &std::path::Path, name: &str| {
+        let out = dir.path().join(name);
+        let verified = std::process::Command::new("openssl")
+            .args(["cms", "-verify", "-binary", "-inform", "DER", "-in"])
+            .arg(profile)
+            .arg("-CAfile")
+            .arg(&root)
+            .arg("-signer")
+            .arg(&out)
+            .arg("-out")
+            .arg(dir.path().join("ignored.plist"))
+            .output()
+            .expect("run openssl");
+        assert!(verified.status.success());
+        std::fs::read_to_string(out).expect("signer certificate")
+    };
+    let second = app
+        .http
+        .get(format!(
+            "{}/api/v1/devices/{}/profile.mobileconfig",
+            app.base, f.phone_a
+        ))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .expect("download")
+        .bytes()
+        .await
+        .expect("body");
+    let second_profile = dir.path().join("second.mobileconfig");
+    std::fs::write(&second_profile, &second).expect("write");
+    let first_signer = signer_of(&profile, "first-signer.pem");
+    assert_eq!(
+        first_signer,
+        signer_of(&second_profile, "second-signer.pem")
+    );
+    let kept = std::fs::read_to_string(app.dir.path().join("ca/profile-signing.pem"))
+        .expect("the kept profile-signing certificate");
+    assert!(kept.starts_with(first_signer.trim_end()), "{kept}");
 }
 
 async fn phones_using_a_per_provider_app_beyond_the_included_licences_are_billable(

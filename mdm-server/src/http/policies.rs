@@ -348,15 +348,16 @@ async fn device_profile(
             e,
         )
     };
-    let (chain, key) = state
+    let signer = state
         .ca
-        .issue_profile_signing_certificate(&format!(
-            "{} profile signing",
-            state.config.operator_name
-        ))
+        .profile_signer(&format!("{} profile signing", state.config.operator_name))
         .map_err(|e| internal(e.to_string()))?;
-    let signed = profiles::apple::sign(&profiles::apple::to_xml(&profile), &chain, &key)
-        .map_err(|e| internal(e.to_string()))?;
+    let signed = profiles::apple::sign(
+        &profiles::apple::to_xml(&profile),
+        &signer.chain_pem,
+        &signer.key_der,
+    )
+    .map_err(|e| internal(e.to_string()))?;
     Ok((
         [
             (
