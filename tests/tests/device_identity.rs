@@ -53,6 +53,21 @@ async fn token_for(app: &TestApp, admin: &str, body: serde_json::Value) -> Strin
     r.body["token"].as_str().expect("token").to_string()
 }
 
+/// The set-up's phone, enrolled by the agent with a token made for it: the state directory
+/// (kept while the returned directory lives) and the facts the phone reports.
+async fn enrolled_phone(
+    app: &TestApp,
+    admin: &str,
+    device: i64,
+) -> (tempfile::TempDir, StateDir, DeviceFacts) {
+    let token = token_for(app, admin, json!({ "device_id": device })).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = StateDir::open(dir.path()).expect("state");
+    let facts = facts_for("PHONE001", 1);
+    enroll(&state, &token, &facts).await.expect("enroll");
+    (dir, state, facts)
+}
+
 fn refusal(err: &anyhow::Error) -> (u16, String) {
     let refused = err
         .downcast_ref::<Refused>()
@@ -389,11 +404,7 @@ async fn a_client_certificate_from_another_ca_is_refused_at_the_handshake(backen
 
 async fn a_revoked_identity_is_refused_on_the_very_next_check_in(backend: Backend) {
     let (app, admin, _, device) = setup(backend).await;
-    let token = token_for(&app, &admin, json!({ "device_id": device })).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let state = StateDir::open(dir.path()).expect("state");
-    let facts = facts_for("PHONE001", 1);
-    enroll(&state, &token, &facts).await.expect("enroll");
+    let (_dir, state, facts) = enrolled_phone(&app, &admin, device).await;
     checkin_once(&state, &facts).await.expect("check-in");
     let serial = app
         .get(&format!("/api/v1/devices/{device}/identity"), &admin)
@@ -460,11 +471,7 @@ async fn a_revoked_identity_is_refused_on_the_very_next_check_in(backend: Backen
 
 async fn the_agent_keeps_its_report_while_the_server_is_down(backend: Backend) {
     let (app, admin, _, device) = setup(backend).await;
-    let token = token_for(&app, &admin, json!({ "device_id": device })).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let state = StateDir::open(dir.path()).expect("state");
-    let mut facts = facts_for("PHONE001", 1);
-    enroll(&state, &token, &facts).await.expect("enroll");
+    let (dir, state, mut facts) = enrolled_phone(&app, &admin, device).await;
     checkin_once(&state, &facts).await.expect("check-in");
 
     facts.installed_apps.push(InstalledApp {
@@ -501,11 +508,7 @@ async fn the_agent_keeps_its_report_while_the_server_is_down(backend: Backend) {
 
 async fn renewal_gives_a_new_certificate_and_retires_the_old_one(backend: Backend) {
     let (app, admin, _, device) = setup(backend).await;
-    let token = token_for(&app, &admin, json!({ "device_id": device })).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let state = StateDir::open(dir.path()).expect("state");
-    let facts = facts_for("PHONE001", 1);
-    enroll(&state, &token, &facts).await.expect("enroll");
+    let (_dir, state, facts) = enrolled_phone(&app, &admin, device).await;
     let old_identity = state.identity_pem().expect("identity");
     renew(&state).await.expect("renew");
     assert_ne!(state.identity_pem().expect("identity"), old_identity);
@@ -897,11 +900,7 @@ async fn check_in_times_of_many_phones_land_together_and_never_move_back(backend
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_postgresql_cuts_every_connection_the_next_check_in_and_api_request_are_answered() {
     let (app, admin, _, device) = setup(Backend::Postgres).await;
-    let token = token_for(&app, &admin, json!({ "device_id": device })).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let state = StateDir::open(dir.path()).expect("state");
-    let facts = facts_for("PHONE001", 1);
-    enroll(&state, &token, &facts).await.expect("enroll");
+    let (_dir, state, facts) = enrolled_phone(&app, &admin, device).await;
     checkin_once(&state, &facts).await.expect("check-in");
     app.get(&format!("/api/v1/devices/{device}"), &admin)
         .await

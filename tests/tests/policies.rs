@@ -418,16 +418,16 @@ async fn the_mobileconfig_parses_verifies_with_openssl_against_our_ca_and_carrie
     )
     .await
     .expect(StatusCode::OK);
-    let r = app
-        .http
-        .get(format!(
-            "{}/api/v1/devices/{}/profile.mobileconfig",
-            app.base, f.phone_a
-        ))
-        .bearer_auth(admin)
-        .send()
-        .await
-        .expect("download");
+    let download = || {
+        app.http
+            .get(format!(
+                "{}/api/v1/devices/{}/profile.mobileconfig",
+                app.base, f.phone_a
+            ))
+            .bearer_auth(admin)
+            .send()
+    };
+    let r = download().await.expect("download");
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(
         r.headers()
@@ -499,14 +499,7 @@ async fn the_mobileconfig_parses_verifies_with_openssl_against_our_ca_and_carrie
         assert!(verified.status.success());
         std::fs::read_to_string(out).expect("signer certificate")
     };
-    let second = app
-        .http
-        .get(format!(
-            "{}/api/v1/devices/{}/profile.mobileconfig",
-            app.base, f.phone_a
-        ))
-        .bearer_auth(admin)
-        .send()
+    let second = download()
         .await
         .expect("download")
         .bytes()
