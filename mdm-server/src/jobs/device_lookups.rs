@@ -175,3 +175,146 @@ async fn answer_batch(store: &dyn Store, batch: Vec<Waiting>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::audit::AuditEvent;
+    use crate::domain::device::{Imei, Platform, Serial};
+    use crate::store::{DeviceFilter, NewDevice};
+
+    /// A SQLite store with `count` phones, each with a live certificate whose fingerprint is
+    /// `print(n)`, and a second connection to the same file for changing it behind the store.
+    async fn fleet(count: u32) -> (tempfile::TempDir, Arc<dyn Store>, sqlx::SqlitePool) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("mdm.sqlite3").display());
+        let store = crate::store::open(&url).await.expect("store");
+        store.migrate().await.expect("migrations");
+        let now = Utc::now();
+        let model = store
+            .create_model(
+                Platform::Ios,
+                "iPhone 16",
+                None,
+                now,
+                AuditEvent::unattended("test", "model.create"),
+            )
+            .await
+            .expect("model");
+        let phones: Vec<NewDevice> = (0..count)
+            .map(|n| {
+                let body = format!("35{n:012}");
+                let imei = format!("{body}{}", crate::domain::luhn::check_digit(&body));
+                NewDevice {
+                    serial: Serial::parse(&format!("LOOKUP{n:04}")).expect("serial"),
+                    imei: Imei::parse(&imei).expect("imei"),
+                    model_id: model.id,
+                    platform: Platform::Ios,
+                    provider_id: None,
+                    purchase_date: None,
+                    warranty_end: None,
+                    supplier: None,
+                }
+            })
+            .collect();
+        store
+            .import_devices(
+                &phones,
+                now,
+                AuditEvent::unattended("test", "device.import"),
+                &|_| {},
+            )
+            .await
+            .expect("import");
+        let devices = store
+            .list_devices(&DeviceFilter {
+                limit: 1000,
+                ..Default::default()
+            })
+            .await
+            .expect("devices");
+        let side = sqlx::SqlitePool::connect(&url).await.expect("side door");
+        for device in &devices {
+            let n: u32 = device.serial["LOOKUP".len()..].parse().expect("number");
+            sqlx::query(
+                "INSERT INTO device_identities \
+                 (serial, device_id, fingerprint, key_kind, not_before, not_after, created_at) \
+                 VALUES ($1, $2, $3, 'p256', $4, $5, $4)",
+            )
+            .bind(format!("{n:032x}"))
+            .bind(device.id)
+            .bind(print(n))
+            .bind(now - chrono::Duration::hours(1))
+            .bind(now + chrono::Duration::days(365))
+            .execute(&side)
+            .await
+            .expect("identity");
+        }
+        (dir, store, side)
+    }
+
+    fn print(n: u32) -> String {
+        format!("{n:064x}")
+    }
+
+    /// The lookup for phone `n`'s certificate. A turn that is never handed back shows as a
+    /// request left waiting: this fails then instead of hanging the suite.
+    async fn ask(lookups: &DeviceLookups, n: u32) -> StoreResult<Option<DeviceSession>> {
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            lookups.session(&print(n), Utc::now()),
+        )
+        .await
+        .expect("no answer within 10 s: the lookup's turn was lost")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn requests_arriving_together_are_each_answered_with_their_own_device() {
+        let (_dir, store, _) = fleet(40).await;
+        let lookups = Arc::new(DeviceLookups::new(store));
+        // Each phone five times, and as many unknown certificates, all at once.
+        let asks: Vec<_> = (0..400u32)
+            .map(|i| {
+                let lookups = lookups.clone();
+                tokio::spawn(async move {
+                    let n = if i % 2 == 0 { i / 2 % 40 } else { 1000 + i };
+                    (n, ask(&lookups, n).await)
+                })
+            })
+            .collect();
+        for ask in asks {
+            let (n, answer) = ask.await.expect("task");
+            let session = answer.expect("lookup");
+            match session {
+                Some(session) => assert_eq!(session.serial, format!("LOOKUP{n:04}")),
+                None => assert!(n >= 1000, "phone {n} was not found"),
+            }
+        }
+        let queue = lookups.shared.lock();
+        assert_eq!((queue.running, queue.waiting.len()), (0, 0));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_lookup_answers_its_requests_with_the_error_and_the_next_one_runs() {
+        let (_dir, store, side) = fleet(3).await;
+        let lookups = DeviceLookups::new(store);
+        let now = Utc::now();
+        assert!(lookups
+            .session(&print(1), now)
+            .await
+            .expect("lookup")
+            .is_some());
+        sqlx::query("ALTER TABLE device_identities RENAME TO device_identities_away")
+            .execute(&side)
+            .await
+            .expect("rename");
+        let failed = ask(&lookups, 1).await;
+        assert!(matches!(failed, Err(StoreError::Batch(_))), "{failed:?}");
+        sqlx::query("ALTER TABLE device_identities_away RENAME TO device_identities")
+            .execute(&side)
+            .await
+            .expect("rename back");
+        let session = ask(&lookups, 2).await.expect("lookup");
+        assert_eq!(session.expect("found").serial, "LOOKUP0002");
+    }
+}
