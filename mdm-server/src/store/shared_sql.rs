@@ -31,9 +31,6 @@ pub(super) const SESSION_COLUMNS: &str = "i.fingerprint, i.serial, d.id, d.seria
      d.platform, d.provider_id, d.facts_hash, d.model_id, d.status";
 /// Check-in times written by one statement (two parameters each).
 const MAX_TOUCH_BATCH: usize = 512;
-/// Connections kept aside for the certificate lookup (see [`SqlStore::look_up_sessions`]): one
-/// for each lookup `jobs::device_lookups` runs at once, and a spare.
-const KEPT_LOOKUP_CONNECTIONS: usize = 2;
 
 /// How long a writer waits for its turn before giving up, like SQLite's busy timeout.
 const WRITE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -46,8 +43,9 @@ pub struct SqlStore {
     /// concurrent writers spends most of its time asleep. PostgreSQL has none: its writers run
     /// side by side.
     write_gate: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
-    /// Connections the certificate lookup keeps between batches, taken out of the pool.
-    lookup_connections: std::sync::Arc<std::sync::Mutex<Vec<sqlx::pool::PoolConnection<Db>>>>,
+    /// The connection the certificate lookup keeps between batches (see
+    /// [`SqlStore::look_up_sessions`]); `jobs::device_lookups` runs one lookup at a time.
+    lookup_connection: std::sync::Arc<std::sync::Mutex<Option<sqlx::pool::PoolConnection<Db>>>>,
 }
 
 /// A write transaction, holding this process's write turn (SQLite) until it ends. It derefs to
@@ -88,15 +86,16 @@ impl SqlStore {
             pool,
             write_gate: (BACKEND == "sqlite")
                 .then(|| std::sync::Arc::new(tokio::sync::Mutex::new(()))),
-            lookup_connections: Default::default(),
+            lookup_connection: Default::default(),
         }
     }
 
-    /// Keeps a connection that has just served a lookup, unless enough are kept.
+    /// Keeps a connection that has just served a lookup, unless one is kept already (then it
+    /// goes back to the pool).
     fn keep_lookup_connection(&self, conn: sqlx::pool::PoolConnection<Db>) {
-        let mut kept = self.kept_lookup_connections();
-        if kept.len() < KEPT_LOOKUP_CONNECTIONS {
-            kept.push(conn);
+        let mut kept = self.kept_lookup_connection();
+        if kept.is_none() {
+            *kept = Some(conn);
         }
     }
 
@@ -138,10 +137,10 @@ impl SqlStore {
         Ok(sessions)
     }
 
-    fn kept_lookup_connections(
+    fn kept_lookup_connection(
         &self,
-    ) -> std::sync::MutexGuard<'_, Vec<sqlx::pool::PoolConnection<Db>>> {
-        self.lookup_connections
+    ) -> std::sync::MutexGuard<'_, Option<sqlx::pool::PoolConnection<Db>>> {
+        self.lookup_connection
             .lock()
             .unwrap_or_else(|p| p.into_inner())
     }
@@ -1488,7 +1487,7 @@ impl EnrollmentStore for SqlStore {
         // A kept connection may have died since its last lookup (the database restarted, or
         // cut it); the lookup only reads, so it is asked once more on a connection from the
         // pool, which PostgreSQL's pool tests before handing it out.
-        let kept = self.kept_lookup_connections().pop();
+        let kept = self.kept_lookup_connection().take();
         if let Some(conn) = kept {
             match self.look_up_sessions(conn, fingerprints, now).await {
                 Ok(sessions) => return Ok(sessions),
