@@ -1,6 +1,7 @@
 //! The device agent.
 //!
-//! - [`protocol`]: what travels between a device and the server (also used by the server);
+//! - [`protocol`]: what travels between a device and the server (the `agent-protocol` crate,
+//!   which the server uses too);
 //! - [`schedule`]: when to check in next (interval, jitter, backoff), pure rules;
 //! - with the `client` feature: the phone's description file, its state directory, the HTTP
 //!   client that enrolls and checks in over mutual TLS, the simulated phone that carries out
@@ -8,7 +9,7 @@
 //!
 //! The protocol and schedule have no platform I/O, so an Android app can embed them.
 
-pub mod protocol;
+pub use agent_protocol as protocol;
 pub mod schedule;
 
 #[cfg(feature = "client")]

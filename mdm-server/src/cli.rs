@@ -6,13 +6,13 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::auth::new_credentials;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain::audit::{AuditEvent, ChainVerifier};
 use crate::domain::contact::Email;
 use crate::domain::organisation::{parse_name, OrgKind};
 use crate::domain::role::Role;
-use crate::http::users::new_credentials;
 use crate::import::{import_csv, ImportError, ImportPhase};
 use crate::server::{self, StartOptions};
 use crate::store::NewAccount;

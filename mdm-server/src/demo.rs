@@ -10,7 +10,7 @@ use crate::domain::device::{DeviceStatus, Imei, Platform, Serial};
 use crate::domain::luhn::check_digit;
 use crate::domain::organisation::{ContractPeriod, OrgNumber};
 use crate::domain::role::Role;
-use crate::http::AppState;
+use crate::state::AppState;
 use crate::store::{NewAccount, NewDevice, NewProvider};
 
 /// The password of every demo account. Demo mode is for trying the product, never for data.

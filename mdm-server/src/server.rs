@@ -9,7 +9,7 @@ use tokio::task::JoinHandle;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::http::{self, AppState};
-use crate::jobs::device_lookups::DeviceLookups;
+use crate::state::device_lookups::DeviceLookups;
 use crate::store::{self, Store};
 
 /// How to start: demo mode (no second factor, demo data) and which clock to use.
@@ -52,9 +52,9 @@ pub async fn build_state_for(
     device_url: String,
 ) -> anyhow::Result<AppState> {
     let store = open_store(&config).await?;
-    let policy_board = crate::jobs::policy_board::PolicyBoard::default();
+    let policy_board = crate::state::policy_board::PolicyBoard::default();
     policy_board.refresh(store.as_ref()).await?;
-    let command_board = crate::jobs::command_board::CommandBoard::default();
+    let command_board = crate::state::command_board::CommandBoard::default();
     command_board.refresh(store.as_ref()).await?;
     let operator = store
         .ensure_operator(&config.operator_name, options.clock.now())
@@ -235,7 +235,7 @@ async fn device_handshake(
     addr: SocketAddr,
 ) -> Option<(
     Box<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>,
-    http::agent::Peer,
+    http::device_connection::Peer,
 )> {
     let tls = match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp))
         .await
@@ -247,7 +247,7 @@ async fn device_handshake(
         }
         Err(_) => return None,
     };
-    let peer = http::agent::Peer {
+    let peer = http::device_connection::Peer {
         addr,
         fingerprint: tls
             .get_ref()

@@ -36,7 +36,9 @@ macro_rules! backend_tests {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name($crate::Backend::Postgres).await
+                    if $crate::postgres_or_skip(stringify!($name)) {
+                        super::$name($crate::Backend::Postgres).await
+                    }
                 }
             )+
         }
@@ -45,6 +47,26 @@ macro_rules! backend_tests {
 
 /// The PostgreSQL server the suite uses; `scripts/test` starts a throwaway one and sets this.
 pub const POSTGRES_ENV: &str = "TEST_POSTGRES_URL";
+/// Set by `scripts/test`: a PostgreSQL test without a server fails instead of being skipped.
+pub const REQUIRE_POSTGRES_ENV: &str = "TEST_REQUIRE_POSTGRES";
+
+/// Whether a PostgreSQL test can run. Without a server (a plain `cargo test` on a newcomer's
+/// machine) the test says it was skipped and how to run it, and passes; under `scripts/test`,
+/// which sets [`REQUIRE_POSTGRES_ENV`], a missing server fails it.
+pub fn postgres_or_skip(test: &str) -> bool {
+    if std::env::var_os(POSTGRES_ENV).is_some() {
+        return true;
+    }
+    assert!(
+        std::env::var_os(REQUIRE_POSTGRES_ENV).is_none(),
+        "{test}: {POSTGRES_ENV} is not set, and {REQUIRE_POSTGRES_ENV} says PostgreSQL must run"
+    );
+    eprintln!(
+        "skipped on PostgreSQL: {test} ({POSTGRES_ENV} is not set; scripts/test runs it, or \
+         scripts/with-postgres cargo test)"
+    );
+    false
+}
 
 /// A fresh, empty database for one test, and the URL to reach it.
 pub async fn fresh_database(backend: Backend, dir: &std::path::Path) -> String {

@@ -161,3 +161,25 @@ mod tests {
         assert!(!hash_a.contains(&a));
     }
 }
+
+/// A new account's first credentials.
+#[derive(Debug)]
+pub struct IssuedCredentials {
+    pub one_time_password: String,
+    pub totp_secret: String,
+    pub totp_uri: String,
+}
+
+/// A one-time password and a new TOTP secret for `email`, with the URI an authenticator app
+/// reads; `issuer` names the operator in the app.
+pub fn new_credentials(email: &str, issuer: &str) -> IssuedCredentials {
+    let totp_secret = Totp::generate_secret();
+    let totp_uri = Totp::new(&totp_secret, email, issuer)
+        .map(|t| t.provisioning_uri())
+        .unwrap_or_default();
+    IssuedCredentials {
+        one_time_password: generate_one_time_password(),
+        totp_secret,
+        totp_uri,
+    }
+}

@@ -67,6 +67,24 @@ impl AuditEvent {
             details: "{}".to_string(),
         }
     }
+
+    /// The event belongs to this organisation (so its provider admin can read it).
+    pub fn in_org(mut self, org_id: Option<i64>) -> Self {
+        if org_id.is_some() {
+            self.org_id = org_id;
+        }
+        self
+    }
+
+    pub fn details(mut self, details: serde_json::Value) -> Self {
+        self.details = details.to_string();
+        self
+    }
+
+    pub fn outcome(mut self, outcome: Outcome) -> Self {
+        self.outcome = outcome;
+        self
+    }
 }
 
 /// A stored entry: the event, its place in the chain and its time.

@@ -7,7 +7,7 @@
 //! a sent command with no answer goes out again, and the phone answers a repeat from its
 //! record, by command id.
 
-use agent::protocol::{CommandAction, CommandStatus};
+use agent_protocol::{CommandAction, CommandStatus};
 use chrono::{DateTime, Duration, Utc};
 
 use super::contact::MobileNumber;

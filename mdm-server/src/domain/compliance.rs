@@ -1,7 +1,7 @@
 //! Whether a phone follows its effective policy, with every reason it does not spelled out for
 //! the people who must fix it.
 
-use agent::protocol::DeviceFacts;
+use agent_protocol::DeviceFacts;
 use profiles::apps::{CatalogueApp, Platform as ProfilePlatform};
 use profiles::policy::EffectivePolicy;
 use profiles::version::OsVersion;
@@ -192,7 +192,7 @@ pub fn change(previous: Option<(&str, &str)>, new: &Assessment) -> Change {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use agent::protocol::{InstalledApp, PinState};
+    use agent_protocol::{InstalledApp, PinState};
     use profiles::policy::{effective, PolicyLayer, Source};
 
     fn facts(pin: Option<u8>, os: &str, apps: &[(&str, &str)]) -> DeviceFacts {

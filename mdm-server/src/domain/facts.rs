@@ -1,7 +1,7 @@
 //! What a device reports about itself: bounds on every field, the check that it is the device
 //! the record says it is, and the canonical form whose hash tells whether anything changed.
 
-use agent::protocol::DeviceFacts;
+use agent_protocol::DeviceFacts;
 use sha2::{Digest, Sha256};
 
 use super::contact::MobileNumber;
@@ -140,7 +140,7 @@ pub fn canonical_hash(f: &mut DeviceFacts) -> String {
 }
 
 fn sort_apps(f: &mut DeviceFacts) {
-    let order = |a: &agent::protocol::InstalledApp, b: &agent::protocol::InstalledApp| {
+    let order = |a: &agent_protocol::InstalledApp, b: &agent_protocol::InstalledApp| {
         a.id.cmp(&b.id).then(a.version.cmp(&b.version))
     };
     if !f.installed_apps.is_sorted_by(|a, b| order(a, b).is_le()) {
@@ -165,7 +165,7 @@ impl std::io::Write for HashingWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use agent::protocol::{InstalledApp, PinState};
+    use agent_protocol::{InstalledApp, PinState};
 
     fn facts() -> DeviceFacts {
         DeviceFacts {

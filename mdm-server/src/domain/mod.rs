@@ -29,30 +29,3 @@ pub mod wipe_gate;
 pub mod working_days;
 
 pub use error::{DomainError, Refusal};
-
-#[cfg(test)]
-mod boundary {
-    /// The domain layer must stay free of web and database code so that every rule can be
-    /// unit-tested without a server.
-    #[test]
-    fn domain_has_no_io_imports() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/domain");
-        let forbidden = [
-            "axum", "sqlx", "tokio", "reqwest", "tower", "std::fs", "std::net",
-        ];
-        for entry in std::fs::read_dir(&dir).expect("domain dir") {
-            let path = entry.expect("entry").path();
-            if path.file_name().and_then(|n| n.to_str()) == Some("mod.rs") {
-                continue;
-            }
-            let text = std::fs::read_to_string(&path).expect("read");
-            for word in forbidden {
-                assert!(
-                    !text.contains(&format!("use {word}")) && !text.contains(&format!("{word}::")),
-                    "{} uses {word}",
-                    path.display()
-                );
-            }
-        }
-    }
-}

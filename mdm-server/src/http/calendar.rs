@@ -11,7 +11,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::caller::{Caller, EventExt};
+use super::caller::Caller;
 use super::problem::{ApiError, ApiPath};
 use super::AppState;
 use crate::domain::role::Role;

@@ -92,33 +92,6 @@ impl Caller {
     }
 }
 
-/// Builder-style additions to an audit event.
-pub trait EventExt {
-    /// The event belongs to this organisation (so its provider admin can read it).
-    fn in_org(self, org_id: Option<i64>) -> Self;
-    fn details(self, details: serde_json::Value) -> Self;
-    fn outcome(self, outcome: Outcome) -> Self;
-}
-
-impl EventExt for AuditEvent {
-    fn in_org(mut self, org_id: Option<i64>) -> Self {
-        if org_id.is_some() {
-            self.org_id = org_id;
-        }
-        self
-    }
-
-    fn details(mut self, details: serde_json::Value) -> Self {
-        self.details = details.to_string();
-        self
-    }
-
-    fn outcome(mut self, outcome: Outcome) -> Self {
-        self.outcome = outcome;
-        self
-    }
-}
-
 async fn authenticate(parts: &Parts, state: &AppState) -> Result<(Caller, bool), ApiError> {
     let token = parts
         .headers

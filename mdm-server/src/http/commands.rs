@@ -6,20 +6,17 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, FixedOffset};
-use profiles::apps::CatalogueApp;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::caller::{Caller, EventExt};
+use super::caller::Caller;
 use super::problem::{invalid, ApiError, ApiJson, ApiPath, ApiQuery};
 use super::AppState;
-use crate::domain::command::{
-    check_device, priority_name, CheckedCommand, CommandRequest, CommandState,
-};
-use crate::domain::device::Platform;
+use crate::domain::command::{priority_name, CheckedCommand, CommandRequest, CommandState};
 use crate::domain::organisation::OrgKind;
-use crate::store::commands::{CommandBatch, CommandFilter, CommandRecord, NewCommand, NewFanOut};
+use crate::flows;
+use crate::store::commands::{CommandBatch, CommandFilter, CommandRecord};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -189,56 +186,6 @@ fn checked(
     Ok(command)
 }
 
-/// The catalogue entry an app command names.
-async fn catalogue_app(
-    state: &AppState,
-    command: &CheckedCommand,
-) -> Result<Option<CatalogueApp>, ApiError> {
-    let Some(key) = &command.app else {
-        return Ok(None);
-    };
-    let apps = state.store.list_apps().await?;
-    apps.into_iter()
-        .find(|a| &a.key == key)
-        .map(Some)
-        .ok_or_else(|| {
-            invalid(
-                "app",
-                format!("'{key}' is not in the app catalogue; add it first"),
-            )
-        })
-}
-
-fn identifier(app: Option<&CatalogueApp>, platform: Platform) -> Option<&str> {
-    app.and_then(|a| match platform {
-        Platform::Android => a.android_package.as_deref(),
-        Platform::Ios => a.ios_bundle_id.as_deref(),
-    })
-}
-
-/// The command as `platform`'s phones receive it (JSON), if it can go to them.
-fn payload_for(
-    command: &CheckedCommand,
-    app: Option<&CatalogueApp>,
-    platform: Platform,
-) -> Option<String> {
-    let action = command.action_for(identifier(app, platform))?;
-    serde_json::to_string(&action).ok()
-}
-
-fn not_on_platform(app: &str, platform: Platform) -> ApiError {
-    invalid(
-        "app",
-        format!(
-            "'{app}' has no {} identifier in the catalogue, so this phone cannot get it",
-            match platform {
-                Platform::Android => "Android package",
-                Platform::Ios => "iOS bundle",
-            }
-        ),
-    )
-}
-
 /// Queue a command for one phone (operator; wipes by operator admins only). The phone must be
 /// enrolled and not retired; it gets the command at its next check-in.
 #[utoipa::path(post, path = "/api/v1/devices/{id}/commands", tag = "commands", security(("bearer" = [])),
@@ -253,43 +200,9 @@ async fn send_command(
 ) -> Result<(StatusCode, Json<CommandView>), ApiError> {
     let command = checked(&caller, body, false)?;
     let device = state.store.device(caller.actor.scope(), id).await?;
-    check_device(device.status, device.enrolled_at.is_some()).map_err(|why| {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            "device-not-commandable",
-            "The phone cannot take commands",
-            format!("phone {id} cannot be sent a {}: {why}", command.kind),
-        )
-    })?;
-    let app = catalogue_app(&state, &command).await?;
-    let payload = payload_for(&command, app.as_ref(), device.platform).ok_or_else(|| {
-        not_on_platform(command.app.as_deref().unwrap_or_default(), device.platform)
-    })?;
-    let now = state.clock.now();
-    let event = caller
-        .event("command.queue", "command", None)
-        .in_org(device.provider_id)
-        .details(serde_json::json!({
-            "device_id": device.id,
-            "kind": command.kind,
-            "priority": priority_name(command.priority),
-        }));
-    let record = state
-        .store
-        .queue_command(
-            &NewCommand {
-                device_id: device.id,
-                kind: command.kind,
-                payload,
-                priority: command.priority,
-                expires_at: now + command.expires_in,
-                created_by: Some(caller.actor.account_id),
-            },
-            now,
-            event,
-        )
-        .await?;
-    state.command_board.mark(record.device_id);
+    let event = caller.event("command.queue", "command", None);
+    let record =
+        flows::commands::queue(&state, &device, &command, caller.actor.account_id, event).await?;
     Ok((StatusCode::CREATED, Json(CommandView::new(&state, record))))
 }
 
@@ -402,42 +315,15 @@ async fn send_to_provider(
     if provider.kind != OrgKind::Provider {
         return Err(ApiError::not_found());
     }
-    let app = catalogue_app(&state, &command).await?;
-    let android_payload = payload_for(&command, app.as_ref(), Platform::Android);
-    let ios_payload = payload_for(&command, app.as_ref(), Platform::Ios);
-    if android_payload.is_none() && ios_payload.is_none() {
-        return Err(not_on_platform(
-            command.app.as_deref().unwrap_or_default(),
-            Platform::Android,
-        ));
-    }
-    let now = state.clock.now();
-    let event = caller
-        .event("command.fan_out", "command_batch", None)
-        .in_org(Some(provider.id))
-        .details(serde_json::json!({
-            "provider_id": provider.id,
-            "kind": command.kind,
-            "priority": priority_name(command.priority),
-        }));
-    let batch = state
-        .store
-        .queue_fan_out(
-            &NewFanOut {
-                provider_id: provider.id,
-                kind: command.kind,
-                android_payload,
-                ios_payload,
-                priority: command.priority,
-                expires_at: now + command.expires_in,
-                created_by: Some(caller.actor.account_id),
-            },
-            now,
-            event,
-        )
-        .await?;
-    // The phones of the batch are on this node's board before the answer goes out.
-    state.command_board.refresh(state.store.as_ref()).await?;
+    let event = caller.event("command.fan_out", "command_batch", None);
+    let batch = flows::commands::queue_to_provider(
+        &state,
+        &provider,
+        &command,
+        caller.actor.account_id,
+        event,
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(BatchView::new(&state, batch))))
 }
 

@@ -10,15 +10,17 @@
 //! bodies, upgrades, HTTP/2) gets a clear refusal and the connection is closed.
 
 use axum::body::{Body, Bytes};
+use axum::extract::FromRequestParts;
 use axum::http::header::{CONNECTION, CONTENT_LENGTH, DATE, EXPECT, TRANSFER_ENCODING};
+use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use axum::response::IntoResponse;
 use axum::Router;
+use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tower::ServiceExt;
 
-use super::agent::Peer;
 use super::problem::{body_too_large, ApiError};
 
 /// Most header lines a request may have.
@@ -362,6 +364,25 @@ fn line(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
+}
+
+/// What the TLS handshake established about the peer, put on every request of the connection.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    /// The SHA-256 fingerprint of the client certificate, if the device presented one:
+    /// worked out once per connection, not per request.
+    pub fingerprint: Option<std::sync::Arc<str>>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Peer>().cloned().ok_or_else(|| {
+            ApiError::unauthenticated("device routes are served on the device listener only")
+        })
+    }
 }
 
 #[cfg(test)]

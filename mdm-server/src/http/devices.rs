@@ -10,10 +10,10 @@ use std::collections::HashSet;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::caller::{Caller, EventExt};
-use super::models::catalogue;
+use super::caller::Caller;
+use super::common::catalogue;
+use super::common::present;
 use super::problem::{checked, ApiError, ApiJson, ApiPath, ApiQuery, Fields};
-use super::providers::present;
 use super::AppState;
 use crate::domain::device::{check_warranty, DeviceStatus, Imei, Platform, Serial};
 use crate::domain::organisation::{optional_text, OrgKind};

@@ -10,15 +10,15 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::caller::{Caller, EventExt};
+use super::caller::Caller;
+use super::common::{present, LeaseView};
 use super::problem::{invalid, ApiError, ApiJson, ApiPath, ApiQuery};
-use super::providers::present;
 use super::AppState;
-use crate::domain::lease::{self, LeaseEnd, LeaseTerms};
-use crate::domain::role::{Role, Scope};
+use crate::domain::role::Scope;
 use crate::domain::wipe_gate::check_manual_wipe;
-use crate::store::commands::CommandTemplate;
-use crate::store::leasing::{HolderPeriod, Lease, LeaseEnding, LeaseFilter, ManualWipe, NewLease};
+use crate::flows;
+use crate::flows::leasing::LeaseOrder;
+use crate::store::leasing::{HolderPeriod, LeaseFilter, ManualWipe};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -29,55 +29,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(device_history))
         .routes(routes!(record_manual_wipe))
         .routes(routes!(confirm_manual_wipe))
-}
-
-/// A lease: which phone, which provider, when, what it costs and the data included (calls and
-/// SMS are free).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct LeaseView {
-    pub id: i64,
-    pub device_id: i64,
-    pub serial: String,
-    pub provider_id: i64,
-    pub starts_on: NaiveDate,
-    pub ends_on: Option<NaiveDate>,
-    /// In kronor.
-    pub monthly_price_sek: f64,
-    /// Mobile data included each month.
-    pub data_gb: i64,
-    /// The phone request it fulfils.
-    pub request_id: Option<i64>,
-    /// The lease of a written-off phone this one replaces.
-    pub replaces_lease_id: Option<i64>,
-    pub created_by: Option<i64>,
-    pub created_at: DateTime<FixedOffset>,
-    pub ended_at: Option<DateTime<FixedOffset>>,
-    /// `returned`, `contract_ended` or `written_off`.
-    pub end_reason: Option<String>,
-    /// The provider user holding the phone now; `null` while it is in the provider's pool.
-    pub holder_id: Option<i64>,
-}
-
-impl LeaseView {
-    pub fn new(state: &AppState, l: Lease) -> Self {
-        LeaseView {
-            id: l.id,
-            device_id: l.device_id,
-            serial: l.serial,
-            provider_id: l.provider_id,
-            starts_on: l.starts_on,
-            ends_on: l.ends_on,
-            monthly_price_sek: l.monthly_price_ore as f64 / 100.0,
-            data_gb: l.data_gb,
-            request_id: l.request_id,
-            replaces_lease_id: l.replaces_lease_id,
-            created_by: l.created_by,
-            created_at: state.local(l.created_at),
-            ended_at: l.ended_at.map(|t| state.local(t)),
-            end_reason: l.end_reason,
-            holder_id: l.holder_id,
-        }
-    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -99,47 +50,6 @@ pub struct NewLeaseBody {
     pub request_id: Option<i64>,
 }
 
-/// A holder must be an active person of the leasing provider.
-async fn check_holder(state: &AppState, provider_id: i64, holder: i64) -> Result<(), ApiError> {
-    match state.store.account(holder).await {
-        Ok(a)
-            if a.org_id == provider_id
-                && a.active
-                && matches!(a.role, Role::ProviderUser | Role::ProviderAdmin) =>
-        {
-            Ok(())
-        }
-        Ok(_) | Err(crate::store::StoreError::NotFound) => Err(invalid(
-            "holder_id",
-            "the holder must be an active user of the provider the phone is leased to",
-        )),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// The terms of a lease fulfilling a replacement request: those of the written-off phone's
-/// lease, from today.
-async fn replaced_terms(
-    state: &AppState,
-    body: &NewLeaseBody,
-    today: NaiveDate,
-) -> Result<Option<LeaseTerms>, ApiError> {
-    let Some(request_id) = body.request_id else {
-        return Ok(None);
-    };
-    let request = state.store.request(Scope::Everything, request_id).await?;
-    let Some(old) = request.replaces_lease_id else {
-        return Ok(None);
-    };
-    let old = state.store.lease(Scope::Everything, old).await?;
-    Ok(Some(LeaseTerms::carried_over(
-        body.starts_on.unwrap_or(today),
-        old.ends_on,
-        old.monthly_price_ore,
-        old.data_gb,
-    )))
-}
-
 /// Lease a phone to a provider (operator). Refused with 409 while the phone is lost, in repair,
 /// retired, leased, or not wiped since its last assignment (`wipe-required`), or when the
 /// provider's contract is not running.
@@ -153,63 +63,18 @@ async fn create_lease(
     ApiJson(body): ApiJson<NewLeaseBody>,
 ) -> Result<(StatusCode, Json<LeaseView>), ApiError> {
     caller.actor.require_operator()?;
-    let today = state.clock.today(state.config.time_zone);
-    let provider = super::providers::named_provider(&state, body.provider_id).await?;
-    let terms = match (
-        body.monthly_price_sek,
-        replaced_terms(&state, &body, today).await?,
-    ) {
-        (Some(price), _) => LeaseTerms::parse(
-            body.starts_on.unwrap_or(today),
-            body.ends_on,
-            price,
-            body.data_gb,
-        )?,
-        (None, Some(terms)) => terms,
-        (None, None) => {
-            return Err(invalid(
-                "monthly_price_sek",
-                "give the monthly price in kronor",
-            ))
-        }
+    let order = LeaseOrder {
+        device_id: body.device_id,
+        provider_id: body.provider_id,
+        starts_on: body.starts_on,
+        ends_on: body.ends_on,
+        monthly_price_sek: body.monthly_price_sek,
+        data_gb: body.data_gb,
+        holder_id: body.holder_id,
+        request_id: body.request_id,
     };
-    if let Some(holder) = body.holder_id {
-        check_holder(&state, provider.id, holder).await?;
-    }
-    lease::check_contract(provider.contract, today).map_err(crate::store::StoreError::Refused)?;
-    let device = state
-        .store
-        .device(Scope::Everything, body.device_id)
-        .await
-        .map_err(|_| invalid("device_id", "no such device"))?;
-    let event = caller
-        .event("lease.create", "lease", None)
-        .in_org(Some(provider.id))
-        .details(serde_json::json!({
-            "device_id": device.id,
-            "serial": device.serial,
-            "provider_id": provider.id,
-            "starts_on": terms.starts_on,
-            "ends_on": terms.ends_on,
-            "monthly_price_ore": terms.monthly_price_ore,
-            "holder_id": body.holder_id,
-            "request_id": body.request_id,
-        }));
-    let created = state
-        .store
-        .lease_device(
-            &NewLease {
-                device_id: device.id,
-                provider_id: provider.id,
-                terms,
-                holder_id: body.holder_id,
-                request_id: body.request_id,
-                created_by: Some(caller.actor.account_id),
-            },
-            state.clock.now(),
-            event,
-        )
-        .await?;
+    let event = caller.event("lease.create", "lease", None);
+    let created = flows::leasing::lease(&state, &order, caller.actor.account_id, event).await?;
     Ok((StatusCode::CREATED, Json(LeaseView::new(&state, created))))
 }
 
@@ -298,16 +163,10 @@ async fn set_holder(
     let Some(holder) = body.holder_id else {
         return Err(invalid("holder_id", "give a holder, or null for the pool"));
     };
-    if let (Some(h), Some(provider)) = (holder, device.provider_id) {
-        check_holder(&state, provider, h).await?;
-    }
     let event = caller
         .event("lease.holder", "device", Some(id.to_string()))
         .in_org(device.provider_id);
-    let lease = state
-        .store
-        .set_holder(id, device.provider_id, holder, state.clock.now(), event)
-        .await?;
+    let lease = flows::leasing::set_holder(&state, id, device.provider_id, holder, event).await?;
     Ok(Json(LeaseView::new(&state, lease)))
 }
 
@@ -336,24 +195,11 @@ async fn return_device(
     } else {
         caller.actor.org_id
     };
-    let ending = LeaseEnding {
-        how: LeaseEnd::Returned,
-        wipe: CommandTemplate::automatic(
-            "wipe",
-            None,
-            None,
-            state.clock.now(),
-            Some(caller.actor.account_id),
-        )?,
-    };
     let event = caller
         .event("lease.return", "device", Some(id.to_string()))
         .in_org(device.provider_id);
-    let (lease, wipe) = state
-        .store
-        .end_lease(id, provider, &ending, state.clock.now(), event)
-        .await?;
-    state.command_board.mark(id);
+    let (lease, wipe) =
+        flows::leasing::return_phone(&state, id, provider, caller.actor.account_id, event).await?;
     Ok(Json(ReturnView {
         lease: LeaseView::new(&state, lease),
         wipe_command_id: wipe,
@@ -538,10 +384,7 @@ async fn confirm_manual_wipe(
     let event = caller
         .event("device.manual_wipe.confirm", "device", Some(id.to_string()))
         .in_org(device.provider_id);
-    let wipe = state
-        .store
-        .confirm_manual_wipe(id, caller.actor.account_id, state.clock.now(), event)
-        .await?;
-    state.command_board.mark(id);
+    let wipe =
+        flows::leasing::confirm_manual_wipe(&state, id, caller.actor.account_id, event).await?;
     Ok(Json(ManualWipeView::new(&state, wipe)))
 }

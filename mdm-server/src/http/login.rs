@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::caller::{contract_ended, Caller, EventExt, PasswordChanger, Source};
+use super::caller::{contract_ended, Caller, PasswordChanger, Source};
 use super::problem::{ApiError, ApiJson, ApiPath, Fields};
 use super::AppState;
 use crate::auth::{self, Totp};

@@ -10,17 +10,13 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::caller::{Caller, EventExt};
+use super::caller::Caller;
 use super::problem::{ApiError, ApiJson, ApiPath, ApiQuery};
 use super::AppState;
 use crate::domain::lost_case::{LossKind, LossReport, LostState};
-use crate::domain::maintenance::Channel;
-use crate::domain::notice_text::{loss_report, lost_mode_message, LossFacts};
 use crate::domain::role::Scope;
-use crate::store::commands::CommandTemplate;
-use crate::store::leasing::NewPhoneRequest;
-use crate::store::lost_cases::{CaseEnd, LostCase, LostCaseFilter, NewLostCase};
-use crate::store::notices::NewDelivery;
+use crate::flows;
+use crate::store::lost_cases::{LostCase, LostCaseFilter};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -133,30 +129,6 @@ pub struct LossReportBody {
     pub police_report: Option<String>,
 }
 
-/// The service desk's e-mail about a report.
-fn service_desk_messages(
-    state: &AppState,
-    facts: &LossFacts<'_>,
-    language: crate::domain::maintenance::Language,
-) -> Vec<NewDelivery> {
-    let Some(to) = &state.config.leasing.service_desk_email else {
-        return Vec::new();
-    };
-    let text = loss_report(facts, state.config.time_zone, language);
-    vec![NewDelivery {
-        channel: Channel::Email,
-        recipient: to.clone(),
-        provider_id: None,
-        subject: text.subject,
-        body: text.body,
-        idempotency_key: format!(
-            "lost-case-{}-{}",
-            facts.serial,
-            facts.discovered_at.timestamp_micros()
-        ),
-    }]
-}
-
 /// Report a phone lost or stolen (anyone at its provider; a provider user only the phone they
 /// hold; municipal IT for any). The phone is marked lost, a lost-mode lock is queued at top
 /// priority, its SIM's block is requested and the service desk is told. A report more than 48
@@ -176,7 +148,6 @@ async fn report_loss(
         // A provider user sees only the phone they hold; another is not theirs to know of.
         return Err(ApiError::not_found());
     }
-    let now = state.clock.now();
     let report = LossReport {
         kind: LossKind::parse(&body.kind)?,
         discovered_at: crate::clock::truncate(body.discovered_at),
@@ -186,51 +157,10 @@ async fn report_loss(
             .map(|p| p.trim().to_string())
             .filter(|p| !p.is_empty()),
     };
-    report.check(now)?;
-    let language = state.language().await?;
-    let lock = CommandTemplate::automatic(
-        "lost_mode_on",
-        Some(lost_mode_message(&state.config.operator_name, language)),
-        state.config.leasing.support_phone_number.clone(),
-        now,
-        Some(caller.actor.account_id),
-    )?;
-    let provider_name = match device.provider_id {
-        Some(p) => state.store.organisation(p).await?.name,
-        None => state.config.operator_name.clone(),
-    };
-    let (sim, _) = state.store.sim_on_file(device.id).await?;
-    let notify = service_desk_messages(
-        &state,
-        &LossFacts {
-            serial: &device.serial,
-            provider: &provider_name,
-            stolen: report.kind == LossKind::Stolen,
-            discovered_at: report.discovered_at,
-            late: report.is_late(now),
-            sim: sim.as_ref().map(|s| s.iccid.as_str()),
-        },
-        language,
-    );
     let event = caller
         .event("lost_case.report", "lost_case", None)
         .in_org(device.provider_id);
-    let case = state
-        .store
-        .report_loss(
-            &NewLostCase {
-                device_id: device.id,
-                report,
-                reported_by: Some(caller.actor.account_id),
-                lock,
-                notify,
-            },
-            now,
-            event,
-        )
-        .await?;
-    state.command_board.mark(device.id);
-    state.notice_wake.notify_one();
+    let case = flows::loss::report(&state, &device, report, caller.actor.account_id, event).await?;
     Ok((
         StatusCode::CREATED,
         Json(with_timeline(&state, case).await?),
@@ -309,27 +239,10 @@ async fn found(
 ) -> Result<Json<LostCaseView>, ApiError> {
     caller.actor.require_operator()?;
     let case = state.store.lost_case(Scope::Everything, id).await?;
-    let unlock = CommandTemplate::automatic(
-        "lost_mode_off",
-        None,
-        None,
-        state.clock.now(),
-        Some(caller.actor.account_id),
-    )?;
     let event = caller
         .event("lost_case.found", "lost_case", Some(id.to_string()))
         .in_org(case.provider_id);
-    let case = state
-        .store
-        .resolve_lost_case(
-            id,
-            &CaseEnd::Found { unlock },
-            Some(caller.actor.account_id),
-            state.clock.now(),
-            event,
-        )
-        .await?;
-    state.command_board.mark(case.device_id);
+    let case = flows::loss::found(&state, id, caller.actor.account_id, event).await?;
     Ok(Json(with_timeline(&state, case).await?))
 }
 
@@ -346,59 +259,9 @@ async fn write_off(
 ) -> Result<Json<LostCaseView>, ApiError> {
     caller.actor.require_operator_admin()?;
     let case = state.store.lost_case(Scope::Everything, id).await?;
-    let device = state
-        .store
-        .device(Scope::Everything, case.device_id)
-        .await?;
-    let now = state.clock.now();
-    let replacement = NewPhoneRequest {
-        provider_id: case.provider_id.unwrap_or_default(),
-        quantity: 1,
-        model_id: Some(device.model_id),
-        needed_by: None,
-        delivery_note: format!("Ersätter {} (förlustärende {})", device.serial, case.id),
-        due_at: super::requests::due(&state, now),
-        created_by: Some(caller.actor.account_id),
-    };
     let event = caller
         .event("lost_case.write_off", "lost_case", Some(id.to_string()))
         .in_org(case.provider_id);
-    let case = state
-        .store
-        .resolve_lost_case(
-            id,
-            &CaseEnd::WrittenOff { replacement },
-            Some(caller.actor.account_id),
-            now,
-            event,
-        )
-        .await?;
+    let case = flows::loss::write_off(&state, &case, caller.actor.account_id, event).await?;
     Ok(Json(with_timeline(&state, case).await?))
-}
-
-/// How often a lost phone's check-ins are noted on its case's timeline.
-const CHECKIN_NOTE_EVERY: chrono::Duration = chrono::Duration::minutes(15);
-
-/// A lost phone that checks in is noted on its case's timeline: the time and the network facts
-/// (address, SIM, phone number), nothing about where it is.
-pub async fn on_checkin(
-    state: &AppState,
-    session: &crate::store::DeviceSession,
-    peer: std::net::SocketAddr,
-    facts: &agent::protocol::DeviceFacts,
-    now: DateTime<Utc>,
-) -> Result<(), ApiError> {
-    if session.status != crate::domain::device::DeviceStatus::Lost {
-        return Ok(());
-    }
-    let details = serde_json::json!({
-        "address": peer.ip().to_string(),
-        "iccid": facts.iccid,
-        "phone_number": facts.phone_number,
-    });
-    state
-        .store
-        .note_lost_checkin(session.device_id, &details, CHECKIN_NOTE_EVERY, now)
-        .await?;
-    Ok(())
 }

@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::caller::{Caller, EventExt};
+use super::caller::Caller;
 use super::problem::{checked, ApiError, ApiJson, ApiPath, ApiQuery, Fields};
 use super::AppState;
 use crate::domain::maintenance::{
@@ -20,7 +20,6 @@ use crate::domain::maintenance::{
 };
 use crate::domain::organisation::OrgKind;
 use crate::domain::role::Role;
-use crate::jobs::notices::policy;
 use crate::store::notices::{
     NewNotice, NewSeries, NewWindow, Notice, Series, Targets, Window, WindowChange, WindowFilter,
     WindowText,
@@ -67,7 +66,7 @@ async fn get_policy(
     caller: Caller,
 ) -> Result<Json<PolicyView>, ApiError> {
     caller.actor.require_operator()?;
-    let p = policy(state.store.as_ref(), state.operator_id).await?;
+    let p = state.notice_policy().await?;
     Ok(Json(policy_view(&state, &p)))
 }
 
@@ -432,7 +431,7 @@ async fn create_window(
     let end = fields.check(parse_time("ends_at", &body.ends_at, tz));
     fields.finish()?;
     let (start, end) = (checked(start)?, checked(end)?);
-    let p = policy(state.store.as_ref(), state.operator_id).await?;
+    let p = state.notice_policy().await?;
     let now = state.clock.now();
     let outside = check_planned(&p, tz, now, start, end, body.acknowledge_outside_preferred)
         .map_err(|r| refused(&state, r))?;
@@ -534,7 +533,7 @@ async fn reschedule_window(
     let end = fields.check(parse_time("ends_at", &body.ends_at, tz));
     fields.finish()?;
     let (start, end) = (checked(start)?, checked(end)?);
-    let p = policy(state.store.as_ref(), state.operator_id).await?;
+    let p = state.notice_policy().await?;
     let outside = check_planned(&p, tz, now, start, end, body.acknowledge_outside_preferred)
         .map_err(|r| refused(&state, r))?;
     let notices = announce_notices(&p, NoticeKind::Rescheduled, now, start, end);
@@ -750,7 +749,7 @@ async fn create_series(
     let recurrence = fields.check(Recurrence::parse(&body.cron, body.duration_minutes));
     fields.finish()?;
     let recurrence = checked(recurrence)?;
-    let p = policy(state.store.as_ref(), state.operator_id).await?;
+    let p = state.notice_policy().await?;
     let now = state.clock.now();
     let (first, _) = recurrence.first_announceable(&p, tz, now)?;
     // Twelve occurrences are checked against the preferred windows: enough to catch a monthly
@@ -860,7 +859,7 @@ async fn open_disruption(
     let text = text(&mut fields, &body.title, &body.description, &body.systems);
     let targets = parse_targets(&state, &mut fields, body.provider_ids.as_deref()).await?;
     fields.finish()?;
-    let p = policy(state.store.as_ref(), state.operator_id).await?;
+    let p = state.notice_policy().await?;
     let now = state.clock.now();
     let follow_up = now + chrono::Duration::minutes(i64::from(p.disruption_follow_up_minutes));
     let notices = vec![

@@ -1,91 +1,18 @@
-//! Prometheus metrics at `/metrics`, one registry per server instance.
+//! Prometheus metrics at `/metrics` (the registry is the node's, in `state::metrics`).
 
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use prometheus_client::encoding::{text::encode, EncodeLabelSet};
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use prometheus_client::registry::Registry;
-use std::sync::Mutex;
+use prometheus_client::encoding::text::encode;
 
 use super::AppState;
 
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RequestLabels {
-    method: String,
-    route: String,
-    status: u16,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RouteLabels {
-    route: String,
-}
-
-pub struct Metrics {
-    registry: Mutex<Registry>,
-    requests: Family<RequestLabels, Counter>,
-    durations: Family<RouteLabels, Histogram>,
-}
-
-impl std::fmt::Debug for Metrics {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Metrics")
-    }
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        let mut registry = Registry::with_prefix("mdm");
-        let requests = Family::<RequestLabels, Counter>::default();
-        let durations = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.0005, 2.0, 14))
-        });
-        registry.register(
-            "http_requests",
-            "HTTP requests by route and status",
-            requests.clone(),
-        );
-        registry.register(
-            "http_request_duration_seconds",
-            "HTTP request durations by route",
-            durations.clone(),
-        );
-        Metrics {
-            registry: Mutex::new(registry),
-            requests,
-            durations,
-        }
-    }
-}
-
-impl Metrics {
-    pub fn record(&self, method: &str, route: &str, status: u16, elapsed: std::time::Duration) {
-        self.requests
-            .get_or_create(&RequestLabels {
-                method: method.to_string(),
-                route: route.to_string(),
-                status,
-            })
-            .inc();
-        self.durations
-            .get_or_create(&RouteLabels {
-                route: route.to_string(),
-            })
-            .observe(elapsed.as_secs_f64());
-    }
-}
-
 pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
     let mut text = String::new();
-    let registry = state
+    let encoded = state
         .metrics
-        .registry
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    if encode(&mut text, &registry).is_err() {
+        .with_registry(|registry| encode(&mut text, registry));
+    if encoded.is_err() {
         text.clear();
     }
     (

@@ -7,22 +7,17 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::{DateTime, FixedOffset, Utc};
 use std::sync::Arc;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
-
-use crate::clock::Clock;
-use crate::config::Config;
-use crate::domain::account::{LoginThrottle, SessionPolicy};
-use crate::store::Store;
 
 pub mod agent;
 pub mod audit;
 pub mod calendar;
 pub mod caller;
 pub mod commands;
+pub mod common;
 pub mod deliveries;
 pub mod device_connection;
 pub mod devices;
@@ -42,64 +37,8 @@ pub mod sims;
 pub mod users;
 pub mod warranty;
 
+pub use crate::state::AppState;
 pub use problem::{ApiError, ApiJson, ApiPath, ApiQuery};
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub store: Arc<dyn Store>,
-    pub config: Arc<Config>,
-    pub clock: Clock,
-    /// Demo mode: no second factor at login. Never the default.
-    pub demo: bool,
-    pub operator_id: i64,
-    pub throttle: LoginThrottle,
-    pub sessions: SessionPolicy,
-    pub metrics: Arc<metrics::Metrics>,
-    /// The device CA.
-    pub ca: Arc<::enrollment::DeviceCa>,
-    /// The device listener's URL as phones reach it (put in enrollment tokens).
-    pub device_url: String,
-    /// Check-in times waiting to be written in the next batch.
-    pub checkin_times: crate::jobs::checkin_times::CheckinTimes,
-    /// Device certificate checks, batched.
-    pub device_lookups: Arc<crate::jobs::device_lookups::DeviceLookups>,
-    /// Maintenance and disruptions shown to phones at check-in.
-    pub notice_board: crate::jobs::notice_board::NoticeBoard,
-    /// Wakes this node's notice workers when a change has written notices.
-    pub notice_wake: Arc<tokio::sync::Notify>,
-    /// Policy documents for phones, kept in memory.
-    pub policy_board: crate::jobs::policy_board::PolicyBoard,
-    /// Which phones have commands waiting.
-    pub command_board: crate::jobs::command_board::CommandBoard,
-}
-
-impl std::fmt::Debug for AppState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState")
-            .field("backend", &self.store.backend_name())
-            .field("demo", &self.demo)
-            .finish_non_exhaustive()
-    }
-}
-
-impl AppState {
-    /// The language of the operator's messages (its notice policy).
-    pub async fn language(
-        &self,
-    ) -> crate::store::StoreResult<crate::domain::maintenance::Language> {
-        Ok(
-            crate::jobs::notices::policy(self.store.as_ref(), self.operator_id)
-                .await?
-                .language,
-        )
-    }
-
-    /// A stored UTC time as the operator's people read it.
-    pub fn local(&self, t: DateTime<Utc>) -> DateTime<FixedOffset> {
-        t.with_timezone(&self.config.time_zone).fixed_offset()
-    }
-}
 
 #[derive(OpenApi)]
 #[openapi(

@@ -9,13 +9,13 @@ use std::collections::HashSet;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::caller::{Caller, EventExt};
+use super::caller::Caller;
+use super::common::catalogue;
+use super::common::present;
 use super::problem::{checked, ApiError, ApiJson, ApiPath, Fields};
-use super::providers::present;
 use super::AppState;
 use crate::domain::calendar::check_date;
 use crate::domain::device::Platform;
-use crate::domain::model::{supported_models, ModelGeneration};
 use crate::domain::organisation::parse_name;
 use crate::store::DeviceModel;
 
@@ -33,25 +33,6 @@ pub struct ModelView {
     pub recommended_since: Option<NaiveDate>,
     /// The current recommended model or one of the models the contracts keep supported.
     pub supported: bool,
-}
-
-/// The catalogue and the ids of the supported models today.
-pub async fn catalogue(state: &AppState) -> Result<(Vec<DeviceModel>, HashSet<i64>), ApiError> {
-    let models = state.store.list_models().await?;
-    let generations: Vec<ModelGeneration> = models
-        .iter()
-        .map(|m| ModelGeneration {
-            id: m.id,
-            platform: m.platform,
-            recommended_since: m.recommended_since,
-        })
-        .collect();
-    let supported = supported_models(
-        &generations,
-        state.clock.today(state.config.time_zone),
-        state.config.supported_generations_back,
-    );
-    Ok((models, supported))
 }
 
 fn view(m: DeviceModel, supported: &HashSet<i64>) -> ModelView {
@@ -117,7 +98,7 @@ async fn create_model(
         )
         .await?;
     // Check-ins judge compliance (supported models) from the policy board.
-    super::policies::refresh_board(&state).await;
+    state.refresh_policy_board().await;
     let (_, supported) = catalogue(&state).await?;
     Ok((StatusCode::CREATED, Json(view(model, &supported))))
 }
@@ -156,7 +137,7 @@ async fn update_model(
         .store
         .set_model_recommended(id, recommended_since, state.clock.now(), event)
         .await?;
-    super::policies::refresh_board(&state).await;
+    state.refresh_policy_board().await;
     let (_, supported) = catalogue(&state).await?;
     Ok(Json(view(model, &supported)))
 }

@@ -5,14 +5,13 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use profiles::agent::AgentPolicy;
 use profiles::apps::{CatalogueApp, Platform as ProfilePlatform};
 use profiles::policy::{effective, EffectivePolicy, PolicyLayer};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::caller::{Caller, EventExt};
+use super::caller::Caller;
 use super::problem::{ApiError, ApiJson, ApiPath, FieldError};
 use super::AppState;
 use crate::domain::organisation::OrgKind;
@@ -121,7 +120,7 @@ async fn set_layer(
         .store
         .set_policy_layer(scope, layer.as_ref(), state.clock.now(), event)
         .await?;
-    refresh_board(state).await;
+    state.refresh_policy_board().await;
     Ok(layer_view(scope, layer))
 }
 
@@ -250,14 +249,6 @@ async fn clear_device_policy(
     ))
 }
 
-/// Phones checking in at this node get a change at once; other nodes read it within
-/// `policy_board::REFRESH_EVERY`.
-pub async fn refresh_board(state: &AppState) {
-    if let Err(e) = state.policy_board.refresh(state.store.as_ref()).await {
-        tracing::warn!(error = %e, "could not refresh the policy board");
-    }
-}
-
 /// The policy a phone must follow: the operator's layer, then its provider's, then its own.
 pub async fn effective_for(state: &AppState, device: &Device) -> Result<EffectivePolicy, ApiError> {
     let mut scopes = vec![LayerScope::Operator, LayerScope::Device(device.id)];
@@ -299,7 +290,7 @@ async fn effective_policy(
     let policy = effective_for(&state, &device).await?;
     let catalogue = state.store.list_apps().await?;
     let platform: ProfilePlatform = device.platform.into();
-    let (document, hash, problem) = match AgentPolicy::render(&policy, &catalogue, platform) {
+    let (document, hash, problem) = match profiles::agent::render(&policy, &catalogue, platform) {
         Ok(doc) => {
             let (json, hash) = doc.to_json_and_hash();
             (Some(json), Some(hash), None)
@@ -375,7 +366,7 @@ async fn device_profile(
 }
 
 /// What a phone last reported, if anything.
-fn reported_facts(device: &Device) -> Option<agent::protocol::DeviceFacts> {
+fn reported_facts(device: &Device) -> Option<agent_protocol::DeviceFacts> {
     serde_json::from_str(device.facts.as_deref()?).ok()
 }
 
@@ -432,7 +423,7 @@ async fn compliance_summary(
 ) -> Result<Json<Vec<ProviderCompliance>>, ApiError> {
     use std::collections::BTreeMap;
     let own = caller.actor.scope().org();
-    let judge = judge(&state);
+    let judge = state.judge();
     let certified: std::collections::HashSet<i64> = state
         .store
         .live_identity_devices(state.clock.now())
@@ -510,20 +501,14 @@ pub async fn assess(
         .iter()
         .any(|i| i.revoked_at.is_none() && i.not_after > now);
     Ok(Some(
-        judge(state).reasons(phone_of(device, certificate_valid), &facts),
+        state
+            .judge()
+            .reasons(phone_of(device, certificate_valid), &facts),
     ))
 }
 
-/// A judge of compliance from this node's policy board, for today.
-pub fn judge(state: &AppState) -> crate::jobs::policy_board::Judge {
-    state.policy_board.judge(
-        state.clock.today(state.config.time_zone),
-        state.config.supported_generations_back,
-    )
-}
-
-fn phone_of(device: &Device, certificate_valid: bool) -> crate::jobs::policy_board::Phone {
-    crate::jobs::policy_board::Phone {
+fn phone_of(device: &Device, certificate_valid: bool) -> crate::state::policy_board::Phone {
+    crate::state::policy_board::Phone {
         device_id: device.id,
         platform: device.platform,
         provider_id: device.provider_id,
@@ -706,7 +691,7 @@ async fn put_app(
         .event("app.put", "app", Some(key))
         .details(serde_json::to_value(&app).unwrap_or_default());
     let stored = state.store.put_app(&app, state.clock.now(), event).await?;
-    refresh_board(&state).await;
+    state.refresh_policy_board().await;
     Ok((StatusCode::OK, Json(app_view(stored))))
 }
 

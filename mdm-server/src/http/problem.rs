@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 
 use crate::domain::role::Forbidden;
 use crate::domain::DomainError;
+use crate::flows::{FlowError, RejectionClass};
 use crate::store::StoreError;
 
 /// The problem body. `type` values are stable and listed in the README.
@@ -167,6 +168,33 @@ impl From<StoreError> for ApiError {
                 "Internal error",
                 other.to_string(),
             ),
+        }
+    }
+}
+
+impl From<FlowError> for ApiError {
+    fn from(e: FlowError) -> Self {
+        match e {
+            FlowError::Store(e) => e.into(),
+            FlowError::Invalid(fields) => ApiError::validation(
+                fields
+                    .into_iter()
+                    .map(|f| FieldError {
+                        field: f.field,
+                        message: f.message,
+                    })
+                    .collect(),
+            ),
+            FlowError::Rejected(r) => {
+                let status = match r.class {
+                    RejectionClass::Unauthenticated => StatusCode::UNAUTHORIZED,
+                    RejectionClass::NotFound => StatusCode::NOT_FOUND,
+                    RejectionClass::Conflict => StatusCode::CONFLICT,
+                    RejectionClass::Gone => StatusCode::GONE,
+                    RejectionClass::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
+                };
+                ApiError::new(status, r.kind, r.title, r.detail)
+            }
         }
     }
 }

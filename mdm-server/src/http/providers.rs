@@ -4,11 +4,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, FixedOffset, NaiveDate};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::caller::{Caller, EventExt};
+use super::caller::Caller;
+use super::common::present;
 use super::problem::{checked, ApiError, ApiJson, ApiPath, Fields};
 use super::AppState;
 use crate::domain::contact::{Email, ItContact, MobileNumber, MAX_IT_CONTACTS};
@@ -195,29 +196,6 @@ async fn get_provider(
         .in_org(Some(id));
     state.store.append_audit(event, state.clock.now()).await?;
     Ok(Json(ProviderView::new(&state, org)))
-}
-
-/// The provider a request names in `provider_id`; a field error when there is none.
-pub async fn named_provider(
-    state: &AppState,
-    id: i64,
-) -> Result<crate::store::Organisation, ApiError> {
-    match state.store.organisation(id).await {
-        Ok(org) if org.kind == OrgKind::Provider => Ok(org),
-        Ok(_) | Err(crate::store::StoreError::NotFound) => {
-            Err(super::problem::invalid("provider_id", "no such provider"))
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Distinguishes a field left out (keep it) from one sent as `null` (clear it).
-pub fn present<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    T: Deserialize<'de>,
-    D: Deserializer<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::caller::{Caller, EventExt};
+use super::caller::Caller;
 use super::problem::{invalid, ApiError, ApiJson, ApiPath, ApiQuery};
 use super::AppState;
 use crate::domain::phone_request::{self, RequestState};
@@ -83,16 +83,6 @@ pub struct NewRequestBody {
     pub delivery_note: Option<String>,
 }
 
-/// The deadline for a request made at `at`.
-pub fn due(state: &AppState, at: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
-    phone_request::due_at(
-        at,
-        state.config.leasing.configuration_working_days,
-        &state.config.leasing.support_hours(),
-        state.config.time_zone,
-    )
-}
-
 /// Ask for phones (a provider's admin for its own organisation, or municipal IT for one).
 #[utoipa::path(post, path = "/api/v1/phone-requests", tag = "leasing", security(("bearer" = [])),
     request_body = NewRequestBody,
@@ -109,7 +99,7 @@ async fn create_request(
             .ok_or_else(|| invalid("provider_id", "say which provider the phones are for"))?,
         Role::ProviderUser => return Err(ApiError::forbidden("your role does not allow this")),
     };
-    super::providers::named_provider(&state, provider_id).await?;
+    crate::flows::leasing::named_provider(&state, provider_id).await?;
     if let Some(model) = body.model_id {
         if !state
             .store
@@ -135,7 +125,7 @@ async fn create_request(
         model_id: body.model_id,
         needed_by: body.needed_by,
         delivery_note: note.trim().to_string(),
-        due_at: due(&state, now),
+        due_at: state.phone_request_due(now),
         created_by: Some(caller.actor.account_id),
     };
     let event = caller

@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::caller::{Caller, EventExt};
+use super::caller::Caller;
+use super::common::present;
 use super::problem::{invalid, ApiError, ApiJson, ApiPath, ApiQuery};
-use super::providers::present;
 use super::AppState;
 use crate::domain::lease::INCLUDED_DATA_GB;
 use crate::domain::role::Scope;
@@ -266,88 +266,4 @@ async fn place_sim(
         .place_sim(id, device_id, state.clock.now(), event)
         .await?;
     Ok(Json(with_history(&state, sim).await?))
-}
-
-/// What a phone's check-in says about its SIM, judged by `domain::subscription::judge_report`:
-/// another card than recorded is flagged for the operator, and 80 % and 100 % of the month's
-/// data are reported to the provider's IT contacts once per month. Writes only when something
-/// changed, so ordinary check-ins cost nothing here.
-pub async fn on_checkin(
-    state: &AppState,
-    session: &crate::store::DeviceSession,
-    facts: &agent::protocol::DeviceFacts,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<(), ApiError> {
-    use crate::domain::subscription::{judge_report, SimOnRecord};
-    let (sim, flagged) = state.store.sim_on_file(session.device_id).await?;
-    let month = now
-        .with_timezone(&state.config.time_zone)
-        .format("%Y-%m")
-        .to_string();
-    let record = sim.as_ref().map(|s| SimOnRecord {
-        iccid: &s.iccid,
-        data_gb: u32::try_from(s.data_gb).unwrap_or(u32::MAX),
-        alerted: s.alert_month.as_deref().map(|m| {
-            (
-                m,
-                s.alert_percent
-                    .and_then(|p| u32::try_from(p).ok())
-                    .unwrap_or(0),
-            )
-        }),
-    });
-    let findings = judge_report(
-        record,
-        flagged.as_deref(),
-        facts.iccid.as_deref(),
-        facts.mobile_data_bytes_this_month,
-        &month,
-    );
-    if findings.is_empty() {
-        return Ok(());
-    }
-    let data_alert = match (findings.data_alert, &sim) {
-        (Some(percent), Some(sim)) => {
-            let language = state.language().await?;
-            let text = crate::domain::notice_text::data_use_alert(
-                &session.serial,
-                &sim.phone_number,
-                percent,
-                u32::try_from(sim.data_gb).unwrap_or(u32::MAX),
-                &state.config.operator_name,
-                language,
-            );
-            let contacts = match session.provider_id {
-                Some(p) => state.store.organisation(p).await?.it_contacts,
-                None => Vec::new(),
-            };
-            let messages = contacts
-                .iter()
-                .map(|c| crate::store::notices::NewDelivery {
-                    channel: crate::domain::maintenance::Channel::Email,
-                    recipient: c.email.as_str().to_string(),
-                    provider_id: session.provider_id,
-                    subject: text.subject.clone(),
-                    body: text.body.clone(),
-                    idempotency_key: format!(
-                        "data-use-{}-{month}-{percent}-{}",
-                        sim.iccid,
-                        c.email.as_str()
-                    ),
-                })
-                .collect();
-            Some((month.clone(), percent, messages))
-        }
-        _ => None,
-    };
-    let report = crate::store::subscriptions::SimReport {
-        device_id: session.device_id,
-        mismatch: findings.mismatch,
-        data_alert,
-    };
-    state.store.record_sim_report(&report, now).await?;
-    if report.data_alert.is_some() {
-        state.notice_wake.notify_one();
-    }
-    Ok(())
 }

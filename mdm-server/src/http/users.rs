@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::caller::{Caller, EventExt};
+use super::caller::Caller;
 use super::problem::{checked, ApiError, ApiJson, ApiPath, ApiQuery, Fields};
 use super::AppState;
-use crate::auth::{self, Totp};
+use crate::auth;
 use crate::domain::contact::Email;
 use crate::domain::organisation::{parse_name, OrgKind};
 use crate::domain::role::{Role, Scope};
@@ -145,7 +145,7 @@ async fn create_user(
     caller
         .actor
         .may_manage_account(org.id, org.kind == OrgKind::Operator, role)?;
-    let issued = issue_credentials(&state, email.as_str());
+    let issued = auth::new_credentials(email.as_str(), &state.config.operator_name);
     let account = NewAccount {
         org_id: org.id,
         email: email.to_string(),
@@ -171,30 +171,6 @@ async fn create_user(
             totp_uri: issued.totp_uri,
         }),
     ))
-}
-
-/// A new account's first credentials.
-#[derive(Debug)]
-pub struct IssuedCredentials {
-    pub one_time_password: String,
-    pub totp_secret: String,
-    pub totp_uri: String,
-}
-
-pub fn issue_credentials(state: &AppState, email: &str) -> IssuedCredentials {
-    new_credentials(email, &state.config.operator_name)
-}
-
-pub fn new_credentials(email: &str, issuer: &str) -> IssuedCredentials {
-    let totp_secret = Totp::generate_secret();
-    let totp_uri = Totp::new(&totp_secret, email, issuer)
-        .map(|t| t.provisioning_uri())
-        .unwrap_or_default();
-    IssuedCredentials {
-        one_time_password: auth::generate_one_time_password(),
-        totp_secret,
-        totp_uri,
-    }
 }
 
 /// An account inside the caller's view, or 404.

@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::caller::{Caller, EventExt};
-use super::leases::LeaseView;
+use super::caller::Caller;
+use super::common::LeaseView;
 use super::problem::{invalid, ApiError, ApiJson, ApiPath, ApiQuery};
 use super::AppState;
 use crate::domain::role::Scope;

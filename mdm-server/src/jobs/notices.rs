@@ -38,11 +38,6 @@ const PRUNE_EVERY: Duration = Duration::hours(1);
 /// How often each node reads the notice board again.
 const BOARD_REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// The operator's notice policy, or the default (the first city's contract) if none was set.
-pub async fn policy(store: &dyn Store, operator_id: i64) -> StoreResult<NoticePolicy> {
-    Ok(store.notice_policy(operator_id).await?.unwrap_or_default())
-}
-
 pub struct NoticeJobs {
     store: Arc<dyn Store>,
     config: Arc<Config>,
@@ -53,7 +48,7 @@ pub struct NoticeJobs {
     channels: Arc<Channels>,
     retry: RetryPolicy,
     wake: Arc<Notify>,
-    board: super::notice_board::NoticeBoard,
+    board: crate::state::notice_board::NoticeBoard,
     /// When the notice board was last read from the database.
     board_read: std::sync::Mutex<Option<std::time::Instant>>,
     /// When (on the server's clock) old messages were last pruned.
@@ -69,7 +64,7 @@ impl std::fmt::Debug for NoticeJobs {
 }
 
 impl NoticeJobs {
-    pub fn new(state: &crate::http::AppState, channels: Channels, node: String) -> Arc<Self> {
+    pub fn new(state: &crate::state::AppState, channels: Channels, node: String) -> Arc<Self> {
         let n = &state.config.notifications;
         Arc::new(NoticeJobs {
             store: state.store.clone(),
@@ -110,7 +105,7 @@ impl NoticeJobs {
 
     /// One round: announce due occurrences, expand due notices, send due deliveries.
     pub async fn work_once(&self) -> StoreResult<()> {
-        let policy = policy(self.store.as_ref(), self.operator_id).await?;
+        let policy = crate::state::notice_policy(self.store.as_ref(), self.operator_id).await?;
         self.announce_occurrences(&policy).await?;
         self.expand_due(&policy).await?;
         if self.board_due() {

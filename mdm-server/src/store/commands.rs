@@ -1,7 +1,7 @@
 //! Storage of the command queue: per-device order by priority, delivery at check-in, the
 //! phones' answers, expiry and pruning.
 
-use agent::protocol::CommandStatus;
+use agent_protocol::CommandStatus;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -15,7 +15,7 @@ use crate::domain::role::Scope;
 pub struct NewCommand {
     pub device_id: i64,
     pub kind: &'static str,
-    /// The command as the phone receives it (`agent::protocol::CommandAction`, JSON).
+    /// The command as the phone receives it (`agent_protocol::CommandAction`, JSON).
     pub payload: String,
     pub priority: i64,
     pub expires_at: DateTime<Utc>,

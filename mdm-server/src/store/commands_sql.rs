@@ -1,11 +1,12 @@
 //! The SQL of [`CommandStore`], compiled once per backend like `shared_sql.rs`.
 
-use agent::protocol::CommandStatus;
+use agent_protocol::CommandStatus;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Row};
 
 use super::shared::{append_audit_tx, corrupt, lock_device, SqlStore};
+use super::steps_sql::{forget_phone, insert_command, PENDING};
 use super::Db;
 use crate::domain::audit::AuditEvent;
 use crate::domain::command::{self, CommandState, ResultDecision};
@@ -22,8 +23,6 @@ const COLUMNS: &str = "c.id, c.device_id, d.provider_id, c.batch_id, c.kind, c.p
      c.priority, c.state, c.created_by, c.created_at, c.expires_at, c.sent_at, c.attempts, \
      c.finished_at, c.result";
 const FROM: &str = "FROM commands c JOIN devices d ON d.id = c.device_id";
-/// Must match the predicate of the partial indexes, so that both backends use them.
-const PENDING: &str = "('queued', 'sent', 'not_now')";
 
 fn record_from_row(row: &DbRow) -> StoreResult<CommandRecord> {
     let state: String = row.try_get(7)?;
@@ -55,29 +54,7 @@ async fn load(tx: &mut Tx, id: i64) -> StoreResult<CommandRecord> {
     record_from_row(&row)
 }
 
-/// Cancels everything still waiting for the phone (but `except`): a wipe or a new enrollment
-/// makes what was queued for the old identity meaningless.
-pub(super) async fn purge_pending(
-    tx: &mut Tx,
-    device_id: i64,
-    except: Option<i64>,
-    reason: &str,
-    now: DateTime<Utc>,
-) -> StoreResult<u64> {
-    Ok(sqlx::query(&format!(
-        "UPDATE commands SET state = 'cancelled', finished_at = $1, result = $2 \
-         WHERE device_id = $3 AND state IN {PENDING} AND id <> $4"
-    ))
-    .bind(now)
-    .bind(reason)
-    .bind(device_id)
-    .bind(except.unwrap_or(0))
-    .execute(&mut **tx)
-    .await?
-    .rows_affected())
-}
-
-/// What a confirmed wipe does to the phone's record (see `leasing_sql::forget_phone`); the
+/// What a confirmed wipe does to the phone's record (see `steps_sql::forget_phone`); the
 /// holding ended when the wipe was sent, which is what the wipe was for.
 async fn confirm_wipe(
     tx: &mut Tx,
@@ -90,7 +67,7 @@ async fn confirm_wipe(
             .bind(device_id)
             .fetch_one(&mut **tx)
             .await?;
-    super::leasing_sql::forget_phone(
+    forget_phone(
         tx,
         device_id,
         Some(command_id),
@@ -105,37 +82,6 @@ async fn confirm_wipe(
         .execute(&mut **tx)
         .await?;
     Ok(())
-}
-
-/// Queues one command in the caller's transaction. A wipe is also noted on the phone's row, as
-/// evidence for the wipe-before-reassign rule (commands are pruned; the row is not).
-pub(super) async fn insert_command(
-    tx: &mut Tx,
-    c: &NewCommand,
-    now: DateTime<Utc>,
-) -> StoreResult<i64> {
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO commands (device_id, kind, payload, priority, state, created_by, \
-         created_at, expires_at, available_at, attempts) \
-         VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $6, 0) RETURNING id",
-    )
-    .bind(c.device_id)
-    .bind(c.kind)
-    .bind(&c.payload)
-    .bind(c.priority)
-    .bind(c.created_by)
-    .bind(now)
-    .bind(c.expires_at)
-    .fetch_one(&mut **tx)
-    .await?;
-    if c.kind == "wipe" {
-        sqlx::query("UPDATE devices SET wipe_sent_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(c.device_id)
-            .execute(&mut **tx)
-            .await?;
-    }
-    Ok(id)
 }
 
 fn scoped(q: &mut QueryBuilder<'_, Db>, scope: Scope) {

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::shared::{append_audit_tx, with_target, SqlStore};
+use super::steps_sql::insert_alerts;
 use super::Db;
 use crate::domain::audit::AuditEvent;
 use crate::domain::compliance::{change, Assessment, Change};
@@ -180,35 +181,4 @@ impl ComplianceStore for SqlStore {
         tx.commit().await?;
         Ok(marked)
     }
-}
-
-/// Puts a phone's alert messages (compliance, lost case, data use) in the outbox, inside the
-/// caller's transaction; a message whose idempotency key is there already is not added again.
-pub(super) async fn insert_alerts(
-    tx: &mut super::shared::Tx,
-    topic: Topic,
-    device_id: i64,
-    messages: &[NewDelivery],
-    now: DateTime<Utc>,
-) -> StoreResult<()> {
-    for m in messages {
-        sqlx::query(
-            "INSERT INTO deliveries (topic, device_id, idempotency_key, channel, recipient, \
-             provider_id, subject, body, state, next_attempt_at, late, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, FALSE, $9) \
-             ON CONFLICT (idempotency_key) DO NOTHING",
-        )
-        .bind(topic.as_str())
-        .bind(device_id)
-        .bind(&m.idempotency_key)
-        .bind(m.channel.as_str())
-        .bind(&m.recipient)
-        .bind(m.provider_id)
-        .bind(&m.subject)
-        .bind(&m.body)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(())
 }

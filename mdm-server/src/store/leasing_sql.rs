@@ -4,15 +4,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{QueryBuilder, Row};
 
-use super::commands_sql::{insert_command, purge_pending};
-use super::compliance_sql::insert_alerts;
 use super::shared::{
-    append_audit_tx, corrupt, lock_device, revoke_live_identities, with_details, with_target,
-    SqlStore, Tx,
+    append_audit_tx, corrupt, lock_device, with_details, with_target, SqlStore, Tx,
 };
+use super::steps_sql::{end_holding, forget_phone, insert_alerts, insert_command};
 use super::Db;
 use crate::domain::audit::AuditEvent;
-use crate::domain::command;
 use crate::domain::device::DeviceStatus;
 use crate::domain::lease::{self, LeaseTerms, PhoneState};
 use crate::domain::outbox::Topic;
@@ -160,31 +157,6 @@ pub(super) async fn phone_state(tx: &mut Tx, device_id: i64) -> StoreResult<Phon
     })
 }
 
-/// Ends the phone's holding, if it has a holder: the period closes at `ended_at` (or when it
-/// began, if that was later) and so does the phone's last assignment.
-pub(super) async fn end_holding(
-    tx: &mut Tx,
-    device_id: i64,
-    ended_at: DateTime<Utc>,
-) -> StoreResult<bool> {
-    let ended: Option<DateTime<Utc>> = sqlx::query_scalar(
-        "UPDATE holder_periods SET ended_at = CASE WHEN started_at > $1 THEN started_at ELSE $1 END \
-         WHERE device_id = $2 AND ended_at IS NULL RETURNING ended_at",
-    )
-    .bind(ended_at)
-    .bind(device_id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    if let Some(ended) = ended {
-        sqlx::query("UPDATE devices SET holder_id = NULL, assignment_ended_at = $1 WHERE id = $2")
-            .bind(ended)
-            .bind(device_id)
-            .execute(&mut **tx)
-            .await?;
-    }
-    Ok(ended.is_some())
-}
-
 pub(super) async fn start_holding(
     tx: &mut Tx,
     device_id: i64,
@@ -206,36 +178,6 @@ pub(super) async fn start_holding(
         .bind(device_id)
         .execute(&mut **tx)
         .await?;
-    Ok(())
-}
-
-/// What a wipe means for the phone's records, whether the phone confirmed it or two operator
-/// admins did: what was queued for the old identity is purged (but `keep`, the wipe itself),
-/// the identity stops working, the holder is cleared, and the phone counts as not enrolled.
-pub(super) async fn forget_phone(
-    tx: &mut Tx,
-    device_id: i64,
-    keep: Option<i64>,
-    why: &str,
-    holding_ended_at: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> StoreResult<()> {
-    purge_pending(tx, device_id, keep, why, now).await?;
-    revoke_live_identities(tx, device_id, "wiped", now).await?;
-    end_holding(tx, device_id, holding_ended_at).await?;
-    let status: String = sqlx::query_scalar("SELECT status FROM devices WHERE id = $1")
-        .bind(device_id)
-        .fetch_one(&mut **tx)
-        .await?;
-    let status = DeviceStatus::parse(&status).map_err(|_| corrupt("device status", &status))?;
-    sqlx::query(
-        "UPDATE devices SET status = $1, enrolled_at = NULL, updated_at = $2 WHERE id = $3",
-    )
-    .bind(command::status_after_wipe(status).as_str())
-    .bind(now)
-    .bind(device_id)
-    .execute(&mut **tx)
-    .await?;
     Ok(())
 }
 

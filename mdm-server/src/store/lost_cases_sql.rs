@@ -4,13 +4,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Row};
 
-use super::commands_sql::{insert_command, purge_pending};
-use super::compliance_sql::insert_alerts;
-use super::leasing_sql::{end_holding, insert_request};
+use super::leasing_sql::insert_request;
 use super::shared::{
     append_audit_tx, corrupt, lock_device, revoke_live_identities, with_details, with_target,
     SqlStore, Tx,
 };
+use super::steps_sql::{end_holding, insert_alerts, insert_command, purge_pending};
 use super::Db;
 use crate::domain::audit::AuditEvent;
 use crate::domain::device::DeviceStatus;

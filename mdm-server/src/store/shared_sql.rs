@@ -44,7 +44,7 @@ pub struct SqlStore {
     /// side by side.
     write_gate: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
     /// The connection the certificate lookup keeps between batches (see
-    /// [`SqlStore::look_up_sessions`]); `jobs::device_lookups` runs one lookup at a time.
+    /// [`SqlStore::look_up_sessions`]); `state::device_lookups` runs one lookup at a time.
     lookup_connection: std::sync::Arc<std::sync::Mutex<Option<sqlx::pool::PoolConnection<Db>>>>,
 }
 
@@ -1454,7 +1454,7 @@ impl EnrollmentStore for SqlStore {
         }
         // Re-enrollment: the device's earlier identities stop working now.
         revoke_live_identities(&mut tx, identity.device_id, "re-enrolled", now).await?;
-        super::commands_sql::purge_pending(
+        super::steps_sql::purge_pending(
             &mut tx,
             identity.device_id,
             None,

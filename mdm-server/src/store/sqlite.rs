@@ -90,6 +90,10 @@ mod subscriptions_sql;
 #[path = "warranty_sql.rs"]
 mod warranty_sql;
 
+#[allow(clippy::duplicate_mod)]
+#[path = "steps_sql.rs"]
+mod steps_sql;
+
 pub use shared::SqlStore as SqliteStore;
 
 impl SqliteStore {

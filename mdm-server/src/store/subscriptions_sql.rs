@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Row};
 
-use super::compliance_sql::insert_alerts;
 use super::shared::{append_audit_tx, corrupt, with_details, with_target, SqlStore, Tx};
+use super::steps_sql::insert_alerts;
 use super::Db;
 use crate::domain::audit::AuditEvent;
 use crate::domain::outbox::Topic;

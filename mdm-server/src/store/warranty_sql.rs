@@ -5,11 +5,12 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{QueryBuilder, Row};
 
 use super::leasing_sql::{
-    end_holding, last_holder, load_lease, open_lease, phone_state, start_holding, LeaseRow,
+    last_holder, load_lease, open_lease, phone_state, start_holding, LeaseRow,
 };
 use super::shared::{
     append_audit_tx, corrupt, lock_device, with_details, with_target, SqlStore, Tx,
 };
+use super::steps_sql::end_holding;
 use super::Db;
 use crate::domain::audit::AuditEvent;
 use crate::domain::device::DeviceStatus;

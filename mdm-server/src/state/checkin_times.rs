@@ -49,7 +49,7 @@ impl CheckinTimes {
 
     /// Flushes every [`FLUSH_EVERY`] until `stop` says so, then once more.
     pub async fn run(self, store: Arc<dyn Store>, stop: tokio::sync::watch::Receiver<bool>) {
-        super::repeat(FLUSH_EVERY, stop, "writing check-in times", || {
+        crate::clock::repeat(FLUSH_EVERY, stop, "writing check-in times", || {
             self.flush(store.as_ref())
         })
         .await;

@@ -63,7 +63,7 @@ impl CommandBoard {
     }
 
     pub async fn run(self, store: Arc<dyn Store>, stop: tokio::sync::watch::Receiver<bool>) {
-        super::repeat(
+        crate::clock::repeat(
             REFRESH_EVERY,
             stop,
             "reading which phones have commands",

@@ -1,8 +1,13 @@
 //! The device protocol: JSON bodies of `/agent/v1/*`. The device listener's TLS client
 //! certificate says which device is speaking; these bodies say what it reports.
+//!
+//! A crate of its own so that the agent, the policy renderings (`profiles`) and the server share
+//! these types without the server depending on the agent.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 
 /// An app installed on the phone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -172,11 +177,66 @@ pub struct CommandResult {
     pub error: Option<String>,
 }
 
-/// A policy document for the phone to apply (its shape is `profiles::agent::AgentPolicy`).
+/// A policy document for the phone to apply: an [`AgentPolicy`] as JSON, with the hash of its
+/// canonical form.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PolicyUpdate {
     pub hash: String,
     pub document: serde_json::Value,
+}
+
+impl PolicyUpdate {
+    /// The document as the typed policy it is.
+    pub fn policy(&self) -> Result<AgentPolicy, serde_json::Error> {
+        AgentPolicy::deserialize(&self.document)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentPin {
+    pub min_length: u8,
+    pub numeric_allowed: bool,
+    pub max_failed_attempts: u8,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentRestrictions {
+    pub camera: bool,
+    pub screenshots: bool,
+    pub cloud_backup: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentApp {
+    /// Package name or bundle id.
+    pub id: String,
+    pub min_version: Option<String>,
+    pub settings: BTreeMap<String, String>,
+}
+
+/// The policy document the agent applies (Android and the Linux test agent); `profiles` renders
+/// it from the effective policy. Fields serialise in this order, so equal policies give equal
+/// bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentPolicy {
+    pub pin: AgentPin,
+    pub auto_lock_minutes: u8,
+    pub min_os_version: Option<String>,
+    pub restrictions: AgentRestrictions,
+    pub apps: Vec<AgentApp>,
+}
+
+impl AgentPolicy {
+    /// The document as JSON and the SHA-256 (hex) of its canonical form (keys sorted, no
+    /// spaces), which names this version: the phone can work the hash out again from what it
+    /// receives.
+    pub fn to_json_and_hash(&self) -> (serde_json::Value, String) {
+        let value = serde_json::to_value(self).unwrap_or_default();
+        // serde_json keeps object keys sorted, so these bytes are the canonical form.
+        let bytes = serde_json::to_vec(&value).unwrap_or_default();
+        let hash = hex::encode(Sha256::digest(&bytes));
+        (value, hash)
+    }
 }
 
 /// A maintenance window or disruption as a phone shows it.

@@ -40,17 +40,17 @@ impl NoticeBoard {
         &self,
         provider_id: Option<i64>,
         now: DateTime<Utc>,
-    ) -> Vec<agent::protocol::DeviceNotice> {
+    ) -> Vec<agent_protocol::DeviceNotice> {
         let Some(provider_id) = provider_id else {
             return Vec::new();
         };
         let windows = self.windows.read().unwrap_or_else(|p| p.into_inner());
-        let mut out: Vec<agent::protocol::DeviceNotice> = windows
+        let mut out: Vec<agent_protocol::DeviceNotice> = windows
             .iter()
             .filter(|w| {
                 w.targets.includes(provider_id) && w.times().shown_to_devices(now, UPCOMING)
             })
-            .map(|w| agent::protocol::DeviceNotice {
+            .map(|w| agent_protocol::DeviceNotice {
                 id: w.id,
                 kind: w.kind.as_str().to_string(),
                 title: w.text.title.clone(),

@@ -3,7 +3,6 @@
 //! each node keeps every layer in memory, reads them again every few seconds and after every
 //! change it makes, and keeps each rendered document until then.
 
-use profiles::agent::AgentPolicy;
 use profiles::apps::{CatalogueApp, Platform as ProfilePlatform};
 use profiles::policy::effective;
 use std::collections::HashMap;
@@ -118,7 +117,7 @@ impl PolicyBoard {
         let layers = snapshot.layers.for_device(provider, device_id);
         let platform_for_profiles: ProfilePlatform = platform.into();
         let document =
-            AgentPolicy::render(&effective(&layers), &snapshot.apps, platform_for_profiles)
+            profiles::agent::render(&effective(&layers), &snapshot.apps, platform_for_profiles)
                 .ok()
                 .map(|doc| {
                     let (json, hash) = doc.to_json_and_hash();
@@ -134,7 +133,7 @@ impl PolicyBoard {
 
     /// Reads the layers again every [`REFRESH_EVERY`] until `stop` says so.
     pub async fn run(self, store: Arc<dyn Store>, stop: tokio::sync::watch::Receiver<bool>) {
-        super::repeat(REFRESH_EVERY, stop, "reading the policy layers", || {
+        crate::clock::repeat(REFRESH_EVERY, stop, "reading the policy layers", || {
             self.refresh(store.as_ref())
         })
         .await;
@@ -161,7 +160,7 @@ pub struct Phone {
 
 impl Judge {
     /// Every reason the phone with these facts breaks its effective policy.
-    pub fn reasons(&self, phone: Phone, facts: &agent::protocol::DeviceFacts) -> Vec<Reason> {
+    pub fn reasons(&self, phone: Phone, facts: &agent_protocol::DeviceFacts) -> Vec<Reason> {
         let policy = effective(
             &self
                 .snapshot
