@@ -122,8 +122,12 @@ impl Leasing {
             );
         }
         if let Some(number) = &self.support_phone_number {
-            crate::domain::command::automatic("lost_mode_on", None, Some(number.clone()))
-                .map_err(|e| format!("leasing.support_phone_number: {}", e.message()))?;
+            crate::domain::command::automatic(
+                crate::domain::command::CommandKind::LostModeOn,
+                None,
+                Some(number.clone()),
+            )
+            .map_err(|e| format!("leasing.support_phone_number: {}", e.message()))?;
         }
         if let Some(email) = &self.service_desk_email {
             crate::domain::contact::Email::parse(email)

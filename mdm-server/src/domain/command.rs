@@ -94,24 +94,92 @@ pub struct CommandRequest {
     pub expires_in_hours: Option<u32>,
 }
 
-/// The kinds of command, as the API names them.
-pub const KINDS: [&str; 8] = [
-    "lock",
-    "wipe",
-    "lost_mode_on",
-    "lost_mode_off",
-    "install_app",
-    "remove_app",
-    "refresh_information",
-    "restart",
-];
+/// What a command asks the phone to do. Stored and named in the API by [`CommandKind::as_str`];
+/// a stored kind this server does not know is an error, never another kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandKind {
+    Lock,
+    Wipe,
+    LostModeOn,
+    LostModeOff,
+    InstallApp,
+    RemoveApp,
+    RefreshInformation,
+    Restart,
+}
+
+impl CommandKind {
+    pub const ALL: [CommandKind; 8] = [
+        CommandKind::Lock,
+        CommandKind::Wipe,
+        CommandKind::LostModeOn,
+        CommandKind::LostModeOff,
+        CommandKind::InstallApp,
+        CommandKind::RemoveApp,
+        CommandKind::RefreshInformation,
+        CommandKind::Restart,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CommandKind::Lock => "lock",
+            CommandKind::Wipe => "wipe",
+            CommandKind::LostModeOn => "lost_mode_on",
+            CommandKind::LostModeOff => "lost_mode_off",
+            CommandKind::InstallApp => "install_app",
+            CommandKind::RemoveApp => "remove_app",
+            CommandKind::RefreshInformation => "refresh_information",
+            CommandKind::Restart => "restart",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, DomainError> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                DomainError::invalid(
+                    "kind",
+                    format!(
+                        "unknown command '{s}'; expected one of {}",
+                        Self::ALL.map(CommandKind::as_str).join(", ")
+                    ),
+                )
+            })
+    }
+
+    /// Shows a message and a number to call on the lock screen.
+    fn takes_text(self) -> bool {
+        matches!(self, CommandKind::Lock | CommandKind::LostModeOn)
+    }
+
+    /// Names an app of the catalogue.
+    fn takes_app(self) -> bool {
+        matches!(self, CommandKind::InstallApp | CommandKind::RemoveApp)
+    }
+
+    /// Protects a phone that may be in the wrong hands, so it goes first.
+    fn protects(self) -> bool {
+        matches!(
+            self,
+            CommandKind::Lock | CommandKind::Wipe | CommandKind::LostModeOn
+        )
+    }
+}
+
+impl std::fmt::Display for CommandKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// The parts of a command that do not depend on the phone: kind, checked text, priority and
 /// expiry. App commands are finished per phone by [`CheckedCommand::action_for`], since an app
 /// has a different identifier on each platform.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckedCommand {
-    pub kind: &'static str,
+    pub kind: CommandKind,
     message: Option<String>,
     phone_number: Option<String>,
     pub app: Option<String>,
@@ -119,7 +187,7 @@ pub struct CheckedCommand {
     pub expires_in: Duration,
 }
 
-fn priority_value(kind: &str, requested: Option<&str>) -> Result<i64, DomainError> {
+fn priority_value(kind: CommandKind, requested: Option<&str>) -> Result<i64, DomainError> {
     match requested {
         Some("high") => Ok(2),
         Some("normal") => Ok(1),
@@ -129,7 +197,7 @@ fn priority_value(kind: &str, requested: Option<&str>) -> Result<i64, DomainErro
             format!("unknown priority '{other}'; expected high, normal or low"),
         )),
         // What protects a phone that may be in the wrong hands goes first.
-        None if matches!(kind, "lock" | "wipe" | "lost_mode_on") => Ok(2),
+        None if kind.protects() => Ok(2),
         None => Ok(1),
     }
 }
@@ -167,18 +235,9 @@ fn checked_phone(text: Option<&str>) -> Result<Option<String>, DomainError> {
 impl CommandRequest {
     /// Checks everything that can be checked without the phone.
     pub fn check(&self) -> Result<CheckedCommand, DomainError> {
-        let kind = KINDS.into_iter().find(|k| *k == self.kind).ok_or_else(|| {
-            DomainError::invalid(
-                "kind",
-                format!(
-                    "unknown command '{}'; expected one of {}",
-                    self.kind,
-                    KINDS.join(", ")
-                ),
-            )
-        })?;
-        let takes_text = matches!(kind, "lock" | "lost_mode_on");
-        let takes_app = matches!(kind, "install_app" | "remove_app");
+        let kind = CommandKind::parse(&self.kind)?;
+        let takes_text = kind.takes_text();
+        let takes_app = kind.takes_app();
         if !takes_text && (self.message.is_some() || self.phone_number.is_some()) {
             return Err(DomainError::invalid(
                 "message",
@@ -193,7 +252,7 @@ impl CommandRequest {
         }
         let message = checked_message(self.message.as_deref())?;
         let phone_number = checked_phone(self.phone_number.as_deref())?;
-        if kind == "lost_mode_on" && message.is_none() && phone_number.is_none() {
+        if kind == CommandKind::LostModeOn && message.is_none() && phone_number.is_none() {
             return Err(DomainError::invalid(
                 "message",
                 "lost mode needs a message or a phone number for the finder",
@@ -236,33 +295,33 @@ impl CheckedCommand {
             ))
         };
         Some(match self.kind {
-            "lock" => CommandAction::Lock {
+            CommandKind::Lock => CommandAction::Lock {
                 message: self.message.clone(),
                 phone_number: self.phone_number.clone(),
             },
-            "wipe" => CommandAction::Wipe,
-            "lost_mode_on" => CommandAction::LostModeOn {
+            CommandKind::Wipe => CommandAction::Wipe,
+            CommandKind::LostModeOn => CommandAction::LostModeOn {
                 message: self.message.clone(),
                 phone_number: self.phone_number.clone(),
             },
-            "lost_mode_off" => CommandAction::LostModeOff,
-            "install_app" => {
+            CommandKind::LostModeOff => CommandAction::LostModeOff,
+            CommandKind::InstallApp => {
                 let (app, identifier) = app()?;
                 CommandAction::InstallApp { app, identifier }
             }
-            "remove_app" => {
+            CommandKind::RemoveApp => {
                 let (app, identifier) = app()?;
                 CommandAction::RemoveApp { app, identifier }
             }
-            "refresh_information" => CommandAction::RefreshInformation,
-            _ => CommandAction::Restart,
+            CommandKind::RefreshInformation => CommandAction::RefreshInformation,
+            CommandKind::Restart => CommandAction::Restart,
         })
     }
 
     /// Whether this command may go to every phone of a provider in one request. A wipe may
     /// not: wiping is decided phone by phone.
     pub fn allowed_in_fan_out(&self) -> Result<(), DomainError> {
-        if self.kind == "wipe" {
+        if self.kind == CommandKind::Wipe {
             return Err(DomainError::invalid(
                 "kind",
                 "a wipe goes to one phone at a time; send it per phone",
@@ -277,12 +336,12 @@ impl CheckedCommand {
 /// found in time): checked like one a person sends. These carry no app, so the payload is the
 /// same on every platform. Returns the command and its payload.
 pub fn automatic(
-    kind: &str,
+    kind: CommandKind,
     message: Option<String>,
     phone_number: Option<String>,
 ) -> Result<(CheckedCommand, String), DomainError> {
     let command = CommandRequest {
-        kind: kind.to_string(),
+        kind: kind.as_str().to_string(),
         message,
         phone_number,
         ..CommandRequest::default()
@@ -315,13 +374,24 @@ pub fn status_after_wipe(status: DeviceStatus) -> DeviceStatus {
     }
 }
 
+/// What an answer does beyond the command's own state, done in the same transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerEffect {
+    /// The phone confirmed its wipe: what was queued for it is purged, its identity stops
+    /// working, its holder is cleared, it counts as not enrolled, and a phone waiting for the
+    /// wipe goes back to stock ([`status_after_wipe`]).
+    PhoneWiped,
+}
+
 /// What a phone's answer does to a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResultDecision {
-    /// Store the new state; `retry_at` is set for a not-now answer.
+    /// Store the new state; `retry_at` is set for a not-now answer; `effect` is what else the
+    /// answer does.
     Record {
         state: CommandState,
         retry_at: Option<DateTime<Utc>>,
+        effect: Option<AnswerEffect>,
     },
     /// The same answer arrived before (a repeat after a lost reply): nothing changes.
     AlreadyRecorded,
@@ -356,6 +426,7 @@ pub fn reported_state(status: CommandStatus) -> CommandState {
 /// Decides what a phone's answer does, given where the command is. Answers are idempotent: the
 /// same answer twice changes nothing the second time.
 pub fn decide_result(
+    kind: CommandKind,
     current: CommandState,
     attempts: i64,
     reported: CommandStatus,
@@ -365,6 +436,8 @@ pub fn decide_result(
     let record = || ResultDecision::Record {
         state: new,
         retry_at: (new == CommandState::NotNow).then(|| now + not_now_delay(attempts)),
+        effect: (kind == CommandKind::Wipe && new == CommandState::Acknowledged)
+            .then_some(AnswerEffect::PhoneWiped),
     };
     match current {
         CommandState::Queued if attempts == 0 => Err(ResultRefusal::NotSent),
@@ -552,45 +625,124 @@ mod tests {
             Ok(ResultDecision::Record {
                 state,
                 retry_at: None,
+                effect: None,
             })
         };
         assert_eq!(
-            decide_result(CommandState::Sent, 1, S::Acknowledged, now()),
+            decide_result(
+                CommandKind::Lock,
+                CommandState::Sent,
+                1,
+                S::Acknowledged,
+                now()
+            ),
             record(CommandState::Acknowledged)
         );
         assert_eq!(
-            decide_result(CommandState::Acknowledged, 1, S::Acknowledged, now()),
+            decide_result(
+                CommandKind::Lock,
+                CommandState::Acknowledged,
+                1,
+                S::Acknowledged,
+                now()
+            ),
             Ok(ResultDecision::AlreadyRecorded)
         );
         assert_eq!(
-            decide_result(CommandState::Acknowledged, 1, S::Error, now()),
+            decide_result(
+                CommandKind::Lock,
+                CommandState::Acknowledged,
+                1,
+                S::Error,
+                now()
+            ),
             Err(ResultRefusal::Conflicts(CommandState::Acknowledged))
         );
         assert_eq!(
-            decide_result(CommandState::Queued, 0, S::Acknowledged, now()),
+            decide_result(
+                CommandKind::Lock,
+                CommandState::Queued,
+                0,
+                S::Acknowledged,
+                now()
+            ),
             Err(ResultRefusal::NotSent)
         );
         assert_eq!(
-            decide_result(CommandState::Cancelled, 1, S::Acknowledged, now()),
+            decide_result(
+                CommandKind::Lock,
+                CommandState::Cancelled,
+                1,
+                S::Acknowledged,
+                now()
+            ),
             Err(ResultRefusal::Cancelled)
         );
         assert_eq!(
-            decide_result(CommandState::Expired, 1, S::Error, now()),
+            decide_result(CommandKind::Lock, CommandState::Expired, 1, S::Error, now()),
             record(CommandState::Error)
         );
         assert_eq!(
-            decide_result(CommandState::NotNow, 1, S::Acknowledged, now()),
+            decide_result(
+                CommandKind::Lock,
+                CommandState::NotNow,
+                1,
+                S::Acknowledged,
+                now()
+            ),
             record(CommandState::Acknowledged)
         );
     }
 
     #[test]
+    fn only_an_acknowledged_wipe_wipes_the_phone() {
+        use CommandStatus as S;
+        let effect =
+            |kind, reported| match decide_result(kind, CommandState::Sent, 1, reported, now()) {
+                Ok(ResultDecision::Record { effect, .. }) => effect,
+                other => panic!("not recorded: {other:?}"),
+            };
+        assert_eq!(
+            effect(CommandKind::Wipe, S::Acknowledged),
+            Some(AnswerEffect::PhoneWiped)
+        );
+        assert_eq!(effect(CommandKind::Wipe, S::Error), None);
+        assert_eq!(effect(CommandKind::Wipe, S::NotNow), None);
+        for kind in CommandKind::ALL
+            .into_iter()
+            .filter(|k| *k != CommandKind::Wipe)
+        {
+            assert_eq!(effect(kind, S::Acknowledged), None, "{kind}");
+        }
+    }
+
+    #[test]
+    fn every_kind_reads_back_as_itself_and_an_unknown_kind_is_refused() {
+        for kind in CommandKind::ALL {
+            assert_eq!(CommandKind::parse(kind.as_str()), Ok(kind));
+            assert_eq!(
+                serde_json::to_value(kind).expect("json"),
+                serde_json::json!(kind.as_str())
+            );
+        }
+        assert!(CommandKind::parse("reboot").is_err());
+        assert!(CommandKind::parse("").is_err());
+    }
+
+    #[test]
     fn not_now_puts_the_command_off_with_growing_delays() {
         assert_eq!(
-            decide_result(CommandState::Sent, 1, CommandStatus::NotNow, now()),
+            decide_result(
+                CommandKind::Lock,
+                CommandState::Sent,
+                1,
+                CommandStatus::NotNow,
+                now()
+            ),
             Ok(ResultDecision::Record {
                 state: CommandState::NotNow,
                 retry_at: Some(now() + Duration::minutes(5)),
+                effect: None,
             })
         );
         assert_eq!(not_now_delay(2), Duration::minutes(10));
@@ -621,18 +773,18 @@ mod tests {
 
     #[test]
     fn automatic_commands_are_checked_like_any_other_and_go_out_first() {
-        let (wipe, payload) = automatic("wipe", None, None).expect("wipe");
+        let (wipe, payload) = automatic(CommandKind::Wipe, None, None).expect("wipe");
         assert_eq!(wipe.priority, 2);
         assert_eq!(payload, r#"{"kind":"wipe"}"#);
         let (lock, payload) = automatic(
-            "lost_mode_on",
+            CommandKind::LostModeOn,
             Some("Hittad? Ring kommunen".into()),
             Some("+46812345678".into()),
         )
         .expect("lost mode");
         assert_eq!(lock.priority, 2);
         assert!(payload.contains("+46812345678"), "{payload}");
-        assert!(automatic("install_app", None, None).is_err());
-        assert!(automatic("lost_mode_on", Some("x".repeat(201)), None).is_err());
+        assert!(automatic(CommandKind::InstallApp, None, None).is_err());
+        assert!(automatic(CommandKind::LostModeOn, Some("x".repeat(201)), None).is_err());
     }
 }

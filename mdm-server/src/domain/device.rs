@@ -208,6 +208,17 @@ pub fn check_warranty(
     }
 }
 
+/// Whether a device certificate still proves who the phone is: not revoked and not expired.
+/// The one rule for a live identity; the store's certificate lookups ask the same in SQL
+/// (`revoked_at IS NULL AND not_after > now`).
+pub fn identity_is_live(
+    revoked_at: Option<chrono::DateTime<chrono::Utc>>,
+    not_after: chrono::DateTime<chrono::Utc>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> bool {
+    revoked_at.is_none() && not_after > now
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,5 +261,14 @@ mod tests {
         assert!(check_warranty(d("2026-01-10"), d("2028-01-10")).is_ok());
         assert!(check_warranty(d("2026-01-10"), d("2025-01-10")).is_err());
         assert!(check_warranty(None, d("2025-01-10")).is_ok());
+    }
+
+    #[test]
+    fn an_identity_is_live_until_it_is_revoked_or_runs_out() {
+        let now: chrono::DateTime<chrono::Utc> = "2026-12-04T10:00:00Z".parse().expect("time");
+        let later = now + chrono::Duration::days(1);
+        assert!(identity_is_live(None, later, now));
+        assert!(!identity_is_live(Some(now), later, now));
+        assert!(!identity_is_live(None, now, now), "expired at this instant");
     }
 }

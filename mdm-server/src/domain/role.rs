@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::command::CommandKind;
 use super::DomainError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -107,10 +108,10 @@ impl Actor {
 
     /// Municipal IT sends commands to phones; only its admins may wipe one or send a command
     /// to every phone of a provider.
-    pub fn may_send_command(&self, kind: &str, fan_out: bool) -> Result<(), Forbidden> {
+    pub fn may_send_command(&self, kind: CommandKind, fan_out: bool) -> Result<(), Forbidden> {
         match self.role {
             Role::OperatorAdmin => Ok(()),
-            Role::OperatorStaff if kind != "wipe" && !fan_out => Ok(()),
+            Role::OperatorStaff if kind != CommandKind::Wipe && !fan_out => Ok(()),
             _ => Err(Forbidden),
         }
     }
@@ -253,13 +254,13 @@ mod tests {
         };
         let admin = actor(Role::OperatorAdmin);
         let staff = actor(Role::OperatorStaff);
-        assert!(admin.may_send_command("wipe", false).is_ok());
-        assert!(admin.may_send_command("lock", true).is_ok());
-        assert!(staff.may_send_command("lock", false).is_ok());
-        assert!(staff.may_send_command("wipe", false).is_err());
-        assert!(staff.may_send_command("lock", true).is_err());
+        assert!(admin.may_send_command(CommandKind::Wipe, false).is_ok());
+        assert!(admin.may_send_command(CommandKind::Lock, true).is_ok());
+        assert!(staff.may_send_command(CommandKind::Lock, false).is_ok());
+        assert!(staff.may_send_command(CommandKind::Wipe, false).is_err());
+        assert!(staff.may_send_command(CommandKind::Lock, true).is_err());
         assert!(actor(Role::ProviderAdmin)
-            .may_send_command("lock", false)
+            .may_send_command(CommandKind::Lock, false)
             .is_err());
     }
 

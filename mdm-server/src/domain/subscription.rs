@@ -98,6 +98,18 @@ pub fn transition(from: SimStatus, to: SimStatus) -> Result<SimStatus, Refusal> 
     }
 }
 
+/// What a loss report does to the phone's SIM: an active SIM's block is requested; a SIM
+/// blocked, being blocked or terminated stays as it is.
+pub fn on_loss(status: SimStatus) -> Option<SimStatus> {
+    transition(status, SimStatus::BlockRequested).ok()
+}
+
+/// Whether a found phone's SIM needs its re-activation requested: it was blocked, or its block
+/// was requested.
+pub fn needs_reactivation(status: SimStatus) -> bool {
+    matches!(status, SimStatus::BlockRequested | SimStatus::Blocked)
+}
+
 /// Checks a subscription's number, phone company and plan.
 pub fn check_subscription(
     phone_number: &str,
@@ -298,5 +310,18 @@ mod tests {
             Some(80)
         );
         assert!(judge_report(None, None, Some(other), Some(500 * gb), "2026-11").is_empty());
+    }
+
+    #[test]
+    fn a_loss_requests_the_block_of_an_active_sim_only_and_finding_the_phone_undoes_it() {
+        use SimStatus::*;
+        assert_eq!(on_loss(Active), Some(BlockRequested));
+        for other in [BlockRequested, Blocked, Terminated] {
+            assert_eq!(on_loss(other), None, "{other:?}");
+        }
+        assert!(needs_reactivation(BlockRequested));
+        assert!(needs_reactivation(Blocked));
+        assert!(!needs_reactivation(Active));
+        assert!(!needs_reactivation(Terminated));
     }
 }

@@ -142,7 +142,7 @@ async fn device_for_token(
             // phone (which cuts off its current certificate) takes a token made for that phone.
             let now = state.clock.now();
             let identities = state.store.device_identities(d.id).await?;
-            if identities.iter().any(|i| i.revoked_at.is_none() && i.not_after > now) {
+            if identities.iter().any(|i| i.is_live(now)) {
                 return Err(contradicts(format!(
                     "the phone with serial {serial} is already enrolled; re-enrolling it needs a token made for that phone"
                 )));

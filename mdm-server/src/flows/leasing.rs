@@ -7,6 +7,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use super::{FlowError, FlowResult};
 use crate::domain::audit::AuditEvent;
+use crate::domain::command::CommandKind;
 use crate::domain::lease::{self, LeaseEnd, LeaseTerms};
 use crate::domain::organisation::OrgKind;
 use crate::domain::role::{Role, Scope};
@@ -163,7 +164,13 @@ pub async fn set_holder(
 
 /// A wipe queued by a flow, not by a person's command.
 fn wipe(now: DateTime<Utc>, by: Option<i64>) -> FlowResult<CommandTemplate> {
-    Ok(CommandTemplate::automatic("wipe", None, None, now, by)?)
+    Ok(CommandTemplate::automatic(
+        CommandKind::Wipe,
+        None,
+        None,
+        now,
+        by,
+    )?)
 }
 
 /// Returns a phone leased to `provider_id`: the lease ends, the holder is cleared and a wipe is

@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use super::messages::{loss_report_key, to_service_desk};
 use super::FlowResult;
 use crate::domain::audit::AuditEvent;
+use crate::domain::command::CommandKind;
 use crate::domain::device::DeviceStatus;
 use crate::domain::lost_case::{LossKind, LossReport};
 use crate::domain::notice_text::{loss_report, lost_mode_message, LossFacts};
@@ -36,7 +37,7 @@ pub async fn report(
     report.check(now)?;
     let language = state.language().await?;
     let lock = CommandTemplate::automatic(
-        "lost_mode_on",
+        CommandKind::LostModeOn,
         Some(lost_mode_message(&state.config.operator_name, language)),
         state.config.leasing.support_phone_number.clone(),
         now,
@@ -85,7 +86,7 @@ pub async fn report(
 /// requested, and the phone goes back to the status it had.
 pub async fn found(state: &AppState, id: i64, by: i64, event: AuditEvent) -> FlowResult<LostCase> {
     let now = state.clock.now();
-    let unlock = CommandTemplate::automatic("lost_mode_off", None, None, now, Some(by))?;
+    let unlock = CommandTemplate::automatic(CommandKind::LostModeOff, None, None, now, Some(by))?;
     let case = state
         .store
         .resolve_lost_case(id, &CaseEnd::Found { unlock }, Some(by), now, event)
@@ -151,7 +152,7 @@ pub async fn escalate_overdue(state: &AppState, now: DateTime<Utc>) -> FlowResul
                 .store
                 .escalate_lost_case(
                     case.id,
-                    &CommandTemplate::automatic("wipe", None, None, now, None)?,
+                    &CommandTemplate::automatic(CommandKind::Wipe, None, None, now, None)?,
                     now,
                     event,
                 )

@@ -11,6 +11,7 @@
 //! - [`compliance`]: providers are told of phones non-compliant past the grace period;
 //! - [`leasing`]: a phone is leased, handed to a holder, returned; contracts end;
 //! - [`loss`]: a lost or stolen phone is reported, found, written off or wiped when overdue;
+//! - [`maintenance`]: planned maintenance, recurring windows and disruptions are announced;
 //! - [`reminders`]: the service desk hears of ending warranties and leases;
 //! - [`sim_report`]: what a check-in says about the phone's SIM;
 //! - [`messages`]: every message the outbox sends that is not a maintenance notice.
@@ -22,6 +23,7 @@ pub mod compliance;
 pub mod enrollment;
 pub mod leasing;
 pub mod loss;
+pub mod maintenance;
 pub mod messages;
 pub mod reminders;
 pub mod sim_report;

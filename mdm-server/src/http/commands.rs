@@ -91,7 +91,7 @@ impl CommandView {
             id: c.id,
             device_id: c.device_id,
             batch_id: c.batch_id,
-            kind: c.kind,
+            kind: c.kind.to_string(),
             payload: serde_json::from_str(&c.payload).unwrap_or_default(),
             priority: priority_name(c.priority).to_string(),
             state: c.state.as_str().to_string(),
@@ -126,7 +126,7 @@ impl BatchView {
         BatchView {
             id: b.id,
             provider_id: b.provider_id,
-            kind: b.kind,
+            kind: b.kind.to_string(),
             queued: b.queued,
             created_by: b.created_by,
             created_at: state.local(b.created_at),
@@ -262,7 +262,7 @@ async fn cancel_command(
 ) -> Result<Json<CommandView>, ApiError> {
     caller.actor.require_operator()?;
     let current = state.store.command(caller.actor.scope(), id).await?;
-    caller.actor.may_send_command(&current.kind, false)?;
+    caller.actor.may_send_command(current.kind, false)?;
     if !current.state.is_cancellable() {
         return Err(not_cancellable(&current));
     }

@@ -230,7 +230,7 @@ async fn device_identity(
     let identities = state.store.device_identities(id).await?;
     let live = identities
         .iter()
-        .find(|i| i.revoked_at.is_none() && i.not_after > now)
+        .find(|i| i.is_live(now))
         .cloned()
         .map(|i| certificate_view(&state, i));
     Ok(Json(IdentityView {

@@ -15,15 +15,13 @@ use super::caller::Caller;
 use super::problem::{checked, ApiError, ApiJson, ApiPath, ApiQuery, Fields};
 use super::AppState;
 use crate::domain::maintenance::{
-    check_planned, check_text, parse_time, timetable, NoticeKind, NoticePolicy, Recurrence,
-    WindowKind, WindowRefusal, WindowStatus,
+    check_text, parse_time, NoticePolicy, Recurrence, WindowKind, WindowStatus,
 };
 use crate::domain::organisation::OrgKind;
 use crate::domain::role::Role;
-use crate::store::notices::{
-    NewNotice, NewSeries, NewWindow, Notice, Series, Targets, Window, WindowChange, WindowFilter,
-    WindowText,
-};
+use crate::flows;
+use crate::flows::maintenance::{parse_message, Announcement, Telling};
+use crate::store::notices::{Notice, Series, Targets, Window, WindowFilter, WindowText};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -368,49 +366,6 @@ fn text(fields: &mut Fields, title: &str, description: &str, systems: &[String])
     }
 }
 
-/// The problem for a window the policy refuses.
-fn refused(state: &AppState, r: WindowRefusal) -> ApiError {
-    match r {
-        WindowRefusal::Invalid(e) => e.into(),
-        WindowRefusal::TooLate {
-            earliest,
-            lead_days,
-        } => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "notice-too-late",
-            "Announced too late",
-            format!(
-                "planned maintenance must be announced at least {lead_days} days before it starts; \
-                 the earliest start announced now is {}",
-                state.local(earliest).format("%Y-%m-%d %H:%M %:z")
-            ),
-        ),
-        WindowRefusal::OutsidePreferred => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "outside-preferred-window",
-            "Outside the preferred maintenance windows",
-            "the window lies outside the preferred maintenance windows of the notice policy; \
-             choose another time or send acknowledge_outside_preferred: true",
-        ),
-    }
-}
-
-fn announce_notices(
-    p: &NoticePolicy,
-    first: NoticeKind,
-    now: DateTime<chrono::Utc>,
-    start: DateTime<chrono::Utc>,
-    end: DateTime<chrono::Utc>,
-) -> Vec<NewNotice> {
-    let mut notices = vec![NewNotice::at(first, now)];
-    notices.extend(
-        timetable(p, now, start, end)
-            .into_iter()
-            .map(|(k, at)| NewNotice::at(k, at)),
-    );
-    notices
-}
-
 /// Schedule planned maintenance (operator admin). The providers' IT contacts are notified at
 /// once, reminded before it starts, and told when it starts and ends.
 #[utoipa::path(post, path = "/api/v1/maintenance-windows", tag = "maintenance", security(("bearer" = [])),
@@ -431,48 +386,18 @@ async fn create_window(
     let end = fields.check(parse_time("ends_at", &body.ends_at, tz));
     fields.finish()?;
     let (start, end) = (checked(start)?, checked(end)?);
-    let p = state.notice_policy().await?;
-    let now = state.clock.now();
-    let outside = check_planned(&p, tz, now, start, end, body.acknowledge_outside_preferred)
-        .map_err(|r| refused(&state, r))?;
-    let window = NewWindow {
-        kind: WindowKind::Planned,
-        series_id: None,
-        text,
-        targets,
-        starts_at: start,
-        ends_at: Some(end),
-        outside_preferred: outside,
-        created_by: Some(caller.actor.account_id),
-    };
-    let notices = announce_notices(&p, NoticeKind::Announced, now, start, end);
-    let event = caller
-        .event("maintenance.schedule", "maintenance_window", None)
-        .details(serde_json::json!({
-            "title": window.text.title,
-            "starts_at": start,
-            "ends_at": end,
-            "outside_preferred_acknowledged": outside,
-        }));
-    let created = state
-        .store
-        .create_window(&window, &notices, now, event)
-        .await?;
-    after_change(&state).await;
+    let event = caller.event("maintenance.schedule", "maintenance_window", None);
+    let created = flows::maintenance::schedule(
+        &state,
+        Announcement { text, targets },
+        (start, end),
+        body.acknowledge_outside_preferred,
+        caller.actor.account_id,
+        event,
+    )
+    .await?;
     let view = full_view(&state, &caller, created).await?;
     Ok((StatusCode::CREATED, Json(view)))
-}
-
-/// Wakes the notice workers and shows the change to phones checking in at this node.
-async fn after_change(state: &AppState) {
-    state.notice_wake.notify_one();
-    if let Err(e) = state
-        .notice_board
-        .refresh(state.store.as_ref(), state.clock.now())
-        .await
-    {
-        tracing::warn!(error = %e, "could not refresh the notice board");
-    }
 }
 
 /// One window or disruption, with its notices and who acknowledged it.
@@ -510,54 +435,26 @@ async fn reschedule_window(
     ApiJson(body): ApiJson<RescheduleBody>,
 ) -> Result<Json<WindowView>, ApiError> {
     caller.actor.require_operator_admin()?;
-    let current = state.store.window(id).await?;
-    let now = state.clock.now();
-    let movable = matches!(
-        current.status_at(now),
-        WindowStatus::Scheduled | WindowStatus::Rescheduled
-    );
-    if current.kind != WindowKind::Planned || !movable {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "window-not-movable",
-            "The window cannot be moved",
-            format!(
-                "only planned maintenance that has not started can be rescheduled; this one is {}",
-                current.status_at(now).as_str()
-            ),
-        ));
-    }
+    let current = flows::maintenance::movable_window(&state, id).await?;
     let tz = state.config.time_zone;
     let mut fields = Fields::default();
     let start = fields.check(parse_time("starts_at", &body.starts_at, tz));
     let end = fields.check(parse_time("ends_at", &body.ends_at, tz));
     fields.finish()?;
     let (start, end) = (checked(start)?, checked(end)?);
-    let p = state.notice_policy().await?;
-    let outside = check_planned(&p, tz, now, start, end, body.acknowledge_outside_preferred)
-        .map_err(|r| refused(&state, r))?;
-    let notices = announce_notices(&p, NoticeKind::Rescheduled, now, start, end);
-    let event = caller
-        .event(
-            "maintenance.reschedule",
-            "maintenance_window",
-            Some(id.to_string()),
-        )
-        .details(serde_json::json!({
-            "from": { "starts_at": current.starts_at, "ends_at": current.ends_at },
-            "to": { "starts_at": start, "ends_at": end },
-            "outside_preferred_acknowledged": outside,
-        }));
-    let change = WindowChange::Reschedule {
-        starts_at: start,
-        ends_at: end,
-        outside_preferred: outside,
-    };
-    let changed = state
-        .store
-        .change_window(id, &change, &notices, now, event)
-        .await?;
-    after_change(&state).await;
+    let event = caller.event(
+        "maintenance.reschedule",
+        "maintenance_window",
+        Some(id.to_string()),
+    );
+    let changed = flows::maintenance::reschedule(
+        &state,
+        &current,
+        (start, end),
+        body.acknowledge_outside_preferred,
+        event,
+    )
+    .await?;
     Ok(Json(full_view(&state, &caller, changed).await?))
 }
 
@@ -567,23 +464,6 @@ pub struct MessageBody {
     /// A sentence for the IT contacts (the reason, the current state).
     #[serde(default)]
     pub message: Option<String>,
-}
-
-fn parse_message(message: Option<&str>, required: bool) -> Result<Option<String>, ApiError> {
-    let message = message.map(str::trim).filter(|m| !m.is_empty());
-    match message {
-        None if required => Err(ApiError::validation(vec![super::problem::FieldError {
-            field: "message".into(),
-            message: "is required".into(),
-        }])),
-        Some(m) if m.chars().count() > 2000 => {
-            Err(ApiError::validation(vec![super::problem::FieldError {
-                field: "message".into(),
-                message: "must be at most 2000 characters".into(),
-            }]))
-        }
-        m => Ok(m.map(str::to_string)),
-    }
 }
 
 /// Cancel planned maintenance (operator admin); the IT contacts are told.
@@ -597,44 +477,26 @@ async fn cancel_window(
     ApiJson(body): ApiJson<MessageBody>,
 ) -> Result<Json<WindowView>, ApiError> {
     caller.actor.require_operator_admin()?;
-    let current = state.store.window(id).await?;
-    let now = state.clock.now();
-    if current.kind != WindowKind::Planned || current.status_at(now) == WindowStatus::Completed {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "window-not-cancellable",
-            "The window cannot be cancelled",
-            "only planned maintenance that has not ended can be cancelled; close a disruption instead",
-        ));
-    }
+    flows::maintenance::cancellable_window(&state, id).await?;
     let message = parse_message(body.message.as_deref(), false)?;
-    let told = (NoticeKind::Cancelled, message, "maintenance.cancel");
-    change_with_notice(&state, &caller, id, WindowChange::Cancel, told).await
+    let event = caller.event(
+        "maintenance.cancel",
+        "maintenance_window",
+        Some(id.to_string()),
+    );
+    told(&state, &caller, id, Telling::Cancel, message, event).await
 }
 
-/// Applies `change` to window `id` with one notice of the given kind and message, due now,
-/// records the action in the audit trail, and answers the window as it is now.
-async fn change_with_notice(
+/// Tells the IT contacts about window `id` and answers the window as it is now.
+async fn told(
     state: &AppState,
     caller: &Caller,
     id: i64,
-    change: WindowChange,
-    (kind, message, action): (NoticeKind, Option<String>, &str),
+    telling: Telling,
+    message: Option<String>,
+    event: crate::domain::audit::AuditEvent,
 ) -> Result<Json<WindowView>, ApiError> {
-    let now = state.clock.now();
-    let notices = vec![NewNotice {
-        kind,
-        message: message.clone(),
-        due_at: now,
-    }];
-    let event = caller
-        .event(action, "maintenance_window", Some(id.to_string()))
-        .details(serde_json::json!({ "message": message }));
-    let changed = state
-        .store
-        .change_window(id, &change, &notices, now, event)
-        .await?;
-    after_change(state).await;
+    let changed = flows::maintenance::tell(state, id, telling, message, event).await?;
     Ok(Json(full_view(state, caller, changed).await?))
 }
 
@@ -742,42 +604,23 @@ async fn create_series(
     ApiJson(body): ApiJson<NewSeriesBody>,
 ) -> Result<(StatusCode, Json<SeriesView>), ApiError> {
     caller.actor.require_operator_admin()?;
-    let tz = state.config.time_zone;
     let mut fields = Fields::default();
     let text = text(&mut fields, &body.title, &body.description, &body.systems);
     let targets = parse_targets(&state, &mut fields, body.provider_ids.as_deref()).await?;
     let recurrence = fields.check(Recurrence::parse(&body.cron, body.duration_minutes));
     fields.finish()?;
     let recurrence = checked(recurrence)?;
-    let p = state.notice_policy().await?;
-    let now = state.clock.now();
-    let (first, _) = recurrence.first_announceable(&p, tz, now)?;
-    // Twelve occurrences are checked against the preferred windows: enough to catch a monthly
-    // pattern that drifts onto the wrong weekday.
-    let preferred = recurrence.all_preferred(&p, tz, first, 12);
-    if !preferred && !body.acknowledge_outside_preferred {
-        return Err(refused(&state, WindowRefusal::OutsidePreferred));
-    }
-    let series = NewSeries {
-        text,
-        targets,
-        cron: recurrence.expression.clone(),
-        duration_minutes: body.duration_minutes,
-        outside_preferred: !preferred,
-        next_start_at: first,
-        created_by: Some(caller.actor.account_id),
-    };
-    let event = caller
-        .event("maintenance.schedule_series", "maintenance_series", None)
-        .details(serde_json::json!({
-            "title": series.text.title,
-            "cron": series.cron,
-            "duration_minutes": series.duration_minutes,
-            "first_start_at": first,
-            "outside_preferred_acknowledged": !preferred,
-        }));
-    let created = state.store.create_series(&series, now, event).await?;
-    state.notice_wake.notify_one();
+    let event = caller.event("maintenance.schedule_series", "maintenance_series", None);
+    let created = flows::maintenance::schedule_series(
+        &state,
+        Announcement { text, targets },
+        &recurrence,
+        body.duration_minutes,
+        body.acknowledge_outside_preferred,
+        caller.actor.account_id,
+        event,
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(SeriesView::new(&state, created))))
 }
 
@@ -859,49 +702,16 @@ async fn open_disruption(
     let text = text(&mut fields, &body.title, &body.description, &body.systems);
     let targets = parse_targets(&state, &mut fields, body.provider_ids.as_deref()).await?;
     fields.finish()?;
-    let p = state.notice_policy().await?;
-    let now = state.clock.now();
-    let follow_up = now + chrono::Duration::minutes(i64::from(p.disruption_follow_up_minutes));
-    let notices = vec![
-        NewNotice::at(NoticeKind::DisruptionOpened, now),
-        NewNotice::at(NoticeKind::DisruptionFollowUp, follow_up),
-    ];
-    let window = NewWindow {
-        kind: WindowKind::Disruption,
-        series_id: None,
-        text,
-        targets,
-        starts_at: now,
-        ends_at: None,
-        outside_preferred: false,
-        created_by: Some(caller.actor.account_id),
-    };
-    let event = caller
-        .event("disruption.open", "maintenance_window", None)
-        .details(serde_json::json!({ "title": window.text.title }));
-    let created = state
-        .store
-        .create_window(&window, &notices, now, event)
-        .await?;
-    after_change(&state).await;
+    let event = caller.event("disruption.open", "maintenance_window", None);
+    let created = flows::maintenance::open_disruption(
+        &state,
+        Announcement { text, targets },
+        caller.actor.account_id,
+        event,
+    )
+    .await?;
     let view = full_view(&state, &caller, created).await?;
     Ok((StatusCode::CREATED, Json(view)))
-}
-
-async fn open_disruption_window(state: &AppState, id: i64) -> Result<Window, ApiError> {
-    let w = state.store.window(id).await?;
-    if w.kind != WindowKind::Disruption {
-        return Err(ApiError::not_found());
-    }
-    if w.closed_at.is_some() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "disruption-closed",
-            "The disruption is closed",
-            "the disruption is already closed; open a new one if the problem is back",
-        ));
-    }
-    Ok(w)
 }
 
 /// Send an update about an open disruption (operator).
@@ -915,10 +725,22 @@ async fn update_disruption(
     ApiJson(body): ApiJson<MessageBody>,
 ) -> Result<Json<WindowView>, ApiError> {
     caller.actor.require_operator()?;
-    open_disruption_window(&state, id).await?;
+    flows::maintenance::open_disruption_window(&state, id).await?;
     let message = parse_message(body.message.as_deref(), true)?;
-    let told = (NoticeKind::DisruptionUpdate, message, "disruption.update");
-    change_with_notice(&state, &caller, id, WindowChange::Notify, told).await
+    let event = caller.event(
+        "disruption.update",
+        "maintenance_window",
+        Some(id.to_string()),
+    );
+    told(
+        &state,
+        &caller,
+        id,
+        Telling::DisruptionUpdate,
+        message,
+        event,
+    )
+    .await
 }
 
 /// Close a disruption (operator): the IT contacts are told it is resolved and the follow-ups
@@ -933,8 +755,20 @@ async fn close_disruption(
     ApiJson(body): ApiJson<MessageBody>,
 ) -> Result<Json<WindowView>, ApiError> {
     caller.actor.require_operator()?;
-    open_disruption_window(&state, id).await?;
+    flows::maintenance::open_disruption_window(&state, id).await?;
     let message = parse_message(body.message.as_deref(), false)?;
-    let told = (NoticeKind::DisruptionResolved, message, "disruption.close");
-    change_with_notice(&state, &caller, id, WindowChange::Close, told).await
+    let event = caller.event(
+        "disruption.close",
+        "maintenance_window",
+        Some(id.to_string()),
+    );
+    told(
+        &state,
+        &caller,
+        id,
+        Telling::DisruptionClosed,
+        message,
+        event,
+    )
+    .await
 }

@@ -499,7 +499,7 @@ pub async fn assess(
         .device_identities(device.id)
         .await?
         .iter()
-        .any(|i| i.revoked_at.is_none() && i.not_after > now);
+        .any(|i| i.is_live(now));
     Ok(Some(
         state
             .judge()

@@ -7,14 +7,14 @@ use chrono::{DateTime, Utc};
 
 use super::StoreResult;
 use crate::domain::audit::AuditEvent;
-use crate::domain::command::{CommandState, ResultRefusal};
+use crate::domain::command::{CommandKind, CommandState, ResultRefusal};
 use crate::domain::role::Scope;
 
 /// A command to queue for one phone.
 #[derive(Debug, Clone)]
 pub struct NewCommand {
     pub device_id: i64,
-    pub kind: &'static str,
+    pub kind: CommandKind,
     /// The command as the phone receives it (`agent_protocol::CommandAction`, JSON).
     pub payload: String,
     pub priority: i64,
@@ -26,7 +26,7 @@ pub struct NewCommand {
 /// of a returned phone, the lock of a lost one).
 #[derive(Debug, Clone)]
 pub struct CommandTemplate {
-    pub kind: &'static str,
+    pub kind: CommandKind,
     pub payload: String,
     pub priority: i64,
     pub expires_at: DateTime<Utc>,
@@ -36,7 +36,7 @@ pub struct CommandTemplate {
 impl CommandTemplate {
     /// A command the server queues on its own, checked by `domain::command::automatic`.
     pub fn automatic(
-        kind: &str,
+        kind: CommandKind,
         message: Option<String>,
         phone_number: Option<String>,
         now: DateTime<Utc>,
@@ -69,7 +69,7 @@ impl CommandTemplate {
 #[derive(Debug, Clone)]
 pub struct NewFanOut {
     pub provider_id: i64,
-    pub kind: &'static str,
+    pub kind: CommandKind,
     pub android_payload: Option<String>,
     pub ios_payload: Option<String>,
     pub priority: i64,
@@ -83,7 +83,7 @@ pub struct CommandRecord {
     pub device_id: i64,
     pub provider_id: Option<i64>,
     pub batch_id: Option<i64>,
-    pub kind: String,
+    pub kind: CommandKind,
     pub payload: String,
     pub priority: i64,
     pub state: CommandState,
@@ -111,7 +111,7 @@ pub struct CommandFilter {
 pub struct CommandBatch {
     pub id: i64,
     pub provider_id: i64,
-    pub kind: String,
+    pub kind: CommandKind,
     pub queued: i64,
     pub created_by: Option<i64>,
     pub created_at: DateTime<Utc>,

@@ -9,7 +9,7 @@ use super::shared::{append_audit_tx, corrupt, lock_device, SqlStore};
 use super::steps_sql::{forget_phone, insert_command, PENDING};
 use super::Db;
 use crate::domain::audit::AuditEvent;
-use crate::domain::command::{self, CommandState, ResultDecision};
+use crate::domain::command::{self, AnswerEffect, CommandKind, CommandState, ResultDecision};
 use crate::domain::role::Scope;
 use crate::store::commands::{
     AnswerOutcome, CommandBatch, CommandFilter, CommandRecord, CommandStore, NewCommand, NewFanOut,
@@ -24,14 +24,20 @@ const COLUMNS: &str = "c.id, c.device_id, d.provider_id, c.batch_id, c.kind, c.p
      c.finished_at, c.result";
 const FROM: &str = "FROM commands c JOIN devices d ON d.id = c.device_id";
 
+/// A stored kind, which this server must know.
+fn kind_from(text: &str) -> StoreResult<CommandKind> {
+    CommandKind::parse(text).map_err(|_| corrupt("command kind", text))
+}
+
 fn record_from_row(row: &DbRow) -> StoreResult<CommandRecord> {
     let state: String = row.try_get(7)?;
+    let kind: String = row.try_get(4)?;
     Ok(CommandRecord {
         id: row.try_get(0)?,
         device_id: row.try_get(1)?,
         provider_id: row.try_get(2)?,
         batch_id: row.try_get(3)?,
-        kind: row.try_get(4)?,
+        kind: kind_from(&kind)?,
         payload: row.try_get(5)?,
         priority: row.try_get(6)?,
         state: CommandState::parse(&state).map_err(|_| corrupt("command state", &state))?,
@@ -119,7 +125,7 @@ impl CommandStore for SqlStore {
              VALUES ($1, $2, 0, $3, $4) RETURNING id",
         )
         .bind(f.provider_id)
-        .bind(f.kind)
+        .bind(f.kind.as_str())
         .bind(f.created_by)
         .bind(now)
         .fetch_one(&mut *tx)
@@ -135,7 +141,7 @@ impl CommandStore for SqlStore {
              ORDER BY d.id",
         )
         .bind(batch)
-        .bind(f.kind)
+        .bind(f.kind.as_str())
         .bind(&f.android_payload)
         .bind(&f.ios_payload)
         .bind(f.priority)
@@ -161,7 +167,7 @@ impl CommandStore for SqlStore {
         Ok(CommandBatch {
             id: batch,
             provider_id: f.provider_id,
-            kind: f.kind.to_string(),
+            kind: f.kind,
             queued,
             created_by: f.created_by,
             created_at: now,
@@ -233,10 +239,11 @@ impl CommandStore for SqlStore {
                 r.try_get(1)?,
             ));
         }
+        let kind: String = row.try_get(2)?;
         Ok(CommandBatch {
             id,
             provider_id,
-            kind: row.try_get(2)?,
+            kind: kind_from(&kind)?,
             queued: row.try_get(3)?,
             created_by: row.try_get(4)?,
             created_at: row.try_get(5)?,
@@ -348,11 +355,16 @@ impl CommandStore for SqlStore {
         if current.device_id != device_id {
             return Err(StoreError::NotFound);
         }
-        let decision = command::decide_result(current.state, current.attempts, status, now);
-        let (state, retry_at) = match decision {
+        let decision =
+            command::decide_result(current.kind, current.state, current.attempts, status, now);
+        let (state, retry_at, effect) = match decision {
             Err(refusal) => return Ok(AnswerOutcome::Refused(refusal)),
             Ok(ResultDecision::AlreadyRecorded) => return Ok(AnswerOutcome::Repeat(current)),
-            Ok(ResultDecision::Record { state, retry_at }) => (state, retry_at),
+            Ok(ResultDecision::Record {
+                state,
+                retry_at,
+                effect,
+            }) => (state, retry_at, effect),
         };
         let finished = (!state.is_pending()).then_some(now);
         sqlx::query(
@@ -366,8 +378,11 @@ impl CommandStore for SqlStore {
         .bind(command_id)
         .execute(&mut *tx)
         .await?;
-        if state == CommandState::Acknowledged && current.kind == "wipe" {
-            confirm_wipe(&mut tx, device_id, command_id, now).await?;
+        match effect {
+            Some(AnswerEffect::PhoneWiped) => {
+                confirm_wipe(&mut tx, device_id, command_id, now).await?
+            }
+            None => {}
         }
         append_audit_tx(&mut tx, &audit, now).await?;
         let record = load(&mut tx, command_id).await?;

@@ -17,6 +17,7 @@ use crate::domain::lease::LeaseEnd;
 use crate::domain::lost_case::{self, LossKind, LostState, Resolution};
 use crate::domain::outbox::Topic;
 use crate::domain::role::Scope;
+use crate::domain::subscription::{self, SimStatus};
 use crate::domain::Refusal;
 use crate::store::commands::CommandTemplate;
 use crate::store::lost_cases::*;
@@ -107,12 +108,20 @@ async fn event(
     Ok(())
 }
 
-/// Moves the phone's SIM from one status to another, if it has one in `from`; whether it moved.
-async fn move_sim(
+/// What a turn of a lost case does to the phone's SIM, if it has one.
+enum SimStep {
+    /// The loss report: the block is requested.
+    RequestBlock,
+    /// The phone is found: the re-activation is requested.
+    RequestReactivation,
+}
+
+/// Takes `step` on the phone's SIM where the subscription rules allow it
+/// (`domain::subscription`); the SIM's ICCID when it was taken.
+async fn sim_step(
     tx: &mut Tx,
     device_id: i64,
-    from: &[&str],
-    set: &str,
+    step: SimStep,
     now: DateTime<Utc>,
 ) -> StoreResult<Option<String>> {
     let row = sqlx::query("SELECT id, iccid, status FROM sims WHERE device_id = $1")
@@ -120,19 +129,35 @@ async fn move_sim(
         .fetch_optional(&mut **tx)
         .await?;
     let Some(row) = row else { return Ok(None) };
-    let status: String = row.try_get(2)?;
-    if !from.contains(&status.as_str()) {
-        return Ok(None);
+    let status: String = row.try_get("status")?;
+    let status = SimStatus::parse(&status).map_err(|_| corrupt("SIM status", &status))?;
+    let id: i64 = row.try_get("id")?;
+    match step {
+        SimStep::RequestBlock => {
+            let Some(to) = subscription::on_loss(status) else {
+                return Ok(None);
+            };
+            sqlx::query("UPDATE sims SET status = $1, updated_at = $2 WHERE id = $3")
+                .bind(to.as_str())
+                .bind(now)
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        SimStep::RequestReactivation => {
+            if !subscription::needs_reactivation(status) {
+                return Ok(None);
+            }
+            sqlx::query(
+                "UPDATE sims SET reactivation_requested_at = $1, updated_at = $1 WHERE id = $2",
+            )
+            .bind(now)
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+        }
     }
-    let id: i64 = row.try_get(0)?;
-    sqlx::query(&format!(
-        "UPDATE sims SET {set}, updated_at = $1 WHERE id = $2"
-    ))
-    .bind(now)
-    .bind(id)
-    .execute(&mut **tx)
-    .await?;
-    Ok(Some(row.try_get(1)?))
+    Ok(Some(row.try_get("iccid")?))
 }
 
 #[async_trait]
@@ -205,14 +230,7 @@ impl LostCaseStore for SqlStore {
             now,
         )
         .await?;
-        let sim = move_sim(
-            &mut tx,
-            new.device_id,
-            &["active"],
-            "status = 'block_requested'",
-            now,
-        )
-        .await?;
+        let sim = sim_step(&mut tx, new.device_id, SimStep::RequestBlock, now).await?;
         if let Some(iccid) = &sim {
             event(
                 &mut tx,
@@ -352,14 +370,8 @@ impl LostCaseStore for SqlStore {
                     now,
                 )
                 .await?;
-                let sim = move_sim(
-                    &mut tx,
-                    case.device_id,
-                    &["block_requested", "blocked"],
-                    "reactivation_requested_at = $1",
-                    now,
-                )
-                .await?;
+                let sim =
+                    sim_step(&mut tx, case.device_id, SimStep::RequestReactivation, now).await?;
                 if let Some(iccid) = sim {
                     event(
                         &mut tx,

@@ -547,6 +547,13 @@ pub struct DeviceIdentity {
     pub revoke_reason: Option<String>,
 }
 
+impl DeviceIdentity {
+    /// Whether it still proves who the phone is (`domain::device::identity_is_live`).
+    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
+        crate::domain::device::identity_is_live(self.revoked_at, self.not_after, now)
+    }
+}
+
 /// Reported facts as stored: canonical JSON and its hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReportedFacts {

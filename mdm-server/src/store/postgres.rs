@@ -20,7 +20,8 @@ const FOR_UPDATE: &str = " FOR UPDATE";
 
 const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
 
-/// The live-certificate lookup: `$1` is now, `$2` the fingerprints.
+/// The live-certificate lookup: `$1` is now, `$2` the fingerprints; "live" is
+/// `domain::device::identity_is_live`.
 static LIVE_CERTIFICATES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "SELECT live.* FROM unnest($2::text[]) AS wanted (fingerprint), LATERAL ( \

@@ -1556,6 +1556,7 @@ impl EnrollmentStore for SqlStore {
     }
 
     async fn live_identity_devices(&self, now: DateTime<Utc>) -> StoreResult<Vec<i64>> {
+        // Live as in `domain::device::identity_is_live`.
         Ok(sqlx::query_scalar(
             "SELECT DISTINCT device_id FROM device_identities WHERE revoked_at IS NULL AND not_after > $1",
         )

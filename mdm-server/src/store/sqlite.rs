@@ -24,7 +24,8 @@ const FOR_UPDATE: &str = "";
 
 const SKIP_LOCKED: &str = "";
 
-/// The live-certificate lookup for `width` fingerprints (`$2` on; `$1` is now).
+/// The live-certificate lookup for `width` fingerprints (`$2` on; `$1` is now); "live" is
+/// `domain::device::identity_is_live`.
 fn live_certificates_sql(width: usize) -> String {
     let placeholders = (0..width)
         .map(|i| format!("${}", i + 2))

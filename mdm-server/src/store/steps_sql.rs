@@ -53,7 +53,7 @@ pub(super) async fn insert_command(
          VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $6, 0) RETURNING id",
     )
     .bind(c.device_id)
-    .bind(c.kind)
+    .bind(c.kind.as_str())
     .bind(&c.payload)
     .bind(c.priority)
     .bind(c.created_by)
@@ -61,7 +61,7 @@ pub(super) async fn insert_command(
     .bind(c.expires_at)
     .fetch_one(&mut **tx)
     .await?;
-    if c.kind == "wipe" {
+    if c.kind == command::CommandKind::Wipe {
         sqlx::query("UPDATE devices SET wipe_sent_at = $1 WHERE id = $2")
             .bind(now)
             .bind(c.device_id)
