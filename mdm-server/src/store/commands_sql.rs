@@ -30,24 +30,24 @@ fn kind_from(text: &str) -> StoreResult<CommandKind> {
 }
 
 fn record_from_row(row: &DbRow) -> StoreResult<CommandRecord> {
-    let state: String = row.try_get(7)?;
-    let kind: String = row.try_get(4)?;
+    let state: String = row.try_get("state")?;
+    let kind: String = row.try_get("kind")?;
     Ok(CommandRecord {
-        id: row.try_get(0)?,
-        device_id: row.try_get(1)?,
-        provider_id: row.try_get(2)?,
-        batch_id: row.try_get(3)?,
+        id: row.try_get("id")?,
+        device_id: row.try_get("device_id")?,
+        provider_id: row.try_get("provider_id")?,
+        batch_id: row.try_get("batch_id")?,
         kind: kind_from(&kind)?,
-        payload: row.try_get(5)?,
-        priority: row.try_get(6)?,
+        payload: row.try_get("payload")?,
+        priority: row.try_get("priority")?,
         state: CommandState::parse(&state).map_err(|_| corrupt("command state", &state))?,
-        created_by: row.try_get(8)?,
-        created_at: row.try_get(9)?,
-        expires_at: row.try_get(10)?,
-        sent_at: row.try_get(11)?,
-        attempts: row.try_get(12)?,
-        finished_at: row.try_get(13)?,
-        result: row.try_get(14)?,
+        created_by: row.try_get("created_by")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        sent_at: row.try_get("sent_at")?,
+        attempts: row.try_get("attempts")?,
+        finished_at: row.try_get("finished_at")?,
+        result: row.try_get("result")?,
     })
 }
 
@@ -221,32 +221,32 @@ impl CommandStore for SqlStore {
         .fetch_optional(self.pool())
         .await?
         .ok_or(StoreError::NotFound)?;
-        let provider_id: i64 = row.try_get(1)?;
+        let provider_id: i64 = row.try_get("provider_id")?;
         if !scope.allows(Some(provider_id)) {
             return Err(StoreError::NotFound);
         }
         let counts = sqlx::query(
-            "SELECT state, COUNT(*) FROM commands WHERE batch_id = $1 GROUP BY state ORDER BY state",
+            "SELECT state, COUNT(*) AS count FROM commands WHERE batch_id = $1 GROUP BY state ORDER BY state",
         )
         .bind(id)
         .fetch_all(self.pool())
         .await?;
         let mut states = Vec::with_capacity(counts.len());
         for r in &counts {
-            let state: String = r.try_get(0)?;
+            let state: String = r.try_get("state")?;
             states.push((
                 CommandState::parse(&state).map_err(|_| corrupt("command state", &state))?,
-                r.try_get(1)?,
+                r.try_get("count")?,
             ));
         }
-        let kind: String = row.try_get(2)?;
+        let kind: String = row.try_get("kind")?;
         Ok(CommandBatch {
             id,
             provider_id,
             kind: kind_from(&kind)?,
-            queued: row.try_get(3)?,
-            created_by: row.try_get(4)?,
-            created_at: row.try_get(5)?,
+            queued: row.try_get("queued")?,
+            created_by: row.try_get("created_by")?,
+            created_at: row.try_get("created_at")?,
             states,
         })
     }
@@ -313,8 +313,8 @@ impl CommandStore for SqlStore {
             .await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
-            let id: i64 = row.try_get(0)?;
-            let expires_at: DateTime<Utc> = row.try_get(2)?;
+            let id: i64 = row.try_get("id")?;
+            let expires_at: DateTime<Utc> = row.try_get("expires_at")?;
             if expires_at <= now {
                 sqlx::query(
                     "UPDATE commands SET state = 'expired', finished_at = $1 WHERE id = $2",
@@ -334,7 +334,7 @@ impl CommandStore for SqlStore {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-            out.push((id, row.try_get(1)?));
+            out.push((id, row.try_get("payload")?));
         }
         tx.commit().await?;
         Ok(out)

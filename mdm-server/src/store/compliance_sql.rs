@@ -21,13 +21,13 @@ const COLUMNS: &str = "c.device_id, d.provider_id, c.status, c.reasons, c.since,
 
 fn record_from_row(row: &DbRow) -> StoreResult<ComplianceRecord> {
     Ok(ComplianceRecord {
-        device_id: row.try_get(0)?,
-        provider_id: row.try_get(1)?,
-        status: row.try_get(2)?,
-        reasons: row.try_get(3)?,
-        since: row.try_get(4)?,
-        evaluated_at: row.try_get(5)?,
-        alerted_at: row.try_get(6)?,
+        device_id: row.try_get("device_id")?,
+        provider_id: row.try_get("provider_id")?,
+        status: row.try_get("status")?,
+        reasons: row.try_get("reasons")?,
+        since: row.try_get("since")?,
+        evaluated_at: row.try_get("evaluated_at")?,
+        alerted_at: row.try_get("alerted_at")?,
     })
 }
 
@@ -55,7 +55,7 @@ impl ComplianceStore for SqlStore {
                 .fetch_optional(&mut *tx)
                 .await?;
         let previous: Option<(String, String)> = previous
-            .map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?)))
+            .map(|r| Ok::<_, sqlx::Error>((r.try_get("status")?, r.try_get("reasons")?)))
             .transpose()?;
         let what = change(previous.as_ref().map(|(s, r)| (s.as_str(), r.as_str())), a);
         match what {
@@ -130,9 +130,9 @@ impl ComplianceStore for SqlStore {
         rows.iter()
             .map(|r| {
                 Ok(ComplianceChange {
-                    at: r.try_get(0)?,
-                    status: r.try_get(1)?,
-                    reasons: r.try_get(2)?,
+                    at: r.try_get("at")?,
+                    status: r.try_get("status")?,
+                    reasons: r.try_get("reasons")?,
                 })
             })
             .collect()

@@ -30,21 +30,21 @@ const LEASE_FROM: &str = "FROM leases l JOIN devices d ON d.id = l.device_id";
 
 fn lease_from_row(row: &DbRow) -> StoreResult<Lease> {
     Ok(Lease {
-        id: row.try_get(0)?,
-        device_id: row.try_get(1)?,
-        serial: row.try_get(2)?,
-        provider_id: row.try_get(3)?,
-        starts_on: row.try_get(4)?,
-        ends_on: row.try_get(5)?,
-        monthly_price_ore: row.try_get(6)?,
-        data_gb: row.try_get(7)?,
-        request_id: row.try_get(8)?,
-        replaces_lease_id: row.try_get(9)?,
-        created_by: row.try_get(10)?,
-        created_at: row.try_get(11)?,
-        ended_at: row.try_get(12)?,
-        end_reason: row.try_get(13)?,
-        holder_id: row.try_get(14)?,
+        id: row.try_get("id")?,
+        device_id: row.try_get("device_id")?,
+        serial: row.try_get("serial")?,
+        provider_id: row.try_get("provider_id")?,
+        starts_on: row.try_get("starts_on")?,
+        ends_on: row.try_get("ends_on")?,
+        monthly_price_ore: row.try_get("monthly_price_ore")?,
+        data_gb: row.try_get("data_gb")?,
+        request_id: row.try_get("request_id")?,
+        replaces_lease_id: row.try_get("replaces_lease_id")?,
+        created_by: row.try_get("created_by")?,
+        created_at: row.try_get("created_at")?,
+        ended_at: row.try_get("ended_at")?,
+        end_reason: row.try_get("end_reason")?,
+        holder_id: row.try_get("holder_id")?,
     })
 }
 
@@ -67,13 +67,13 @@ const WIPE_COLUMNS: &str =
 
 fn wipe_from_row(row: &DbRow) -> StoreResult<ManualWipe> {
     Ok(ManualWipe {
-        id: row.try_get(0)?,
-        device_id: row.try_get(1)?,
-        reason: row.try_get(2)?,
-        recorded_by: row.try_get(3)?,
-        recorded_at: row.try_get(4)?,
-        confirmed_by: row.try_get(5)?,
-        confirmed_at: row.try_get(6)?,
+        id: row.try_get("id")?,
+        device_id: row.try_get("device_id")?,
+        reason: row.try_get("reason")?,
+        recorded_by: row.try_get("recorded_by")?,
+        recorded_at: row.try_get("recorded_at")?,
+        confirmed_by: row.try_get("confirmed_by")?,
+        confirmed_at: row.try_get("confirmed_at")?,
     })
 }
 
@@ -81,21 +81,21 @@ const REQUEST_COLUMNS: &str = "id, provider_id, quantity, fulfilled, model_id, n
      delivery_note, replaces_lease_id, state, created_by, created_at, due_at, closed_at";
 
 fn request_from_row(row: &DbRow) -> StoreResult<PhoneRequest> {
-    let state: String = row.try_get(8)?;
+    let state: String = row.try_get("state")?;
     Ok(PhoneRequest {
-        id: row.try_get(0)?,
-        provider_id: row.try_get(1)?,
-        quantity: row.try_get(2)?,
-        fulfilled: row.try_get(3)?,
-        model_id: row.try_get(4)?,
-        needed_by: row.try_get(5)?,
-        delivery_note: row.try_get(6)?,
-        replaces_lease_id: row.try_get(7)?,
+        id: row.try_get("id")?,
+        provider_id: row.try_get("provider_id")?,
+        quantity: row.try_get("quantity")?,
+        fulfilled: row.try_get("fulfilled")?,
+        model_id: row.try_get("model_id")?,
+        needed_by: row.try_get("needed_by")?,
+        delivery_note: row.try_get("delivery_note")?,
+        replaces_lease_id: row.try_get("replaces_lease_id")?,
         state: RequestState::parse(&state).map_err(|_| corrupt("request state", &state))?,
-        created_by: row.try_get(9)?,
-        created_at: row.try_get(10)?,
-        due_at: row.try_get(11)?,
-        closed_at: row.try_get(12)?,
+        created_by: row.try_get("created_by")?,
+        created_at: row.try_get("created_at")?,
+        due_at: row.try_get("due_at")?,
+        closed_at: row.try_get("closed_at")?,
     })
 }
 
@@ -517,11 +517,11 @@ impl LeasingStore for SqlStore {
         rows.iter()
             .map(|r| {
                 Ok(HolderPeriod {
-                    lease_id: r.try_get(0)?,
-                    account_id: r.try_get(1)?,
-                    display_name: r.try_get(2)?,
-                    started_at: r.try_get(3)?,
-                    ended_at: r.try_get(4)?,
+                    lease_id: r.try_get("lease_id")?,
+                    account_id: r.try_get("account_id")?,
+                    display_name: r.try_get("display_name")?,
+                    started_at: r.try_get("started_at")?,
+                    ended_at: r.try_get("ended_at")?,
                 })
             })
             .collect()
@@ -537,11 +537,11 @@ impl LeasingStore for SqlStore {
         .await?
         .ok_or(StoreError::NotFound)?;
         Ok(WipeEvidence {
-            assignment_ended_at: row.try_get(0)?,
-            wipe_sent_at: row.try_get(1)?,
-            wipe_acknowledged_at: row.try_get(2)?,
-            enrolled_at: row.try_get(3)?,
-            marked_wiped_at: row.try_get(4)?,
+            assignment_ended_at: row.try_get("assignment_ended_at")?,
+            wipe_sent_at: row.try_get("wipe_sent_at")?,
+            wipe_acknowledged_at: row.try_get("wiped_at")?,
+            enrolled_at: row.try_get("enrolled_at")?,
+            marked_wiped_at: row.try_get("marked_wiped_at")?,
         })
     }
 

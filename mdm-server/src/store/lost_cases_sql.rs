@@ -48,25 +48,25 @@ fn parse_state(s: &str) -> StoreResult<LostState> {
 }
 
 fn case_from_row(row: &DbRow) -> StoreResult<LostCase> {
-    let state: String = row.try_get(11)?;
+    let state: String = row.try_get("state")?;
     Ok(LostCase {
-        id: row.try_get(0)?,
-        device_id: row.try_get(1)?,
-        serial: row.try_get(2)?,
-        provider_id: row.try_get(3)?,
-        kind: row.try_get(4)?,
-        discovered_at: row.try_get(5)?,
-        reported_at: row.try_get(6)?,
-        reported_by: row.try_get(7)?,
-        circumstances: row.try_get(8)?,
-        police_report: row.try_get(9)?,
-        late: row.try_get(10)?,
+        id: row.try_get("id")?,
+        device_id: row.try_get("device_id")?,
+        serial: row.try_get("serial")?,
+        provider_id: row.try_get("provider_id")?,
+        kind: row.try_get("kind")?,
+        discovered_at: row.try_get("discovered_at")?,
+        reported_at: row.try_get("reported_at")?,
+        reported_by: row.try_get("reported_by")?,
+        circumstances: row.try_get("circumstances")?,
+        police_report: row.try_get("police_report")?,
+        late: row.try_get("late")?,
         state: parse_state(&state)?,
-        lock_command_id: row.try_get(12)?,
-        wipe_command_id: row.try_get(13)?,
-        replacement_request_id: row.try_get(14)?,
-        resolved_at: row.try_get(15)?,
-        resolved_by: row.try_get(16)?,
+        lock_command_id: row.try_get("lock_command_id")?,
+        wipe_command_id: row.try_get("wipe_command_id")?,
+        replacement_request_id: row.try_get("replacement_request_id")?,
+        resolved_at: row.try_get("resolved_at")?,
+        resolved_by: row.try_get("resolved_by")?,
     })
 }
 
@@ -175,8 +175,8 @@ impl LostCaseStore for SqlStore {
             .fetch_optional(&mut *tx)
             .await?
             .ok_or(StoreError::NotFound)?;
-        let status: String = row.try_get(0)?;
-        let provider: Option<i64> = row.try_get(1)?;
+        let status: String = row.try_get("status")?;
+        let provider: Option<i64> = row.try_get("provider_id")?;
         let status = DeviceStatus::parse(&status).map_err(|_| corrupt("device status", &status))?;
         lost_case::may_report(status)?;
         let kind = match new.report.kind {
@@ -289,10 +289,10 @@ impl LostCaseStore for SqlStore {
         rows.iter()
             .map(|r| {
                 Ok(LostCaseEvent {
-                    at: r.try_get(0)?,
-                    kind: r.try_get(1)?,
-                    actor_id: r.try_get(2)?,
-                    details: r.try_get(3)?,
+                    at: r.try_get("at")?,
+                    kind: r.try_get("kind")?,
+                    actor_id: r.try_get("actor_id")?,
+                    details: r.try_get("details")?,
                 })
             })
             .collect()

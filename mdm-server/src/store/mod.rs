@@ -3,6 +3,12 @@
 //! Every method that changes something takes the [`AuditEvent`] describing the change and
 //! writes it in the same transaction, so the trail never misses a change and never records one
 //! that did not happen.
+//!
+//! The capability traits are a grouping for readers, not seams for substitution: flows and jobs
+//! take the whole [`Store`], and every test, unit tests included, runs against a real SQLite or
+//! PostgreSQL store (a fresh one is cheap), so no test double stands in for the database. Each
+//! capability's entities live in its file beside its trait (`commands.rs`, `leasing.rs`, …);
+//! those of the organisations, accounts, devices and identities are in this file.
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};

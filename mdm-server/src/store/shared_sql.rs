@@ -25,10 +25,11 @@ type DbRow = <Db as sqlx::Database>::Row;
 const IMPORT_CHUNK: usize = 1000;
 /// The most certificates one session lookup asks for; larger batches take several queries.
 const MAX_SESSION_BATCH: usize = 128;
-/// What the live-certificate lookup reads of a certificate and its device, in the order
-/// `device_sessions` reads them; each backend's `live_certificates` picks the rows.
-pub(super) const SESSION_COLUMNS: &str = "i.fingerprint, i.serial, d.id, d.serial, d.imei, \
-     d.platform, d.provider_id, d.facts_hash, d.model_id, d.status";
+/// What the live-certificate lookup reads of a certificate and its device, by the names
+/// `look_up_sessions` reads; each backend's `live_certificates` picks the rows.
+pub(super) const SESSION_COLUMNS: &str = "i.fingerprint, i.serial AS certificate_serial, \
+     d.id AS device_id, d.serial, d.imei, d.platform, d.provider_id, d.facts_hash, d.model_id, \
+     d.status";
 /// Check-in times written by one statement (two parameters each).
 const MAX_TOUCH_BATCH: usize = 512;
 
@@ -113,20 +114,20 @@ impl SqlStore {
         let mut sessions = HashMap::with_capacity(fingerprints.len());
         for chunk in fingerprints.chunks(MAX_SESSION_BATCH) {
             for row in super::live_certificates(&mut conn, chunk, now).await? {
-                let platform: String = row.try_get(5)?;
-                let status: String = row.try_get(9)?;
+                let platform: String = row.try_get("platform")?;
+                let status: String = row.try_get("status")?;
                 sessions.insert(
-                    row.try_get(0)?,
+                    row.try_get("fingerprint")?,
                     DeviceSession {
-                        certificate_serial: row.try_get(1)?,
-                        device_id: row.try_get(2)?,
-                        serial: row.try_get(3)?,
-                        imei: row.try_get(4)?,
+                        certificate_serial: row.try_get("certificate_serial")?,
+                        device_id: row.try_get("device_id")?,
+                        serial: row.try_get("serial")?,
+                        imei: row.try_get("imei")?,
                         platform: Platform::parse(&platform)
                             .map_err(|_| corrupt("platform", &platform))?,
-                        provider_id: row.try_get(6)?,
-                        facts_hash: row.try_get(7)?,
-                        model_id: row.try_get(8)?,
+                        provider_id: row.try_get("provider_id")?,
+                        facts_hash: row.try_get("facts_hash")?,
+                        model_id: row.try_get("model_id")?,
                         status: DeviceStatus::parse(&status)
                             .map_err(|_| corrupt("device status", &status))?,
                     },
@@ -894,33 +895,33 @@ const DEVICE_COLUMNS: &str = "d.id, d.serial, d.imei, d.model_id, m.name AS mode
      d.provider_id, d.purchase_date, d.warranty_end, d.supplier, d.created_at, d.updated_at, d.enrolled_at, \
      lc.at AS last_checkin_at, d.facts, d.holder_id, d.iccid_mismatch";
 
-/// Devices with their model's name; columns in `DEVICE_COLUMNS` order.
+/// Devices with their model's name and last check-in.
 const DEVICE_FROM: &str = "FROM devices d JOIN device_models m ON m.id = d.model_id \
      LEFT JOIN device_checkins lc ON lc.device_id = d.id";
 
-/// A device read by column position, in `DEVICE_COLUMNS` order.
+/// A device read by the column names of `DEVICE_COLUMNS`.
 fn device_from_row(row: &DbRow) -> StoreResult<Device> {
-    let platform: String = row.try_get(5)?;
-    let status: String = row.try_get(6)?;
+    let platform: String = row.try_get("platform")?;
+    let status: String = row.try_get("status")?;
     Ok(Device {
-        id: row.try_get(0)?,
-        serial: row.try_get(1)?,
-        imei: row.try_get(2)?,
-        model_id: row.try_get(3)?,
-        model_name: row.try_get(4)?,
+        id: row.try_get("id")?,
+        serial: row.try_get("serial")?,
+        imei: row.try_get("imei")?,
+        model_id: row.try_get("model_id")?,
+        model_name: row.try_get("model_name")?,
         platform: Platform::parse(&platform).map_err(|_| corrupt("platform", &platform))?,
         status: DeviceStatus::parse(&status).map_err(|_| corrupt("device status", &status))?,
-        provider_id: row.try_get(7)?,
-        purchase_date: row.try_get(8)?,
-        warranty_end: row.try_get(9)?,
-        supplier: row.try_get(10)?,
-        created_at: row.try_get(11)?,
-        updated_at: row.try_get(12)?,
-        enrolled_at: row.try_get(13)?,
-        last_checkin_at: row.try_get(14)?,
-        facts: row.try_get(15)?,
-        holder_id: row.try_get(16)?,
-        iccid_mismatch: row.try_get(17)?,
+        provider_id: row.try_get("provider_id")?,
+        purchase_date: row.try_get("purchase_date")?,
+        warranty_end: row.try_get("warranty_end")?,
+        supplier: row.try_get("supplier")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        enrolled_at: row.try_get("enrolled_at")?,
+        last_checkin_at: row.try_get("last_checkin_at")?,
+        facts: row.try_get("facts")?,
+        holder_id: row.try_get("holder_id")?,
+        iccid_mismatch: row.try_get("iccid_mismatch")?,
     })
 }
 
@@ -1212,7 +1213,8 @@ impl DeviceStore for SqlStore {
                 }
                 check.push(")");
                 for row in check.build().fetch_all(&mut *tx).await? {
-                    let (serial, imei): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+                    let (serial, imei): (String, String) =
+                        (row.try_get("serial")?, row.try_get("imei")?);
                     if let Some(d) = chunk.iter().find(|d| d.serial.as_str() == serial) {
                         if d.imei.as_str() != imei {
                             return Err(StoreError::Conflict(format!(

@@ -20,19 +20,19 @@ const COLUMNS: &str = "id, iccid, phone_number, carrier, plan, data_gb, status, 
      reactivation_requested_at, created_at, updated_at";
 
 fn sim_from_row(row: &DbRow) -> StoreResult<Sim> {
-    let status: String = row.try_get(6)?;
+    let status: String = row.try_get("status")?;
     Ok(Sim {
-        id: row.try_get(0)?,
-        iccid: row.try_get(1)?,
-        phone_number: row.try_get(2)?,
-        carrier: row.try_get(3)?,
-        plan: row.try_get(4)?,
-        data_gb: row.try_get(5)?,
+        id: row.try_get("id")?,
+        iccid: row.try_get("iccid")?,
+        phone_number: row.try_get("phone_number")?,
+        carrier: row.try_get("carrier")?,
+        plan: row.try_get("plan")?,
+        data_gb: row.try_get("data_gb")?,
         status: SimStatus::parse(&status).map_err(|_| corrupt("SIM status", &status))?,
-        device_id: row.try_get(7)?,
-        reactivation_requested_at: row.try_get(8)?,
-        created_at: row.try_get(9)?,
-        updated_at: row.try_get(10)?,
+        device_id: row.try_get("device_id")?,
+        reactivation_requested_at: row.try_get("reactivation_requested_at")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
     })
 }
 
@@ -254,11 +254,11 @@ impl SubscriptionStore for SqlStore {
             .iter()
             .map(|r| {
                 Ok(SimPeriod {
-                    sim_id: r.try_get(0)?,
-                    iccid: r.try_get(1)?,
-                    device_id: r.try_get(2)?,
-                    started_at: r.try_get(3)?,
-                    ended_at: r.try_get(4)?,
+                    sim_id: r.try_get("sim_id")?,
+                    iccid: r.try_get("iccid")?,
+                    device_id: r.try_get("device_id")?,
+                    started_at: r.try_get("started_at")?,
+                    ended_at: r.try_get("ended_at")?,
                 })
             })
             .collect()
@@ -277,18 +277,18 @@ impl SubscriptionStore for SqlStore {
         .fetch_optional(&self.pool)
         .await?
         .ok_or(StoreError::NotFound)?;
-        let iccid: Option<String> = row.try_get(1)?;
+        let iccid: Option<String> = row.try_get("iccid")?;
         let sim = match iccid {
             Some(iccid) => Some(SimOnFile {
                 iccid,
-                phone_number: row.try_get(2)?,
-                data_gb: row.try_get(3)?,
-                alert_month: row.try_get(4)?,
-                alert_percent: row.try_get(5)?,
+                phone_number: row.try_get("phone_number")?,
+                data_gb: row.try_get("data_gb")?,
+                alert_month: row.try_get("data_alert_month")?,
+                alert_percent: row.try_get("data_alert_percent")?,
             }),
             None => None,
         };
-        Ok((sim, row.try_get(0)?))
+        Ok((sim, row.try_get("iccid_mismatch")?))
     }
 
     async fn record_sim_report(&self, report: &SimReport, now: DateTime<Utc>) -> StoreResult<()> {

@@ -28,20 +28,20 @@ const COLUMNS: &str = "c.id, c.device_id, d.serial, c.fault, c.under_warranty, c
 const FROM: &str = "FROM warranty_cases c JOIN devices d ON d.id = c.device_id";
 
 fn case_from_row(row: &DbRow) -> StoreResult<WarrantyCase> {
-    let state: String = row.try_get(5)?;
+    let state: String = row.try_get("state")?;
     Ok(WarrantyCase {
-        id: row.try_get(0)?,
-        device_id: row.try_get(1)?,
-        serial: row.try_get(2)?,
-        fault: row.try_get(3)?,
-        under_warranty: row.try_get(4)?,
+        id: row.try_get("id")?,
+        device_id: row.try_get("device_id")?,
+        serial: row.try_get("serial")?,
+        fault: row.try_get("fault")?,
+        under_warranty: row.try_get("under_warranty")?,
         state: WarrantyState::parse(&state).map_err(|_| corrupt("warranty state", &state))?,
-        supplier_reference: row.try_get(6)?,
-        replacement_device_id: row.try_get(7)?,
-        opened_by: row.try_get(8)?,
-        opened_at: row.try_get(9)?,
-        updated_at: row.try_get(10)?,
-        closed_at: row.try_get(11)?,
+        supplier_reference: row.try_get("supplier_reference")?,
+        replacement_device_id: row.try_get("replacement_device_id")?,
+        opened_by: row.try_get("opened_by")?,
+        opened_at: row.try_get("opened_at")?,
+        updated_at: row.try_get("updated_at")?,
+        closed_at: row.try_get("closed_at")?,
     })
 }
 
@@ -152,11 +152,11 @@ impl WarrantyStore for SqlStore {
         rows.iter()
             .map(|r| {
                 Ok(WarrantyEvent {
-                    at: r.try_get(0)?,
-                    actor_id: r.try_get(1)?,
-                    from_state: r.try_get(2)?,
-                    to_state: r.try_get(3)?,
-                    note: r.try_get(4)?,
+                    at: r.try_get("at")?,
+                    actor_id: r.try_get("actor_id")?,
+                    from_state: r.try_get("from_state")?,
+                    to_state: r.try_get("to_state")?,
+                    note: r.try_get("note")?,
                 })
             })
             .collect()
@@ -196,16 +196,20 @@ impl WarrantyStore for SqlStore {
         let case = locked(&mut tx, id).await?;
         let row = sqlx::query(
             "SELECT d.wiped_at, d.marked_wiped_at, \
-             EXISTS (SELECT 1 FROM leases l WHERE l.device_id = d.id AND l.ended_at IS NULL), \
+             EXISTS (SELECT 1 FROM leases l WHERE l.device_id = d.id AND l.ended_at IS NULL) AS lease_open, \
              d.status FROM devices d WHERE d.id = $1",
         )
         .bind(case.device_id)
         .fetch_one(&mut *tx)
         .await?;
-        let status: String = row.try_get(3)?;
+        let status: String = row.try_get("status")?;
         let phone = warranty::PhoneNow {
-            wiped: warranty::wiped_since(case.opened_at, row.try_get(0)?, row.try_get(1)?),
-            lease_open: row.try_get(2)?,
+            wiped: warranty::wiped_since(
+                case.opened_at,
+                row.try_get("wiped_at")?,
+                row.try_get("marked_wiped_at")?,
+            ),
+            lease_open: row.try_get("lease_open")?,
             lost: status == DeviceStatus::Lost.as_str(),
         };
         let to = warranty::check_transition(case.state, step.to, phone)?;
@@ -376,10 +380,10 @@ impl WarrantyStore for SqlStore {
         rows.iter()
             .map(|r| {
                 Ok(WarrantyEnding {
-                    device_id: r.try_get(0)?,
-                    serial: r.try_get(1)?,
-                    provider_id: r.try_get(2)?,
-                    warranty_end: r.try_get(3)?,
+                    device_id: r.try_get("id")?,
+                    serial: r.try_get("serial")?,
+                    provider_id: r.try_get("provider_id")?,
+                    warranty_end: r.try_get("warranty_end")?,
                 })
             })
             .collect()
