@@ -682,6 +682,137 @@ pub fn write_iphone_description(path: &std::path::Path, serial: &str, imei: &str
     .expect("write the device description");
 }
 
+/// A server on a fixed clock with an operator admin's API token (it outlives sessions while the
+/// clock moves) and two providers, A and B, and the iPhone 16 model: where most end-to-end
+/// tests of phones start.
+#[derive(Debug)]
+pub struct Fleet {
+    pub app: TestApp,
+    pub admin: String,
+    pub provider_a: i64,
+    pub provider_b: i64,
+    /// The iPhone 16, recommended since 2024-09-20.
+    pub model: i64,
+}
+
+impl Fleet {
+    /// A fleet on `backend` with `config` (extra TOML) whose clock stands at `at` (RFC 3339).
+    pub async fn start(backend: Backend, config: &str, at: &str) -> Fleet {
+        let clock = Clock::fixed(at.parse().expect("time"));
+        let app = TestApp::spawn_configured(backend, config, clock).await;
+        let admin = app.admin_api_token().await;
+        let provider_a = app
+            .create_provider(&admin, "Hemtjänst Norr AB", ORG_A)
+            .await;
+        let provider_b = app.create_provider(&admin, "Omsorg Syd AB", ORG_B).await;
+        let model = app
+            .create_model(&admin, "ios", "iPhone 16", Some("2024-09-20"))
+            .await;
+        Fleet {
+            app,
+            admin,
+            provider_a,
+            provider_b,
+            model,
+        }
+    }
+
+    /// A new enrollment token for `device_id`.
+    pub async fn enrollment_token(&self, device_id: i64) -> String {
+        let token = self
+            .app
+            .post(
+                "/api/v1/enrollment-tokens",
+                &self.admin,
+                json!({ "device_id": device_id }),
+            )
+            .await;
+        token.expect(StatusCode::CREATED);
+        token.body["token"].as_str().expect("token").to_string()
+    }
+
+    /// Registers an iPhone (placed with `provider`, or in stock) and enrolls the real agent on it.
+    pub async fn enrolled_iphone(&self, serial: &str, n: u32, provider: Option<i64>) -> AgentPhone {
+        let id = self
+            .app
+            .register_device(&self.admin, serial, &imei(n), provider)
+            .await;
+        let phone = AgentPhone::new(id);
+        phone.describe(serial, n, None, 1);
+        self.enroll(&phone).await;
+        phone
+    }
+
+    /// Enrolls (or enrolls again) the agent on `phone` with a new token.
+    pub async fn enroll(&self, phone: &AgentPhone) {
+        let token = self.enrollment_token(phone.id).await;
+        agent::client::enroll(&phone.state(), &token, &phone.facts())
+            .await
+            .expect("enroll");
+    }
+}
+
+/// A phone played by the real agent: its description file and its state directory.
+#[derive(Debug)]
+pub struct AgentPhone {
+    pub id: i64,
+    pub dir: tempfile::TempDir,
+}
+
+/// Bytes in a gigabyte, as phones count their mobile data.
+pub const GB: u64 = 1_000_000_000;
+
+impl AgentPhone {
+    pub fn new(id: i64) -> AgentPhone {
+        AgentPhone {
+            id,
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn description(&self) -> PathBuf {
+        self.dir.path().join("phone.toml")
+    }
+
+    pub fn state(&self) -> agent::state::StateDir {
+        agent::state::StateDir::open(&self.dir.path().join("state")).expect("state")
+    }
+
+    pub fn facts(&self) -> agent::protocol::DeviceFacts {
+        agent::device_file::DeviceDescription::load(&self.description())
+            .expect("description")
+            .facts()
+    }
+
+    pub fn client(&self) -> agent::client::DeviceClient {
+        agent::client::DeviceClient::from_state(&self.state()).expect("client")
+    }
+
+    /// Describes the phone as an iPhone 16 with a six-digit PIN, its SIM, and the mobile data
+    /// it used this month.
+    pub fn describe(&self, serial: &str, n: u32, iccid: Option<&str>, data_gb: u64) {
+        let iccid = iccid.map_or(String::new(), |i| format!("iccid = \"{i}\"\n"));
+        std::fs::write(
+            self.description(),
+            format!(
+                "serial = \"{serial}\"\nimei = \"{}\"\nplatform = \"ios\"\nmodel = \"iPhone 16\"\n\
+                 os_version = \"18.1\"\n{iccid}mobile_data_bytes_this_month = {}\n\n\
+                 [pin]\nset = true\nlength = 6\nnumeric = true\n",
+                imei(n),
+                data_gb * GB
+            ),
+        )
+        .expect("write the description");
+    }
+
+    /// Checks in once and carries out what the server sent.
+    pub async fn check_in(&self) {
+        agent::client::checkin_once(&self.state(), &self.facts())
+            .await
+            .expect("check-in");
+    }
+}
+
 /// The first credentials of a new account.
 #[derive(Debug, Clone)]
 pub struct NewLogin {

@@ -2,13 +2,10 @@
 //! them at check-in over mutual TLS, carry them out on their simulated phones and answer.
 //! Every test runs on SQLite and PostgreSQL.
 
-use agent::client::{checkin_once, enroll, report, DeviceClient, Refused};
-use agent::device_file::DeviceDescription;
-use agent::protocol::{CommandResult, CommandStatus, DeviceCommand, DeviceFacts};
-use agent::state::StateDir;
+use agent::client::{report, Refused};
+use agent::protocol::{CommandResult, CommandStatus, DeviceCommand};
 use chrono::Duration;
-use mdm_server::clock::Clock;
-use mdm_tests::{backend_tests, imei, Backend, TestApp, ORG_A, ORG_B};
+use mdm_tests::{backend_tests, imei, AgentPhone, Backend, Fleet};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -23,102 +20,27 @@ backend_tests!(
     finished_commands_are_deleted_after_the_retention_period,
 );
 
-struct Kit {
-    app: TestApp,
-    /// An API token of the operator admin (outlives sessions while the clock moves).
-    admin: String,
-    provider_a: i64,
-    provider_b: i64,
-    model: i64,
-}
-
-async fn kit(backend: Backend) -> Kit {
-    let clock = Clock::fixed("2026-11-23T09:00:00Z".parse().expect("time"));
-    let app = TestApp::spawn_configured(backend, "", clock).await;
-    let admin = app.admin_api_token().await;
-    let provider_a = app
-        .create_provider(&admin, "Hemtjänst Norr AB", ORG_A)
-        .await;
-    let provider_b = app.create_provider(&admin, "Omsorg Syd AB", ORG_B).await;
-    let model = app
-        .create_model(&admin, "ios", "iPhone 16", Some("2024-09-20"))
-        .await;
-    app.request(
-        reqwest::Method::PUT,
-        "/api/v1/apps/phoniro",
-        Some(&admin),
-        Some(json!({ "name": "Phoniro Care", "android_package": "se.phoniro.app", "ios_bundle_id": "se.phoniro.ios" })),
-    )
-    .await
-    .expect(StatusCode::OK);
-    Kit {
-        app,
-        admin,
-        provider_a,
-        provider_b,
-        model,
-    }
-}
-
-/// A phone with a real agent: its description file and state directory.
-struct Phone {
-    id: i64,
-    dir: tempfile::TempDir,
-    state: StateDir,
-}
-
-impl Phone {
-    fn facts(&self) -> DeviceFacts {
-        DeviceDescription::load(&self.dir.path().join("phone.toml"))
-            .expect("description")
-            .facts()
-    }
-
-    fn client(&self) -> DeviceClient {
-        DeviceClient::from_state(&self.state).expect("client")
-    }
-
-    async fn check_in(&self) {
-        checkin_once(&self.state, &self.facts())
-            .await
-            .expect("check-in");
-    }
+/// The fleet of the tests here, with the Phoniro app in the catalogue.
+async fn kit(backend: Backend) -> Fleet {
+    let kit = Fleet::start(backend, "", "2026-11-23T09:00:00Z").await;
+    kit.app
+        .request(
+            reqwest::Method::PUT,
+            "/api/v1/apps/phoniro",
+            Some(&kit.admin),
+            Some(json!({ "name": "Phoniro Care", "android_package": "se.phoniro.app", "ios_bundle_id": "se.phoniro.ios" })),
+        )
+        .await
+        .expect(StatusCode::OK);
+    kit
 }
 
 /// Registers a phone for `provider` and enrolls it with a real agent.
-async fn enrolled_phone(kit: &Kit, serial: &str, n: u32, provider: i64) -> Phone {
-    let id = kit
-        .app
-        .register_device(&kit.admin, serial, &imei(n), Some(provider))
-        .await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    mdm_tests::write_iphone_description(&dir.path().join("phone.toml"), serial, &imei(n), 6);
-    let state = StateDir::open(&dir.path().join("state")).expect("state");
-    let phone = Phone { id, dir, state };
-    enroll_again(kit, &phone).await;
-    phone
+async fn enrolled_phone(kit: &Fleet, serial: &str, n: u32, provider: i64) -> AgentPhone {
+    kit.enrolled_iphone(serial, n, Some(provider)).await
 }
 
-async fn enroll_again(kit: &Kit, phone: &Phone) {
-    let token = kit
-        .app
-        .post(
-            "/api/v1/enrollment-tokens",
-            &kit.admin,
-            json!({ "device_id": phone.id }),
-        )
-        .await;
-    token.expect(StatusCode::CREATED);
-    enroll(
-        &phone.state,
-        token.body["token"].as_str().expect("token"),
-        &phone.facts(),
-    )
-    .await
-    .expect("enroll");
-}
-
-async fn send(kit: &Kit, device: i64, body: Value) -> Value {
+async fn send(kit: &Fleet, device: i64, body: Value) -> Value {
     let r = kit
         .app
         .post(
@@ -132,7 +54,7 @@ async fn send(kit: &Kit, device: i64, body: Value) -> Value {
     r.body
 }
 
-async fn command(kit: &Kit, id: &Value) -> Value {
+async fn command(kit: &Fleet, id: &Value) -> Value {
     let r = kit
         .app
         .get(&format!("/api/v1/commands/{id}"), &kit.admin)
@@ -142,7 +64,7 @@ async fn command(kit: &Kit, id: &Value) -> Value {
 }
 
 /// Checks in without carrying anything out: the commands as the phone received them.
-async fn fetch(phone: &Phone) -> Vec<DeviceCommand> {
+async fn fetch(phone: &AgentPhone) -> Vec<DeviceCommand> {
     phone
         .client()
         .checkin(&report(&phone.facts()))
@@ -230,9 +152,9 @@ async fn lock_install_and_wipe_each_go_from_queued_to_sent_to_acknowledged_and_t
     let purged = command(&kit, &restart["id"]).await;
     assert_eq!(purged["state"], "cancelled");
     assert_eq!(purged["result"], "purged: the phone was wiped");
-    assert!(phone.state.enrollment().expect("state").is_none());
+    assert!(phone.state().enrollment().expect("state").is_none());
     assert!(
-        phone.state.identity_pem().is_err(),
+        phone.state().identity_pem().is_err(),
         "the key survived the wipe"
     );
     let err = old_identity
@@ -599,7 +521,7 @@ async fn enrolling_again_purges_what_was_queued_for_the_old_identity(backend: Ba
     // Both go out and stay unanswered; a third waits in the queue.
     assert_eq!(fetch(&phone).await.len(), 2);
     let later = send(&kit, phone.id, json!({ "kind": "refresh_information" })).await;
-    enroll_again(&kit, &phone).await;
+    kit.enroll(&phone).await;
     for c in [&queued, &sent, &later] {
         let now = command(&kit, &c["id"]).await;
         assert_eq!(now["state"], "cancelled", "{now}");

@@ -2,14 +2,10 @@
 //! phone requests with working-day deadlines, lost and stolen cases, contract ends, four-eyes
 //! manual wipes and SIM subscriptions. Every test runs on SQLite and PostgreSQL.
 
-use agent::client::{checkin_once, enroll, report, DeviceClient, Refused};
-use agent::device_file::DeviceDescription;
-use agent::protocol::DeviceFacts;
-use agent::state::StateDir;
+use agent::client::{report, Refused};
 use chrono::Duration;
-use mdm_server::clock::Clock;
 use mdm_tests::sinks::SmtpSink;
-use mdm_tests::{backend_tests, imei, Backend, NewLogin, TestApp, ORG_A, ORG_B};
+use mdm_tests::{backend_tests, imei, AgentPhone, Backend, Fleet, NewLogin, ORG_A};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -27,48 +23,21 @@ backend_tests!(
 
 const SIM_1: &str = "89460000000000000018";
 const SIM_2: &str = "89460000000000000026";
-const GB: u64 = 1_000_000_000;
-
-struct Kit {
-    app: TestApp,
-    /// An API token of the operator admin (outlives sessions while the clock moves).
-    admin: String,
-    provider_a: i64,
-    provider_b: i64,
-}
 
 /// A server at Monday 23 November 2026, 10:00 in Stockholm, with two providers.
-async fn kit_with(backend: Backend, config: &str, at: &str) -> Kit {
-    let clock = Clock::fixed(at.parse().expect("time"));
-    let app = TestApp::spawn_configured(backend, config, clock).await;
-    let admin = app.admin_api_token().await;
-    let provider_a = app
-        .create_provider(&admin, "Hemtjänst Norr AB", ORG_A)
-        .await;
-    let provider_b = app.create_provider(&admin, "Omsorg Syd AB", ORG_B).await;
-    app.create_model(&admin, "ios", "iPhone 16", Some("2024-09-20"))
-        .await;
-    Kit {
-        app,
-        admin,
-        provider_a,
-        provider_b,
-    }
-}
-
-async fn kit(backend: Backend) -> Kit {
-    kit_with(backend, "", "2026-11-23T09:00:00Z").await
+async fn kit(backend: Backend) -> Fleet {
+    Fleet::start(backend, "", "2026-11-23T09:00:00Z").await
 }
 
 /// A person of a provider, logged in (a session of eight hours).
-async fn person(kit: &Kit, org: i64, email: &str, role: &str) -> (NewLogin, String) {
+async fn person(kit: &Fleet, org: i64, email: &str, role: &str) -> (NewLogin, String) {
     let login = kit.app.create_user(&kit.admin, org, email, role).await;
     let token = kit.app.first_login(&login).await;
     (login, token)
 }
 
 /// An API token of a new person (it outlives sessions while the clock moves).
-async fn person_token(kit: &Kit, org: i64, email: &str, role: &str) -> String {
+async fn person_token(kit: &Fleet, org: i64, email: &str, role: &str) -> String {
     let (_, session) = person(kit, org, email, role).await;
     let token = kit
         .app
@@ -82,90 +51,17 @@ async fn person_token(kit: &Kit, org: i64, email: &str, role: &str) -> String {
     token.body["token"].as_str().expect("token").to_string()
 }
 
-/// A phone with a real agent: its description file and state directory.
-struct Phone {
-    id: i64,
-    dir: tempfile::TempDir,
-}
-
-impl Phone {
-    fn description(&self) -> std::path::PathBuf {
-        self.dir.path().join("phone.toml")
-    }
-
-    fn state(&self) -> StateDir {
-        StateDir::open(&self.dir.path().join("state")).expect("state")
-    }
-
-    fn facts(&self) -> DeviceFacts {
-        DeviceDescription::load(&self.description())
-            .expect("description")
-            .facts()
-    }
-
-    /// Describes the phone: its SIM and the mobile data it used this month.
-    fn describe(&self, serial: &str, n: u32, iccid: Option<&str>, data_gb: u64) {
-        let iccid = iccid.map_or(String::new(), |i| format!("iccid = \"{i}\"\n"));
-        std::fs::write(
-            self.description(),
-            format!(
-                "serial = \"{serial}\"\nimei = \"{}\"\nplatform = \"ios\"\nmodel = \"iPhone 16\"\n\
-                 os_version = \"18.1\"\n{iccid}mobile_data_bytes_this_month = {}\n\n\
-                 [pin]\nset = true\nlength = 6\nnumeric = true\n",
-                imei(n),
-                data_gb * GB
-            ),
-        )
-        .expect("write the description");
-    }
-
-    fn client(&self) -> DeviceClient {
-        DeviceClient::from_state(&self.state()).expect("client")
-    }
-
-    /// Checks in and carries out what the server sent.
-    async fn check_in(&self) {
-        checkin_once(&self.state(), &self.facts())
-            .await
-            .expect("check-in");
-    }
-}
-
 /// Registers a phone in stock (new from the supplier) and enrolls a real agent on it.
-async fn new_phone(kit: &Kit, serial: &str, n: u32) -> Phone {
-    let id = kit
-        .app
-        .register_device(&kit.admin, serial, &imei(n), None)
-        .await;
-    let phone = Phone {
-        id,
-        dir: tempfile::tempdir().expect("tempdir"),
-    };
-    phone.describe(serial, n, None, 1);
-    enroll_phone(kit, &phone).await;
-    phone
+async fn new_phone(kit: &Fleet, serial: &str, n: u32) -> AgentPhone {
+    kit.enrolled_iphone(serial, n, None).await
 }
 
-async fn enroll_phone(kit: &Kit, phone: &Phone) {
-    let token = kit
-        .app
-        .post(
-            "/api/v1/enrollment-tokens",
-            &kit.admin,
-            json!({ "device_id": phone.id }),
-        )
-        .await;
-    token.expect(StatusCode::CREATED);
-    enroll(
-        &phone.state(),
-        token.body["token"].as_str().expect("token"),
-        &phone.facts(),
-    )
-    .await
-    .expect("enroll");
-}
-
-async fn lease(kit: &Kit, device: i64, provider: i64, holder: Option<i64>) -> mdm_tests::Response {
+async fn lease(
+    kit: &Fleet,
+    device: i64,
+    provider: i64,
+    holder: Option<i64>,
+) -> mdm_tests::Response {
     kit.app
         .post(
             "/api/v1/leases",
@@ -176,7 +72,7 @@ async fn lease(kit: &Kit, device: i64, provider: i64, holder: Option<i64>) -> md
         .await
 }
 
-async fn device(kit: &Kit, id: i64) -> Value {
+async fn device(kit: &Fleet, id: i64) -> Value {
     let r = kit
         .app
         .get(&format!("/api/v1/devices/{id}"), &kit.admin)
@@ -185,7 +81,7 @@ async fn device(kit: &Kit, id: i64) -> Value {
     r.body
 }
 
-async fn history(kit: &Kit, id: i64) -> Value {
+async fn history(kit: &Fleet, id: i64) -> Value {
     let r = kit
         .app
         .get(&format!("/api/v1/devices/{id}/history"), &kit.admin)
@@ -195,7 +91,7 @@ async fn history(kit: &Kit, id: i64) -> Value {
 }
 
 /// Polls the API until `done` holds for the answer at `path`.
-async fn eventually(kit: &Kit, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+async fn eventually(kit: &Fleet, path: &str, done: impl Fn(&Value) -> bool) -> Value {
     for _ in 0..250 {
         let r = kit.app.get(path, &kit.admin).await;
         if done(&r.body) {
@@ -292,7 +188,7 @@ async fn a_returned_phone_gets_a_new_holder_only_after_its_agent_confirmed_the_w
 
     // Enrolled again with a fresh identity: now Bo gets it.
     kit.app.clock.advance(Duration::minutes(1));
-    enroll_phone(&kit, &phone).await;
+    kit.enroll(&phone).await;
     phone.check_in().await;
     let second = lease(&kit, phone.id, kit.provider_a, Some(bo.id)).await;
     second.expect(StatusCode::CREATED);
@@ -343,7 +239,7 @@ async fn a_stolen_phone_is_locked_at_once_wiped_after_24_hours_and_written_off_t
          support_phone_number = \"+46812345678\"\n",
         smtp.url()
     );
-    let kit = kit_with(backend, &config, "2026-11-23T09:00:00Z").await;
+    let kit = Fleet::start(backend, &config, "2026-11-23T09:00:00Z").await;
     let (anna, anna_token) =
         person(&kit, kit.provider_a, "anna@norr.example", "provider_user").await;
     let phone = new_phone(&kit, "PHONEA01", 1).await;
@@ -720,7 +616,7 @@ async fn phone_requests_are_due_three_working_days_later_and_stay_open_until_ful
     backend: Backend,
 ) {
     // Friday 20 November 2026, 17:00 in Stockholm: after support closed.
-    let kit = kit_with(backend, "", "2026-11-20T16:00:00Z").await;
+    let kit = Fleet::start(backend, "", "2026-11-20T16:00:00Z").await;
     let it_contact = person_token(&kit, kit.provider_a, "it@norr.example", "provider_admin").await;
     let (_, other_provider) =
         person(&kit, kit.provider_b, "it@syd.example", "provider_admin").await;
@@ -924,7 +820,7 @@ async fn sims_move_through_block_and_reactivation_and_a_check_in_flags_another_s
         "[notifications]\nsmtp_url = \"{}\"\nmail_from = \"it@kommun.example\"\n",
         smtp.url()
     );
-    let kit = kit_with(backend, &config, "2026-11-23T09:00:00Z").await;
+    let kit = Fleet::start(backend, &config, "2026-11-23T09:00:00Z").await;
     let create = |iccid: &str, number: &str| json!({ "iccid": iccid, "phone_number": number, "carrier": "Telia", "plan": "Jobbmobil 100 GB" });
     kit.app
         .post(
@@ -1159,7 +1055,7 @@ async fn a_faulty_phone_leaves_for_the_supplier_only_wiped_and_a_compliant_repla
          [leasing]\nservice_desk_email = \"servicedesk@kommun.example\"\n",
         smtp.url()
     );
-    let kit = kit_with(backend, &config, "2026-11-23T09:00:00Z").await;
+    let kit = Fleet::start(backend, &config, "2026-11-23T09:00:00Z").await;
     let (anna, _) = person(&kit, kit.provider_a, "anna@norr.example", "provider_user").await;
     let faulty = kit
         .app
@@ -1171,12 +1067,12 @@ async fn a_faulty_phone_leaves_for_the_supplier_only_wiped_and_a_compliant_repla
         )
         .await;
     faulty.expect(StatusCode::CREATED);
-    let phone = Phone {
+    let phone = AgentPhone {
         id: faulty.body["id"].as_i64().expect("id"),
         dir: tempfile::tempdir().expect("tempdir"),
     };
     phone.describe("PHONEA01", 1, None, 1);
-    enroll_phone(&kit, &phone).await;
+    kit.enroll(&phone).await;
     let first = kit
         .app
         .post(
@@ -1272,12 +1168,12 @@ async fn a_faulty_phone_leaves_for_the_supplier_only_wiped_and_a_compliant_repla
         )
         .await
         .expect_problem(StatusCode::CONFLICT, "replacement-not-enrolled");
-    let replacement = Phone {
+    let replacement = AgentPhone {
         id: spare,
         dir: tempfile::tempdir().expect("tempdir"),
     };
     replacement.describe("PHONEA02", 2, None, 1);
-    enroll_phone(&kit, &replacement).await;
+    kit.enroll(&replacement).await;
     replacement.check_in().await;
     let swapped = kit
         .app

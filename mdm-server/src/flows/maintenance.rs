@@ -9,8 +9,7 @@ use chrono::{DateTime, Utc};
 use super::{FlowError, FlowResult, RejectionClass};
 use crate::domain::audit::AuditEvent;
 use crate::domain::maintenance::{
-    check_planned, timetable, NoticeKind, NoticePolicy, Recurrence, WindowKind, WindowRefusal,
-    WindowStatus,
+    check_planned, timetable, NoticeKind, Recurrence, WindowKind, WindowRefusal, WindowStatus,
 };
 use crate::state::AppState;
 use crate::store::notices::{
@@ -51,21 +50,34 @@ fn refused(state: &AppState, r: WindowRefusal) -> FlowError {
     }
 }
 
-/// The announcement (`first`) now, then the policy's reminders, start and end notices.
-fn announce_notices(
-    p: &NoticePolicy,
+/// Checks a planned window's time against the notice policy now. Returns the time, whether the
+/// window lies outside the preferred windows (which the request acknowledged), and the notices
+/// it owes: the announcement (`first`) now, then the policy's reminders, start and end.
+async fn planned(
+    state: &AppState,
     first: NoticeKind,
-    now: DateTime<Utc>,
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-) -> Vec<NewNotice> {
+    (starts_at, ends_at): (DateTime<Utc>, DateTime<Utc>),
+    acknowledge_outside_preferred: bool,
+) -> FlowResult<(DateTime<Utc>, bool, Vec<NewNotice>)> {
+    let p = state.notice_policy().await?;
+    let now = state.clock.now();
+    let tz = state.config.time_zone;
+    let outside = check_planned(
+        &p,
+        tz,
+        now,
+        starts_at,
+        ends_at,
+        acknowledge_outside_preferred,
+    )
+    .map_err(|r| refused(state, r))?;
     let mut notices = vec![NewNotice::at(first, now)];
     notices.extend(
-        timetable(p, now, start, end)
+        timetable(&p, now, starts_at, ends_at)
             .into_iter()
             .map(|(k, at)| NewNotice::at(k, at)),
     );
-    notices
+    Ok((now, outside, notices))
 }
 
 /// Wakes the notice workers and shows the change to phones checking in at this node.
@@ -103,18 +115,13 @@ pub async fn schedule(
     by: i64,
     event: AuditEvent,
 ) -> FlowResult<Window> {
-    let p = state.notice_policy().await?;
-    let now = state.clock.now();
-    let tz = state.config.time_zone;
-    let outside = check_planned(
-        &p,
-        tz,
-        now,
-        starts_at,
-        ends_at,
+    let (now, outside, notices) = planned(
+        state,
+        NoticeKind::Announced,
+        (starts_at, ends_at),
         acknowledge_outside_preferred,
     )
-    .map_err(|r| refused(state, r))?;
+    .await?;
     let window = NewWindow {
         kind: WindowKind::Planned,
         series_id: None,
@@ -125,7 +132,6 @@ pub async fn schedule(
         outside_preferred: outside,
         created_by: Some(by),
     };
-    let notices = announce_notices(&p, NoticeKind::Announced, now, starts_at, ends_at);
     let event = event.details(serde_json::json!({
         "title": window.text.title,
         "starts_at": starts_at,
@@ -172,19 +178,13 @@ pub async fn reschedule(
     acknowledge_outside_preferred: bool,
     event: AuditEvent,
 ) -> FlowResult<Window> {
-    let p = state.notice_policy().await?;
-    let now = state.clock.now();
-    let tz = state.config.time_zone;
-    let outside = check_planned(
-        &p,
-        tz,
-        now,
-        starts_at,
-        ends_at,
+    let (now, outside, notices) = planned(
+        state,
+        NoticeKind::Rescheduled,
+        (starts_at, ends_at),
         acknowledge_outside_preferred,
     )
-    .map_err(|r| refused(state, r))?;
-    let notices = announce_notices(&p, NoticeKind::Rescheduled, now, starts_at, ends_at);
+    .await?;
     let event = event.details(serde_json::json!({
         "from": { "starts_at": current.starts_at, "ends_at": current.ends_at },
         "to": { "starts_at": starts_at, "ends_at": ends_at },

@@ -724,23 +724,8 @@ async fn update_disruption(
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<MessageBody>,
 ) -> Result<Json<WindowView>, ApiError> {
-    caller.actor.require_operator()?;
-    flows::maintenance::open_disruption_window(&state, id).await?;
-    let message = parse_message(body.message.as_deref(), true)?;
-    let event = caller.event(
-        "disruption.update",
-        "maintenance_window",
-        Some(id.to_string()),
-    );
-    told(
-        &state,
-        &caller,
-        id,
-        Telling::DisruptionUpdate,
-        message,
-        event,
-    )
-    .await
+    let told = (Telling::DisruptionUpdate, true, "disruption.update");
+    tell_disruption(&state, &caller, id, body, told).await
 }
 
 /// Close a disruption (operator): the IT contacts are told it is resolved and the follow-ups
@@ -754,21 +739,22 @@ async fn close_disruption(
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<MessageBody>,
 ) -> Result<Json<WindowView>, ApiError> {
+    let told = (Telling::DisruptionClosed, false, "disruption.close");
+    tell_disruption(&state, &caller, id, body, told).await
+}
+
+/// Tells the IT contacts about an open disruption (operator): `telling`, with a message that
+/// may be `required`, recorded as `action`.
+async fn tell_disruption(
+    state: &AppState,
+    caller: &Caller,
+    id: i64,
+    body: MessageBody,
+    (telling, required, action): (Telling, bool, &str),
+) -> Result<Json<WindowView>, ApiError> {
     caller.actor.require_operator()?;
-    flows::maintenance::open_disruption_window(&state, id).await?;
-    let message = parse_message(body.message.as_deref(), false)?;
-    let event = caller.event(
-        "disruption.close",
-        "maintenance_window",
-        Some(id.to_string()),
-    );
-    told(
-        &state,
-        &caller,
-        id,
-        Telling::DisruptionClosed,
-        message,
-        event,
-    )
-    .await
+    flows::maintenance::open_disruption_window(state, id).await?;
+    let message = parse_message(body.message.as_deref(), required)?;
+    let event = caller.event(action, "maintenance_window", Some(id.to_string()));
+    told(state, caller, id, telling, message, event).await
 }
