@@ -115,6 +115,16 @@ impl LeaseEnd {
             LeaseEnd::Swapped => DeviceStatus::InRepair,
         }
     }
+
+    /// The status of a phone that was `current` when its lease ended this way: a lost phone or
+    /// one in repair keeps its status (its case brings it on); any other takes
+    /// [`LeaseEnd::status_after`].
+    pub fn status_from(self, current: DeviceStatus) -> DeviceStatus {
+        match current {
+            DeviceStatus::Lost | DeviceStatus::InRepair => current,
+            _ => self.status_after(),
+        }
+    }
 }
 
 /// The refusal for a phone that has not passed the wipe gate.
@@ -490,5 +500,16 @@ mod tests {
         );
         let past = LeaseTerms::carried_over(day("2026-12-01"), Some(day("2026-11-30")), 1, 100);
         assert_eq!(past.ends_on, None);
+    }
+
+    #[test]
+    fn a_lease_end_leaves_a_lost_phone_or_one_in_repair_as_it_is() {
+        use DeviceStatus::*;
+        assert_eq!(LeaseEnd::Returned.status_from(Leased), AwaitingWipe);
+        assert_eq!(LeaseEnd::ContractEnded.status_from(Leased), AwaitingWipe);
+        assert_eq!(LeaseEnd::ContractEnded.status_from(Lost), Lost);
+        assert_eq!(LeaseEnd::ContractEnded.status_from(InRepair), InRepair);
+        assert_eq!(LeaseEnd::WrittenOff.status_from(Lost), Lost);
+        assert_eq!(LeaseEnd::WrittenOff.status_from(Leased), Retired);
     }
 }

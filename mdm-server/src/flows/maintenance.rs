@@ -9,7 +9,8 @@ use chrono::{DateTime, Utc};
 use super::{FlowError, FlowResult, RejectionClass};
 use crate::domain::audit::AuditEvent;
 use crate::domain::maintenance::{
-    check_planned, timetable, NoticeKind, Recurrence, WindowKind, WindowRefusal, WindowStatus,
+    check_planned, timetable, NoticeKind, NoticePolicy, Recurrence, WindowKind, WindowRefusal,
+    WindowStatus,
 };
 use crate::state::AppState;
 use crate::store::notices::{
@@ -71,13 +72,25 @@ async fn planned(
         acknowledge_outside_preferred,
     )
     .map_err(|r| refused(state, r))?;
-    let mut notices = vec![NewNotice::at(first, now)];
+    let notices = owed_notices(&p, (first, now), starts_at, ends_at);
+    Ok((now, outside, notices))
+}
+
+/// The notices a planned window from `start` to `end` owes the IT contacts: `first` at its
+/// time, then the policy's reminders, start and end notices.
+pub(super) fn owed_notices(
+    p: &NoticePolicy,
+    (first, at): (NoticeKind, DateTime<Utc>),
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Vec<NewNotice> {
+    let mut notices = vec![NewNotice::at(first, at)];
     notices.extend(
-        timetable(&p, now, starts_at, ends_at)
+        timetable(p, at, start, end)
             .into_iter()
             .map(|(k, at)| NewNotice::at(k, at)),
     );
-    Ok((now, outside, notices))
+    notices
 }
 
 /// Wakes the notice workers and shows the change to phones checking in at this node.

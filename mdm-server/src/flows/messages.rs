@@ -1,7 +1,7 @@
-//! Every message the outbox sends that is not a maintenance notice: who gets it, and the
+//! Every message the outbox sends: who gets it, and the
 //! idempotency key that names it, so that a message worked out twice (by two nodes, or by one
 //! after a restart) is queued once and a receiver can drop a repeat. The texts are in
-//! `domain::notice_text`; maintenance notices are expanded in `jobs::notices`.
+//! `domain::notice_text`; maintenance notices are expanded in `flows::notices`.
 
 use chrono::{DateTime, NaiveDate, Utc};
 
@@ -42,6 +42,18 @@ pub fn to_service_desk(config: &Config, text: NoticeText, key: String) -> Option
         body: text.body,
         idempotency_key: key,
     })
+}
+
+/// A notice to one IT contact (or the webhook) on one channel: unique per notice, channel and
+/// recipient, and short enough for a Message-ID.
+pub fn notice_key(notice_id: i64, channel: Channel, recipient: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(recipient.as_bytes());
+    format!(
+        "notice-{notice_id}-{}-{}",
+        channel.as_str(),
+        hex::encode(&digest[..8])
+    )
 }
 
 /// The service desk's e-mail about a loss report: one per phone and discovery.

@@ -14,7 +14,9 @@
 //! - [`maintenance`]: planned maintenance, recurring windows and disruptions are announced;
 //! - [`reminders`]: the service desk hears of ending warranties and leases;
 //! - [`sim_report`]: what a check-in says about the phone's SIM;
-//! - [`messages`]: every message the outbox sends that is not a maintenance notice.
+//! - [`warranty`]: a replacement takes over a faulty phone's lease;
+//! - [`notices`]: recurring windows' occurrences, and due notices expanded into messages;
+//! - [`messages`]: who gets each outbox message, and the key that names it.
 
 pub mod checkin;
 pub mod command_result;
@@ -25,8 +27,10 @@ pub mod leasing;
 pub mod loss;
 pub mod maintenance;
 pub mod messages;
+pub mod notices;
 pub mod reminders;
 pub mod sim_report;
+pub mod warranty;
 
 use crate::domain::audit::{AuditEvent, Outcome};
 use crate::domain::{DomainError, Refusal};

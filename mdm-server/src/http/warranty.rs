@@ -17,6 +17,7 @@ use super::problem::{invalid, ApiError, ApiJson, ApiPath, ApiQuery};
 use super::AppState;
 use crate::domain::role::Scope;
 use crate::domain::warranty::{self, in_warranty, WarrantyState};
+use crate::flows;
 use crate::store::leasing::LeaseFilter;
 use crate::store::warranty::{NewWarrantyCase, WarrantyCase, WarrantyMove};
 
@@ -275,30 +276,15 @@ async fn swap(
     ApiJson(body): ApiJson<SwapBody>,
 ) -> Result<Json<SwapView>, ApiError> {
     caller.actor.require_operator()?;
-    let case = state.store.warranty_case(id).await?;
-    state
-        .store
-        .device(Scope::Everything, body.replacement_device_id)
-        .await
-        .map_err(|_| invalid("replacement_device_id", "no such device"))?;
-    let device = state
-        .store
-        .device(Scope::Everything, case.device_id)
-        .await?;
-    let event = caller
-        .event("warranty_case.swap", "warranty_case", Some(id.to_string()))
-        .in_org(device.provider_id);
-    let (case, lease) = state
-        .store
-        .swap_warranty_phone(
-            id,
-            body.replacement_device_id,
-            Some(caller.actor.account_id),
-            state.clock.today(state.config.time_zone),
-            state.clock.now(),
-            event,
-        )
-        .await?;
+    let event = caller.event("warranty_case.swap", "warranty_case", Some(id.to_string()));
+    let (case, lease) = flows::warranty::swap(
+        &state,
+        id,
+        body.replacement_device_id,
+        caller.actor.account_id,
+        event,
+    )
+    .await?;
     Ok(Json(SwapView {
         case: with_timeline(&state, case).await?,
         lease: LeaseView::new(&state, lease),

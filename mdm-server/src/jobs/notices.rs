@@ -1,4 +1,5 @@
-//! The notice scheduler and the outbox workers of a node.
+//! The notice scheduler and the outbox workers of a node: each round runs the notice flows
+//! (`flows::notices`), reads the notice board again, and sends what the outbox holds.
 //!
 //! Everything they act on is a database row, so a restart loses nothing and several nodes can
 //! run side by side:
@@ -16,21 +17,14 @@
 
 use chrono::{DateTime, Duration, Utc};
 use std::sync::Arc;
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
-use crate::clock::Clock;
-use crate::config::Config;
-use crate::domain::maintenance::{
-    timetable, Channel, NoticeKind, NoticePolicy, Recurrence, WindowKind,
-};
-use crate::domain::notice_text::{self, NoticeSubject};
-use crate::domain::outbox::{is_late, RetryPolicy};
+use crate::domain::outbox::RetryPolicy;
+use crate::flows::{self, FlowResult};
 use crate::notify::Channels;
-use crate::store::notices::{Delivery, NewDelivery, NewNotice, NewWindow, Notice, Series, Window};
-use crate::store::{Organisation, Store, StoreResult};
-
-/// Notices expanded per round.
-const EXPAND_BATCH: u32 = 50;
+use crate::state::AppState;
+use crate::store::notices::Delivery;
+use crate::store::StoreResult;
 /// Rounds of claiming per wake-up, so a large notice drains without waiting for the next tick.
 const MAX_DELIVERY_ROUNDS: usize = 100;
 /// How often a node deletes old messages.
@@ -39,16 +33,11 @@ const PRUNE_EVERY: Duration = Duration::hours(1);
 const BOARD_REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub struct NoticeJobs {
-    store: Arc<dyn Store>,
-    config: Arc<Config>,
-    clock: Clock,
-    operator_id: i64,
+    state: AppState,
     /// Names this node in leases and in the attempts it records.
     node: String,
     channels: Arc<Channels>,
     retry: RetryPolicy,
-    wake: Arc<Notify>,
-    board: crate::state::notice_board::NoticeBoard,
     /// When the notice board was last read from the database.
     board_read: std::sync::Mutex<Option<std::time::Instant>>,
     /// When (on the server's clock) old messages were last pruned.
@@ -64,13 +53,10 @@ impl std::fmt::Debug for NoticeJobs {
 }
 
 impl NoticeJobs {
-    pub fn new(state: &crate::state::AppState, channels: Channels, node: String) -> Arc<Self> {
+    pub fn new(state: &AppState, channels: Channels, node: String) -> Arc<Self> {
         let n = &state.config.notifications;
         Arc::new(NoticeJobs {
-            store: state.store.clone(),
-            config: state.config.clone(),
-            clock: state.clock.clone(),
-            operator_id: state.operator_id,
+            state: state.clone(),
             node,
             channels: Arc::new(channels),
             retry: RetryPolicy {
@@ -78,8 +64,6 @@ impl NoticeJobs {
                 max: Duration::seconds(i64::try_from(n.retry_max_seconds).unwrap_or(3600)),
                 max_attempts: n.max_attempts.max(1),
             },
-            wake: state.notice_wake.clone(),
-            board: state.notice_board.clone(),
             board_read: std::sync::Mutex::new(None),
             pruned_at: std::sync::Mutex::new(None),
         })
@@ -87,14 +71,15 @@ impl NoticeJobs {
 
     /// Works every poll interval, and at once when woken, until `stop` says so.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        let every =
-            std::time::Duration::from_millis(self.config.notifications.poll_interval_ms.max(10));
+        let every = std::time::Duration::from_millis(
+            self.state.config.notifications.poll_interval_ms.max(10),
+        );
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
-                () = self.wake.notified() => {}
+                () = self.state.notice_wake.notified() => {}
                 _ = stop.wait_for(|s| *s) => break,
             }
             if let Err(e) = self.work_once().await {
@@ -104,13 +89,14 @@ impl NoticeJobs {
     }
 
     /// One round: announce due occurrences, expand due notices, send due deliveries.
-    pub async fn work_once(&self) -> StoreResult<()> {
-        let policy = crate::state::notice_policy(self.store.as_ref(), self.operator_id).await?;
-        self.announce_occurrences(&policy).await?;
-        self.expand_due(&policy).await?;
+    pub async fn work_once(&self) -> FlowResult<()> {
+        let policy = self.state.notice_policy().await?;
+        flows::notices::announce_occurrences(&self.state, &policy).await?;
+        flows::notices::expand_due(&self.state, &policy, self.channels.has_webhook()).await?;
         if self.board_due() {
-            self.board
-                .refresh(self.store.as_ref(), self.clock.now())
+            self.state
+                .notice_board
+                .refresh(self.state.store.as_ref(), self.state.clock.now())
                 .await?;
         }
         for _ in 0..MAX_DELIVERY_ROUNDS {
@@ -118,12 +104,12 @@ impl NoticeJobs {
                 break;
             }
         }
-        self.prune().await
+        Ok(self.prune().await?)
     }
 
     /// Deletes old sent and dead-lettered messages, at most once an hour of the server's clock.
     async fn prune(&self) -> StoreResult<()> {
-        let now = self.clock.now();
+        let now = self.state.clock.now();
         {
             let mut last = self.pruned_at.lock().unwrap_or_else(|p| p.into_inner());
             if last.is_some_and(|t| now - t < PRUNE_EVERY) {
@@ -131,8 +117,8 @@ impl NoticeJobs {
             }
             *last = Some(now);
         }
-        let keep = Duration::days(i64::from(self.config.notifications.retention_days));
-        let pruned = self.store.prune_deliveries(now - keep, now).await?;
+        let keep = Duration::days(i64::from(self.state.config.notifications.retention_days));
+        let pruned = self.state.store.prune_deliveries(now - keep, now).await?;
         if pruned > 0 {
             tracing::info!(pruned, "old notice messages deleted");
         }
@@ -150,173 +136,16 @@ impl NoticeJobs {
         due
     }
 
-    /// Creates the occurrences of recurring windows whose announcement is due.
-    async fn announce_occurrences(&self, policy: &NoticePolicy) -> StoreResult<()> {
-        let tz = self.config.time_zone;
-        let now = self.clock.now();
-        let until = policy.earliest_start(tz, now);
-        for series in self.store.due_series(until).await? {
-            if let Err(e) = self.announce_occurrence(policy, tz, &series, now).await {
-                tracing::warn!(series = series.id, error = %e, "could not announce an occurrence");
-            }
-        }
-        Ok(())
-    }
-
-    async fn announce_occurrence(
-        &self,
-        policy: &NoticePolicy,
-        tz: chrono_tz::Tz,
-        series: &Series,
-        now: DateTime<Utc>,
-    ) -> anyhow::Result<()> {
-        let Some(next) = series.next_start_at else {
-            return Ok(());
-        };
-        let recurrence = Recurrence::parse(&series.cron, series.duration_minutes)?;
-        let (start, end) = recurrence
-            .next_after(tz, next)
-            .ok_or_else(|| anyhow::anyhow!("the expression no longer fires"))?;
-        let following = recurrence
-            .next_after(tz, start + Duration::seconds(1))
-            .map(|(s, _)| s);
-        // Announced when it was due (`start` less the lead time); after downtime that lies in
-        // the past and the notice goes out at once, marked late.
-        let announce_at = policy.announce_at(tz, start);
-        let mut notices = vec![NewNotice::at(NoticeKind::Announced, announce_at)];
-        notices.extend(
-            timetable(policy, announce_at, start, end)
-                .into_iter()
-                .map(|(kind, at)| NewNotice::at(kind, at)),
-        );
-        let window = NewWindow {
-            kind: WindowKind::Planned,
-            series_id: Some(series.id),
-            text: series.text.clone(),
-            targets: series.targets.clone(),
-            starts_at: start,
-            ends_at: Some(end),
-            outside_preferred: series.outside_preferred,
-            created_by: None,
-        };
-        // An occurrence that ended while every node was down is passed over.
-        let window = Some(&window).filter(|_| end > now);
-        self.store
-            .materialise_occurrence(series.id, next, window, &notices, following, now)
-            .await?;
-        Ok(())
-    }
-
-    async fn expand_due(&self, policy: &NoticePolicy) -> StoreResult<()> {
-        let now = self.clock.now();
-        let due = self.store.due_notices(now, EXPAND_BATCH).await?;
-        if due.is_empty() {
-            return Ok(());
-        }
-        let providers = self.store.list_providers().await?;
-        for notice in &due {
-            let window = self.store.window(notice.window_id).await?;
-            let deliveries = self.deliveries_for(policy, notice, &window, &providers);
-            let then = follow_up(policy, notice, &window, now);
-            self.store
-                .expand_notice(
-                    notice.id,
-                    &deliveries,
-                    &then,
-                    is_late(notice.due_at, now),
-                    now,
-                )
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// One outbox row per IT contact and channel of every provider the window concerns (whose
-    /// contract is in force), and one for the webhook.
-    fn deliveries_for(
-        &self,
-        policy: &NoticePolicy,
-        notice: &Notice,
-        window: &Window,
-        providers: &[Organisation],
-    ) -> Vec<NewDelivery> {
-        let tz = self.config.time_zone;
-        let today = self.clock.today(tz);
-        let subject = NoticeSubject {
-            operator_name: &self.config.operator_name,
-            kind: window.kind,
-            title: &window.text.title,
-            description: &window.text.description,
-            systems: &window.text.systems,
-            starts_at: window.starts_at,
-            ends_at: window.ends_at,
-            message: notice.message.as_deref(),
-        };
-        let text = notice_text::render(notice.kind, &subject, tz, policy.language);
-        let channels = policy.channels_for(window.kind);
-        let mut out = Vec::new();
-        for provider in providers.iter().filter(|p| {
-            window.targets.includes(p.id) && p.contract.is_some_and(|c| c.is_active_on(today))
-        }) {
-            for contact in &provider.it_contacts {
-                for &channel in &channels {
-                    let (recipient, subject, body) = match channel {
-                        Channel::Email => (
-                            contact.email.as_str(),
-                            text.subject.clone(),
-                            text.body.clone(),
-                        ),
-                        Channel::Sms => (contact.mobile.as_str(), String::new(), text.sms.clone()),
-                        Channel::Webhook => continue,
-                    };
-                    out.push(NewDelivery {
-                        channel,
-                        recipient: recipient.to_string(),
-                        provider_id: Some(provider.id),
-                        subject,
-                        body,
-                        idempotency_key: idempotency_key(notice.id, channel, recipient),
-                    });
-                }
-            }
-        }
-        if channels.contains(&Channel::Webhook) && self.channels.has_webhook() {
-            let recipient = crate::notify::webhook::RECIPIENT;
-            let body = serde_json::json!({
-                "notice_id": notice.id,
-                "notice": notice.kind,
-                "window": {
-                    "id": window.id,
-                    "kind": window.kind,
-                    "title": window.text.title,
-                    "systems": window.text.systems,
-                    "starts_at": window.starts_at,
-                    "ends_at": window.ends_at,
-                },
-                "subject": text.subject,
-                "text": text.body,
-            });
-            out.push(NewDelivery {
-                channel: Channel::Webhook,
-                recipient: recipient.to_string(),
-                provider_id: None,
-                subject: text.subject.clone(),
-                body: body.to_string(),
-                idempotency_key: idempotency_key(notice.id, Channel::Webhook, recipient),
-            });
-        }
-        out
-    }
-
     /// Sends due deliveries, `concurrency` at a time, until none are left; returns how many
     /// were claimed. Rows are claimed only when a slot is free for them, so each one's send
     /// starts as soon as it is leased and ends within the send timeout: the lease (twice the
     /// timeout and half a minute) outlives it, and no other node can take a row this one is
     /// still sending.
     async fn deliver_due(&self) -> StoreResult<usize> {
-        let concurrency = self.config.notifications.concurrency.max(1);
+        let concurrency = self.state.config.notifications.concurrency.max(1);
         let lease = Duration::seconds(
-            i64::try_from(self.config.notifications.send_timeout_seconds).unwrap_or(30) * 2 + 30,
+            i64::try_from(self.state.config.notifications.send_timeout_seconds).unwrap_or(30) * 2
+                + 30,
         );
         let mut sending = tokio::task::JoinSet::new();
         let mut claimed = 0;
@@ -327,9 +156,10 @@ impl NoticeJobs {
         loop {
             // Refill when half the slots are free: fewer claims than one per message.
             if !drained && sending.len() <= concurrency / 2 {
-                let now = self.clock.now();
+                let now = self.state.clock.now();
                 let want = (concurrency - sending.len()) as u32;
                 match self
+                    .state
                     .store
                     .claim_deliveries(&self.node, now, now + lease, want)
                     .await
@@ -371,7 +201,7 @@ impl NoticeJobs {
     }
 
     async fn record(&self, delivery: &Delivery, outcome: Result<(), String>) -> StoreResult<()> {
-        let now = self.clock.now();
+        let now = self.state.clock.now();
         let retry_at = match &outcome {
             Ok(()) => None,
             Err(error) => {
@@ -388,37 +218,11 @@ impl NoticeJobs {
                 retry_at
             }
         };
-        self.store
+        self.state
+            .store
             .finish_delivery(delivery.id, &self.node, outcome, retry_at, now)
             .await
     }
-}
-
-/// The next follow-up of an open disruption, when this notice is one.
-fn follow_up(
-    policy: &NoticePolicy,
-    notice: &Notice,
-    window: &Window,
-    now: DateTime<Utc>,
-) -> Vec<NewNotice> {
-    if notice.kind != NoticeKind::DisruptionFollowUp || window.closed_at.is_some() {
-        return Vec::new();
-    }
-    let every = Duration::minutes(i64::from(policy.disruption_follow_up_minutes));
-    // After downtime the next one is counted from now, not from the missed one.
-    let next = (notice.due_at + every).max(now + every);
-    vec![NewNotice::at(NoticeKind::DisruptionFollowUp, next)]
-}
-
-/// Unique per notice, channel and recipient; short enough for a Message-ID.
-fn idempotency_key(notice_id: i64, channel: Channel, recipient: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(recipient.as_bytes());
-    format!(
-        "notice-{notice_id}-{}-{}",
-        channel.as_str(),
-        hex::encode(&digest[..8])
-    )
 }
 
 /// A name for this node: the host and a random part, so restarts are told apart.

@@ -224,14 +224,13 @@ pub(super) async fn open_lease(tx: &mut Tx, l: &LeaseRow, now: DateTime<Utc>) ->
     .bind(now)
     .fetch_one(&mut **tx)
     .await?;
-    sqlx::query(
-        "UPDATE devices SET status = 'leased', provider_id = $1, updated_at = $2 WHERE id = $3",
-    )
-    .bind(l.provider_id)
-    .bind(now)
-    .bind(l.device_id)
-    .execute(&mut **tx)
-    .await?;
+    sqlx::query("UPDATE devices SET status = $1, provider_id = $2, updated_at = $3 WHERE id = $4")
+        .bind(DeviceStatus::Leased.as_str())
+        .bind(l.provider_id)
+        .bind(now)
+        .bind(l.device_id)
+        .execute(&mut **tx)
+        .await?;
     Ok(id)
 }
 
@@ -259,11 +258,16 @@ async fn end_one(
     }
     end_holding(tx, device_id, now).await?;
     let after = ending.how.status_after().as_str();
+    let current: String = sqlx::query_scalar("SELECT status FROM devices WHERE id = $1")
+        .bind(device_id)
+        .fetch_one(&mut **tx)
+        .await?;
+    let current = DeviceStatus::parse(&current).map_err(|_| corrupt("device status", &current))?;
     sqlx::query(
-        "UPDATE devices SET status = CASE WHEN status IN ('lost', 'in_repair') THEN status ELSE $1 END, \
-         provider_id = NULL, assignment_ended_at = $2, updated_at = $2 WHERE id = $3",
+        "UPDATE devices SET status = $1, provider_id = NULL, assignment_ended_at = $2, \
+         updated_at = $2 WHERE id = $3",
     )
-    .bind(after)
+    .bind(ending.how.status_from(current).as_str())
     .bind(now)
     .bind(device_id)
     .execute(&mut **tx)

@@ -203,7 +203,8 @@ impl LostCaseStore for SqlStore {
         .bind(lock)
         .fetch_one(&mut *tx)
         .await?;
-        sqlx::query("UPDATE devices SET status = 'lost', updated_at = $1 WHERE id = $2")
+        sqlx::query("UPDATE devices SET status = $1, updated_at = $2 WHERE id = $3")
+            .bind(DeviceStatus::Lost.as_str())
             .bind(now)
             .bind(new.device_id)
             .execute(&mut *tx)
