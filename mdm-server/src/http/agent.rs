@@ -13,9 +13,9 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use super::device_connection::Peer;
 use super::problem::{ApiError, ApiJson, ApiPath};
 use super::AppState;
+use super::Peer;
 use crate::domain::audit::Outcome;
 use crate::flows;
 use crate::flows::enrollment::to_offset;

@@ -11,10 +11,9 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::caller::Caller;
-use super::common::catalogue;
-use super::common::present;
 use super::problem::{checked, ApiError, ApiJson, ApiPath, ApiQuery, Fields};
 use super::AppState;
+use super::{catalogue, present};
 use crate::domain::device::{check_warranty, DeviceStatus, Imei, Platform, Serial};
 use crate::domain::organisation::{optional_text, OrgKind};
 use crate::store::{Device, DeviceChange, DeviceFilter, DeviceModel, NewDevice};

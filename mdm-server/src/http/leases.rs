@@ -11,9 +11,9 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::caller::Caller;
-use super::common::{present, LeaseView};
 use super::problem::{invalid, ApiError, ApiJson, ApiPath, ApiQuery};
 use super::AppState;
+use super::{present, LeaseView};
 use crate::domain::role::Scope;
 use crate::domain::wipe_gate::check_manual_wipe;
 use crate::flows;

@@ -38,6 +38,8 @@ pub mod users;
 pub mod warranty;
 
 pub use crate::state::AppState;
+pub use common::{catalogue, present, LeaseView};
+pub use device_connection::Peer;
 pub use problem::{ApiError, ApiJson, ApiPath, ApiQuery};
 
 #[derive(OpenApi)]

@@ -10,10 +10,9 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::caller::Caller;
-use super::common::catalogue;
-use super::common::present;
 use super::problem::{checked, ApiError, ApiJson, ApiPath, Fields};
 use super::AppState;
+use super::{catalogue, present};
 use crate::domain::calendar::check_date;
 use crate::domain::device::Platform;
 use crate::domain::organisation::parse_name;

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::caller::Caller;
-use super::common::present;
+use super::present;
 use super::problem::{checked, ApiError, ApiJson, ApiPath, Fields};
 use super::AppState;
 use crate::domain::contact::{Email, ItContact, MobileNumber, MAX_IT_CONTACTS};

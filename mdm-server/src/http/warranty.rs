@@ -12,9 +12,9 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::caller::Caller;
-use super::common::LeaseView;
 use super::problem::{invalid, ApiError, ApiJson, ApiPath, ApiQuery};
 use super::AppState;
+use super::LeaseView;
 use crate::domain::role::Scope;
 use crate::domain::warranty::{self, in_warranty, WarrantyState};
 use crate::flows;
