@@ -18,14 +18,6 @@ pub mod metrics;
 pub mod notice_board;
 pub mod policy_board;
 
-/// The operator's notice policy, or the default (the first city's contract) if none was set.
-pub async fn notice_policy(
-    store: &dyn Store,
-    operator_id: i64,
-) -> crate::store::StoreResult<crate::domain::maintenance::NoticePolicy> {
-    Ok(store.notice_policy(operator_id).await?.unwrap_or_default())
-}
-
 /// What every front end, flow and job of a node can reach.
 #[derive(Clone)]
 pub struct AppState {
@@ -77,7 +69,11 @@ impl AppState {
     pub async fn notice_policy(
         &self,
     ) -> crate::store::StoreResult<crate::domain::maintenance::NoticePolicy> {
-        notice_policy(self.store.as_ref(), self.operator_id).await
+        Ok(self
+            .store
+            .notice_policy(self.operator_id)
+            .await?
+            .unwrap_or_default())
     }
 
     /// Judges phones' compliance against the policy board, as of today.

@@ -235,11 +235,12 @@ pub(super) async fn open_lease(tx: &mut Tx, l: &LeaseRow, now: DateTime<Utc>) ->
 }
 
 /// Ends one open lease inside the caller's transaction and queues the phone's wipe; `None`
-/// when the lease had ended already (another request got there first). A lost phone or one in
-/// repair keeps its status, and a lost phone's case will bring it back to waiting for its wipe.
+/// when the lease had ended already (another request got there first). `current` is the
+/// phone's status, read under its lock. A lost phone or one in repair keeps its status, and a
+/// lost phone's case will bring it back to waiting for its wipe.
 async fn end_one(
     tx: &mut Tx,
-    device_id: i64,
+    (device_id, current): (i64, DeviceStatus),
     lease_id: i64,
     ending: &LeaseEnding,
     now: DateTime<Utc>,
@@ -258,11 +259,6 @@ async fn end_one(
     }
     end_holding(tx, device_id, now).await?;
     let after = ending.how.status_after().as_str();
-    let current: String = sqlx::query_scalar("SELECT status FROM devices WHERE id = $1")
-        .bind(device_id)
-        .fetch_one(&mut **tx)
-        .await?;
-    let current = DeviceStatus::parse(&current).map_err(|_| corrupt("device status", &current))?;
     sqlx::query(
         "UPDATE devices SET status = $1, provider_id = NULL, assignment_ended_at = $2, \
          updated_at = $2 WHERE id = $3",
@@ -409,7 +405,7 @@ impl LeasingStore for SqlStore {
                 .bind(device_id)
                 .fetch_one(&mut *tx)
                 .await?;
-        let wipe = end_one(&mut tx, device_id, lease_id, ending, now)
+        let wipe = end_one(&mut tx, (device_id, phone.status), lease_id, ending, now)
             .await?
             .ok_or(StoreError::NotFound)?;
         let audit = with_details(
@@ -439,7 +435,8 @@ impl LeasingStore for SqlStore {
         let mut devices = Vec::with_capacity(open.len());
         for (lease_id, device_id) in open {
             lock_device(&mut tx, device_id).await?;
-            if end_one(&mut tx, device_id, lease_id, ending, now)
+            let current = phone_state(&mut tx, device_id).await?.status;
+            if end_one(&mut tx, (device_id, current), lease_id, ending, now)
                 .await?
                 .is_some()
             {
