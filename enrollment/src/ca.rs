@@ -17,6 +17,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::csr::CheckedCsr;
 use crate::fingerprint;
+use crate::scep::RegistrationAuthority;
 
 /// Device certificates live a year; phones renew well before.
 pub const DEVICE_CERT_DAYS: i64 = 365;
@@ -34,6 +35,8 @@ pub enum CaError {
     Corrupt { path: PathBuf, reason: String },
     #[error("signing failed: {0}")]
     Signing(#[from] rcgen::Error),
+    #[error("making a key failed: {0}")]
+    Key(String),
 }
 
 /// A certificate the CA issued, with what the server stores about it.
@@ -53,9 +56,12 @@ pub struct DeviceCa {
     root_pem: String,
     root_der: Vec<u8>,
     issuing_pem: String,
+    issuing_der: Vec<u8>,
     issuing: Issuer<'static, KeyPair>,
     /// The profile-signing certificate in use (see [`DeviceCa::profile_signer`]).
     profile_signer: std::sync::Mutex<Option<ProfileSigner>>,
+    /// The SCEP registration authority in use, and the end of its certificate's validity.
+    scep_ra: std::sync::Mutex<Option<(RegistrationAuthority, OffsetDateTime)>>,
 }
 
 /// The certificate configuration profiles are signed with, and its key.
@@ -82,6 +88,13 @@ impl std::fmt::Debug for ProfileSigner {
 pub const PROFILE_SIGNER_RENEW_DAYS: i64 = 30;
 const PROFILE_SIGNER_PEM: &str = "profile-signing.pem";
 const PROFILE_SIGNER_KEY: &str = "profile-signing.key";
+const SCEP_RA_PEM: &str = "scep-ra.pem";
+const SCEP_RA_KEY: &str = "scep-ra.key";
+/// The SCEP RA's certificate lives two years and is replaced, like the profile signer, when it
+/// has less than [`PROFILE_SIGNER_RENEW_DAYS`] left.
+const SCEP_RA_DAYS: i64 = 730;
+/// RSA, because SCEP clients encrypt their requests to this key; 2048 bits, as iPhones' own.
+const SCEP_RA_BITS: usize = 2048;
 
 impl std::fmt::Debug for DeviceCa {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -177,17 +190,21 @@ impl DeviceCa {
                 path: issuing_pem_path.clone(),
                 reason: e.to_string(),
             })?;
-        let root_der = pem_to_der(&root_pem).ok_or_else(|| CaError::Corrupt {
-            path: root_pem_path.clone(),
+        let not_pem = |path: &PathBuf| CaError::Corrupt {
+            path: path.clone(),
             reason: "not a PEM certificate".into(),
-        })?;
+        };
+        let root_der = pem_to_der(&root_pem).ok_or_else(|| not_pem(root_pem_path))?;
+        let issuing_der = pem_to_der(&issuing_pem).ok_or_else(|| not_pem(issuing_pem_path))?;
         Ok(DeviceCa {
             dir: dir.to_path_buf(),
             root_pem,
             root_der,
             issuing_pem,
+            issuing_der,
             issuing,
             profile_signer: std::sync::Mutex::new(None),
+            scep_ra: std::sync::Mutex::new(None),
         })
     }
 
@@ -234,6 +251,25 @@ impl DeviceCa {
 
     pub fn issuing_pem(&self) -> &str {
         &self.issuing_pem
+    }
+
+    /// The issuing CA and the root, DER, in that order.
+    pub fn chain_der(&self) -> Vec<Vec<u8>> {
+        vec![self.issuing_der.clone(), self.root_der.clone()]
+    }
+
+    /// Whether the issuing CA signed this certificate (DER). Whether it is still live is the
+    /// database's question.
+    pub fn issued_here(&self, der: &[u8]) -> bool {
+        use x509_parser::prelude::{FromDer, X509Certificate};
+        let (Ok((_, cert)), Ok((_, issuing))) = (
+            X509Certificate::from_der(der),
+            X509Certificate::from_der(&self.issuing_der),
+        ) else {
+            return false;
+        };
+        cert.issuer() == issuing.subject()
+            && cert.verify_signature(Some(issuing.public_key())).is_ok()
     }
 
     /// What a phone pins: the SHA-256 of the root certificate.
@@ -382,24 +418,100 @@ impl DeviceCa {
         // S/MIME signing is what CMS verifiers (openssl cms -verify) check signed data for.
         let (chain_pem, key, not_after) =
             self.issue_service_leaf(name_, Vec::new(), ExtendedKeyUsagePurpose::EmailProtection)?;
-        let replace = |file: &str, text: &str, private: bool| {
-            let path = self.dir.join(file);
-            let aside = self.dir.join(format!("{file}.new"));
-            let _ = std::fs::remove_file(&aside);
-            if private {
-                write_private(&aside, text)?;
-            } else {
-                std::fs::write(&aside, text).map_err(io(&aside))?;
-            }
-            std::fs::rename(&aside, &path).map_err(io(&path))
-        };
-        replace(PROFILE_SIGNER_KEY, &key.serialize_pem(), true)?;
-        replace(PROFILE_SIGNER_PEM, &chain_pem, false)?;
+        self.keep(PROFILE_SIGNER_KEY, &key.serialize_pem(), true)?;
+        self.keep(PROFILE_SIGNER_PEM, &chain_pem, false)?;
         Ok(ProfileSigner {
             chain_pem,
             key_der: key.serialize_der(),
             not_after,
         })
+    }
+
+    /// Writes a file of the CA's directory aside and renames it over the old one.
+    fn keep(&self, file: &str, text: &str, private: bool) -> Result<(), CaError> {
+        let path = self.dir.join(file);
+        let aside = self.dir.join(format!("{file}.new"));
+        let _ = std::fs::remove_file(&aside);
+        if private {
+            write_private(&aside, text)?;
+        } else {
+            std::fs::write(&aside, text).map_err(io(&aside))?;
+        }
+        std::fs::rename(&aside, &path).map_err(io(&path))
+    }
+
+    /// The SCEP registration authority: an RSA key and a certificate from the issuing CA,
+    /// kept in the CA's directory (key mode 0600) and replaced like the profile signer when
+    /// it runs short. Made on first use: RSA key generation takes a moment.
+    pub fn scep_ra(&self) -> Result<RegistrationAuthority, CaError> {
+        let now = OffsetDateTime::now_utc();
+        let mut current = self.scep_ra.lock().unwrap_or_else(|p| p.into_inner());
+        let due =
+            |not_after: OffsetDateTime| not_after - now < Duration::days(PROFILE_SIGNER_RENEW_DAYS);
+        if let Some((ra, _)) = current.as_ref().filter(|(_, end)| !due(*end)) {
+            return Ok(ra.clone());
+        }
+        let kept = match self.stored_scep_ra() {
+            Some(stored) if !due(stored.1) => stored,
+            _ => self.new_scep_ra(now)?,
+        };
+        *current = Some(kept.clone());
+        Ok(kept.0)
+    }
+
+    fn stored_scep_ra(&self) -> Option<(RegistrationAuthority, OffsetDateTime)> {
+        use rsa::pkcs8::{DecodePrivateKey, EncodePublicKey};
+        use x509_cert::der::{DecodePem, Encode};
+        let pem = read(&self.dir.join(SCEP_RA_PEM)).ok()?;
+        let key =
+            rsa::RsaPrivateKey::from_pkcs8_pem(&read(&self.dir.join(SCEP_RA_KEY)).ok()?).ok()?;
+        let certificate = x509_cert::Certificate::from_pem(pem.as_bytes()).ok()?;
+        let spki = certificate
+            .tbs_certificate
+            .subject_public_key_info
+            .to_der()
+            .ok()?;
+        // A crash between writing the two files leaves a key that is not the certificate's.
+        if spki != key.to_public_key().to_public_key_der().ok()?.as_bytes() {
+            return None;
+        }
+        let (_, not_after) = certificate_validity(&pem)?;
+        let not_after = OffsetDateTime::from_unix_timestamp(not_after).ok()?;
+        Some((RegistrationAuthority { certificate, key }, not_after))
+    }
+
+    fn new_scep_ra(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<(RegistrationAuthority, OffsetDateTime), CaError> {
+        use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+        use x509_cert::der::Decode;
+        let failed = |e: &dyn std::fmt::Display| CaError::Key(e.to_string());
+        let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), SCEP_RA_BITS)
+            .map_err(|e| failed(&e))?;
+        let spki = key
+            .to_public_key()
+            .to_public_key_der()
+            .map_err(|e| failed(&e))?;
+        let public_key = rcgen::SubjectPublicKeyInfo::from_der(spki.as_bytes())?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = name("SCEP registration authority");
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.not_before = now - Duration::minutes(5);
+        params.not_after = now + Duration::days(SCEP_RA_DAYS);
+        params.serial_number = Some(random_serial());
+        params.use_authority_key_identifier_extension = true;
+        params.key_identifier_method = KeyIdMethod::Sha256;
+        let cert = params.signed_by(&public_key, &self.issuing)?;
+        let key_pem = key.to_pkcs8_pem(LineEnding::LF).map_err(|e| failed(&e))?;
+        self.keep(SCEP_RA_KEY, &key_pem, true)?;
+        self.keep(SCEP_RA_PEM, &cert.pem(), false)?;
+        let certificate = x509_cert::Certificate::from_der(cert.der()).map_err(|e| failed(&e))?;
+        Ok((RegistrationAuthority { certificate, key }, params.not_after))
     }
 
     /// The revocation list: serials (hex) with the time each was revoked.

@@ -3,6 +3,7 @@
 //! the CSR asks for (subject, validity, CA rights, key usages) is ignored; the CA decides those.
 
 use x509_parser::certification_request::X509CertificationRequest;
+use x509_parser::cri_attributes::ParsedCriAttribute;
 use x509_parser::prelude::FromDer;
 use x509_parser::public_key::PublicKey;
 
@@ -30,6 +31,19 @@ pub struct CheckedCsr {
     pub(crate) spki_der: Vec<u8>,
     /// `p256` or `rsa-<bits>`, for the audit trail.
     pub key_kind: String,
+    /// The request's challenge password (SCEP puts the enrollment secret there).
+    pub challenge: Option<String>,
+}
+
+impl CheckedCsr {
+    /// Whether the request carries this key (SubjectPublicKeyInfo DER).
+    pub fn has_key(&self, spki_der: &[u8]) -> bool {
+        self.spki_der == spki_der
+    }
+
+    pub fn is_rsa(&self) -> bool {
+        self.key_kind.starts_with("rsa-")
+    }
 }
 
 pub fn check_csr(der: &[u8]) -> Result<CheckedCsr, CsrError> {
@@ -73,9 +87,17 @@ pub fn check_csr(der: &[u8]) -> Result<CheckedCsr, CsrError> {
     // The key is judged first: a weak key is refused as weak even where the signature library
     // would not verify it at all.
     csr.verify_signature().map_err(|_| CsrError::BadSignature)?;
+    let challenge = csr
+        .certification_request_info
+        .iter_attributes()
+        .find_map(|a| match a.parsed_attribute() {
+            ParsedCriAttribute::ChallengePassword(p) => Some(p.0.clone()),
+            _ => None,
+        });
     Ok(CheckedCsr {
         spki_der: spki.raw.to_vec(),
         key_kind,
+        challenge,
     })
 }
 

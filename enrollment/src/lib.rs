@@ -1,9 +1,11 @@
-//! Device identity: the server's device CA, enrollment tokens, CSR checks and signing, and
-//! certificate revocation lists. No HTTP and no database here: the server calls in with bytes
+//! Device identity: the server's device CA, enrollment tokens, CSR checks and signing, SCEP,
+//! the CMS messages iPhones sign, and certificate revocation lists. No HTTP and no database here: the server calls in with bytes
 //! and stores what comes out.
 
 pub mod ca;
 pub mod csr;
+pub mod envelope;
+pub mod scep;
 pub mod token;
 
 pub use ca::{DeviceCa, IssuedCertificate};
