@@ -17,6 +17,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::csr::CheckedCsr;
 use crate::fingerprint;
+use crate::push_certificate::{read_push_certificate, PushCertificate};
 use crate::scep::RegistrationAuthority;
 
 /// Device certificates live a year; phones renew well before.
@@ -88,6 +89,8 @@ impl std::fmt::Debug for ProfileSigner {
 pub const PROFILE_SIGNER_RENEW_DAYS: i64 = 30;
 const PROFILE_SIGNER_PEM: &str = "profile-signing.pem";
 const PROFILE_SIGNER_KEY: &str = "profile-signing.key";
+const PUSH_PEM: &str = "mdm-push.pem";
+const PUSH_KEY: &str = "mdm-push.key";
 const SCEP_RA_PEM: &str = "scep-ra.pem";
 const SCEP_RA_KEY: &str = "scep-ra.key";
 /// The SCEP RA's certificate lives two years and is replaced, like the profile signer, when it
@@ -438,6 +441,28 @@ impl DeviceCa {
             std::fs::write(&aside, text).map_err(io(&aside))?;
         }
         std::fs::rename(&aside, &path).map_err(io(&path))
+    }
+
+    /// Keeps the operator's MDM push certificate in the CA's directory (key mode 0600), in
+    /// place of the one before.
+    pub fn keep_push_certificate(&self, push: &PushCertificate) -> Result<(), CaError> {
+        self.keep(PUSH_KEY, push.key_pem(), true)?;
+        self.keep(PUSH_PEM, &push.certificate_pem, false)
+    }
+
+    /// The operator's MDM push certificate, if one was uploaded (even if it has run out: the
+    /// caller says so).
+    pub fn push_certificate(&self) -> Result<Option<PushCertificate>, CaError> {
+        let (cert, key) = (self.dir.join(PUSH_PEM), self.dir.join(PUSH_KEY));
+        if !cert.exists() {
+            return Ok(None);
+        }
+        read_push_certificate(&read(&cert)?, &read(&key)?)
+            .map(Some)
+            .map_err(|e| CaError::Corrupt {
+                path: cert,
+                reason: e.to_string(),
+            })
     }
 
     /// The SCEP registration authority: an RSA key and a certificate from the issuing CA,

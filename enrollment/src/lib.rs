@@ -5,6 +5,7 @@
 pub mod ca;
 pub mod csr;
 pub mod envelope;
+pub mod push_certificate;
 pub mod scep;
 pub mod token;
 

@@ -115,6 +115,109 @@ pub fn configuration_profile(policy: &EffectivePolicy, id: ProfileIdentity<'_>) 
     )
 }
 
+/// What an iPhone's enrollment profile carries: the root it must trust, where and how it gets
+/// its identity by SCEP, and where its MDM check-ins go.
+#[derive(Debug, Clone, Copy)]
+pub struct Enrollment<'a> {
+    pub id: ProfileIdentity<'a>,
+    /// The device CA's root, DER: the phone trusts the device listener through it.
+    pub root_der: &'a [u8],
+    pub scep_url: &'a str,
+    /// The single-use challenge SCEP checks: the enrollment token's secret.
+    pub challenge: &'a str,
+    /// The common name the phone puts in its request (the server decides the certificate's).
+    pub subject: &'a str,
+    pub server_url: &'a str,
+    pub checkin_url: &'a str,
+    /// The operator's push topic, from its MDM push certificate.
+    pub topic: &'a str,
+}
+
+/// Every right the MDM payload can grant (Apple's `AccessRights` bits 1 to 4096).
+const ALL_ACCESS_RIGHTS: u64 = 8191;
+/// 1 (signing) + 4 (encryption): the SCEP key both signs MDM messages and decrypts.
+const SCEP_KEY_USAGE: u64 = 5;
+/// iPhones make 1024-bit keys unless told otherwise; the server refuses less than 2048.
+const SCEP_KEY_BITS: u64 = 2048;
+
+/// The enrollment profile an iPhone installs to be managed: the root certificate, the SCEP
+/// payload and the MDM payload that names the SCEP identity.
+pub fn enrollment_profile(e: Enrollment<'_>) -> Dictionary {
+    let mut root = Dictionary::new();
+    root.insert("PayloadContent".into(), Value::Data(e.root_der.to_vec()));
+    root.insert("PayloadCertificateFileName".into(), Value::from("root.cer"));
+    let root = payload(
+        "com.apple.security.root",
+        format!("{}.root", e.id.identifier),
+        "Kommunens rotcertifikat",
+        root,
+    );
+    let pair = |oid: &str, value: &str| {
+        Value::Array(vec![Value::Array(vec![
+            Value::from(oid),
+            Value::from(value),
+        ])])
+    };
+    let mut scep_content = Dictionary::new();
+    scep_content.insert("URL".into(), Value::from(e.scep_url));
+    scep_content.insert("Name".into(), Value::from(e.id.organisation));
+    scep_content.insert(
+        "Subject".into(),
+        Value::Array(vec![pair("O", e.id.organisation), pair("CN", e.subject)]),
+    );
+    scep_content.insert("Challenge".into(), Value::from(e.challenge));
+    scep_content.insert("Keysize".into(), Value::from(SCEP_KEY_BITS));
+    scep_content.insert("Key Type".into(), Value::from("RSA"));
+    scep_content.insert("Key Usage".into(), Value::from(SCEP_KEY_USAGE));
+    scep_content.insert("Retries".into(), Value::from(3u64));
+    scep_content.insert("RetryDelay".into(), Value::from(10u64));
+    let mut scep = Dictionary::new();
+    scep.insert("PayloadContent".into(), Value::Dictionary(scep_content));
+    let scep = payload(
+        "com.apple.security.scep",
+        format!("{}.scep", e.id.identifier),
+        "Enhetsidentitet",
+        scep,
+    );
+    let mut mdm = Dictionary::new();
+    mdm.insert(
+        "IdentityCertificateUUID".into(),
+        scep["PayloadUUID"].clone(),
+    );
+    mdm.insert("Topic".into(), Value::from(e.topic));
+    mdm.insert("ServerURL".into(), Value::from(e.server_url));
+    mdm.insert("CheckInURL".into(), Value::from(e.checkin_url));
+    mdm.insert("SignMessage".into(), Value::from(true));
+    mdm.insert("AccessRights".into(), Value::from(ALL_ACCESS_RIGHTS));
+    mdm.insert("CheckOutWhenRemoved".into(), Value::from(true));
+    let mdm = payload(
+        "com.apple.mdm",
+        format!("{}.mdm", e.id.identifier),
+        "Mobilenhetshantering",
+        mdm,
+    );
+    let mut top = Dictionary::new();
+    top.insert(
+        "PayloadContent".into(),
+        Value::Array(vec![
+            Value::Dictionary(root),
+            Value::Dictionary(scep),
+            Value::Dictionary(mdm),
+        ]),
+    );
+    top.insert(
+        "PayloadDescription".into(),
+        Value::from("Registrerar telefonen i kommunens enhetshantering."),
+    );
+    top.insert("PayloadOrganization".into(), Value::from(e.id.organisation));
+    payload(
+        "Configuration",
+        e.id.identifier.to_string(),
+        e.id.display_name,
+        top,
+    )
+}
+
 /// The profile as XML property-list bytes, as a `.mobileconfig` file holds it before signing.
 pub fn to_xml(profile: &Dictionary) -> Vec<u8> {
     let mut bytes = Vec::new();

@@ -4,7 +4,7 @@
 //! must have the schema's type, and integers must lie in the schema's range or list.
 
 use plist::{Dictionary, Value};
-use profiles::apple::{configuration_profile, to_xml, ProfileIdentity};
+use profiles::apple::{configuration_profile, enrollment_profile, to_xml, Enrollment, ProfileIdentity};
 use profiles::apple_commands::AppleCommand;
 use profiles::policy::{effective, PolicyLayer, Source};
 use serde::Deserialize;
@@ -32,6 +32,10 @@ struct Key {
     kind: String,
     range: Option<Range>,
     rangelist: Option<Vec<serde_norway::Value>>,
+    presence: Option<String>,
+    /// The keys of a dictionary value.
+    #[serde(default)]
+    subkeys: Vec<Key>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -52,7 +56,8 @@ fn schema(file: &str) -> Schema {
 fn check(dict: &Dictionary, keys: &[&Key], what: &str) -> Vec<String> {
     let mut wrong = Vec::new();
     for (name, value) in dict {
-        let Some(key) = keys.iter().find(|k| &k.key == name) else {
+        // `ANY` stands for keys the schema leaves free (an app's managed configuration).
+        let Some(key) = keys.iter().find(|k| &k.key == name || k.key == "ANY") else {
             wrong.push(format!("{what}: {name} is not a key of the schema"));
             continue;
         };
@@ -62,6 +67,7 @@ fn check(dict: &Dictionary, keys: &[&Key], what: &str) -> Vec<String> {
             "<string>" => value.as_string().is_some(),
             "<array>" => value.as_array().is_some(),
             "<dictionary>" => value.as_dictionary().is_some(),
+            "<data>" => value.as_data().is_some(),
             "<any>" => true,
             other => {
                 wrong.push(format!(
@@ -92,6 +98,15 @@ fn check(dict: &Dictionary, keys: &[&Key], what: &str) -> Vec<String> {
             if !list.iter().any(|v| v.as_str() == Some(s)) {
                 wrong.push(format!("{what}: {name} = {s} is not one of {list:?}"));
             }
+        }
+        if let (Some(inner), false) = (value.as_dictionary(), key.subkeys.is_empty()) {
+            let subkeys: Vec<&Key> = key.subkeys.iter().collect();
+            wrong.extend(check(inner, &subkeys, &format!("{what}.{name}")));
+        }
+    }
+    for key in keys {
+        if key.presence.as_deref() == Some("required") && !dict.contains_key(&key.key) {
+            wrong.push(format!("{what}: the required key {} is missing", key.key));
         }
     }
     wrong
@@ -222,4 +237,62 @@ fn every_key_of_every_command_is_in_apples_command_schemas_with_its_type() {
         let wrong = check(&body, &schema.payloadkeys.iter().collect::<Vec<_>>(), file);
         assert!(wrong.is_empty(), "{file}: {wrong:#?}");
     }
+}
+
+#[test]
+fn every_key_of_the_enrollment_profile_is_in_apples_schemas_and_the_mdm_payload_names_the_scep_identity(
+) {
+    let top = schema("TopLevel.yaml");
+    let common = schema("CommonPayloadKeys.yaml");
+    let payloads = [
+        schema("com.apple.security.root.yaml"),
+        schema("com.apple.security.scep.yaml"),
+        schema("com.apple.mdm.yaml"),
+    ];
+    let profile = enrollment_profile(Enrollment {
+        id: ProfileIdentity {
+            identifier: "se.kommun.mdm.enrollment",
+            organisation: "Kommunens IT",
+            display_name: "Kommunens enhetshantering",
+        },
+        root_der: b"not really a certificate, but data",
+        scep_url: "https://mdm.kommun.se:8443/scep",
+        challenge: "secret",
+        subject: "iPhone",
+        server_url: "https://mdm.kommun.se:8443/mdm/connect",
+        checkin_url: "https://mdm.kommun.se:8443/mdm/checkin",
+        topic: "com.apple.mgmt.External.e0bd1eac-1f17-4c8e-8a63-dd17d3dd35d9",
+    });
+    let profile: Dictionary =
+        plist::from_bytes(&to_xml(&profile)).expect("the profile parses as a property list");
+    let mut wrong = check(
+        &profile,
+        &top.payloadkeys.iter().collect::<Vec<_>>(),
+        "top level",
+    );
+    let content = profile["PayloadContent"]
+        .as_array()
+        .expect("PayloadContent");
+    assert_eq!(content.len(), 3);
+    for item in content {
+        let dict = item.as_dictionary().expect("a payload is a dictionary");
+        let kind = dict["PayloadType"].as_string().expect("PayloadType");
+        let schema = payloads
+            .iter()
+            .find(|s| s.payload.payloadtype.as_deref() == Some(kind))
+            .unwrap_or_else(|| panic!("no schema for {kind}"));
+        let keys: Vec<&Key> = common
+            .payloadkeys
+            .iter()
+            .chain(schema.payloadkeys.iter())
+            .collect();
+        wrong.extend(check(dict, &keys, kind));
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    let scep = content[1].as_dictionary().expect("scep");
+    let mdm = content[2].as_dictionary().expect("mdm");
+    assert_eq!(mdm["IdentityCertificateUUID"], scep["PayloadUUID"]);
+    let scep_content = scep["PayloadContent"].as_dictionary().expect("content");
+    assert_eq!(scep_content["Keysize"].as_unsigned_integer(), Some(2048));
+    assert_eq!(scep_content["Challenge"].as_string(), Some("secret"));
 }

@@ -1,0 +1,209 @@
+//! Apple's MDM check-in messages (`Authenticate`, `TokenUpdate`, `CheckOut`), the property
+//! lists an iPhone PUTs to the check-in URL, and the bounded reading of property lists that
+//! phones send. Fields Apple marks required but real phones leave out (`Model`, `ModelName`)
+//! are optional here; the server decides what it needs.
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+/// The largest property list a phone may send.
+pub const MAX_PLIST_BYTES: usize = 256 * 1024;
+/// The deepest nesting of dictionaries and arrays accepted.
+pub const MAX_PLIST_DEPTH: usize = 24;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "MessageType")]
+pub enum CheckinMessage {
+    Authenticate(Authenticate),
+    TokenUpdate(TokenUpdate),
+    CheckOut(CheckOut),
+    /// `UserAuthenticate`, bootstrap tokens, declarative management: not offered by this
+    /// server.
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Authenticate {
+    #[serde(rename = "UDID")]
+    pub udid: String,
+    pub topic: String,
+    pub serial_number: Option<String>,
+    #[serde(rename = "IMEI")]
+    pub imei: Option<String>,
+    #[serde(rename = "MEID")]
+    pub meid: Option<String>,
+    pub model: Option<String>,
+    pub model_name: Option<String>,
+    /// `iPhone14,6`.
+    pub product_name: Option<String>,
+    #[serde(rename = "OSVersion")]
+    pub os_version: Option<String>,
+    pub build_version: Option<String>,
+    pub device_name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TokenUpdate {
+    #[serde(rename = "UDID")]
+    pub udid: String,
+    pub topic: String,
+    /// The APNs device token: opaque bytes.
+    pub token: plist::Data,
+    pub push_magic: String,
+    pub awaiting_configuration: Option<bool>,
+    // `UnlockToken` is not read: the server never keeps it.
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CheckOut {
+    #[serde(rename = "UDID")]
+    pub udid: String,
+    pub topic: String,
+}
+
+/// Why a property list was not read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlistError {
+    #[error("the property list is larger than {MAX_PLIST_BYTES} bytes")]
+    TooLarge,
+    #[error("the property list nests deeper than {MAX_PLIST_DEPTH} levels")]
+    TooDeep,
+    #[error("only XML property lists are accepted")]
+    NotXml,
+    #[error("the property list cannot be read: {0}")]
+    Malformed(String),
+}
+
+/// Reads an XML property list a phone sent, within the size and depth limits: the depth is
+/// counted before the parser sees the text, so a hostile nesting never reaches it.
+pub fn read_plist<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, PlistError> {
+    if bytes.len() > MAX_PLIST_BYTES {
+        return Err(PlistError::TooLarge);
+    }
+    let start = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(bytes.len());
+    if !bytes[start..].starts_with(b"<") {
+        return Err(PlistError::NotXml);
+    }
+    if nesting(bytes) > MAX_PLIST_DEPTH {
+        return Err(PlistError::TooDeep);
+    }
+    plist::from_bytes(bytes).map_err(|e| PlistError::Malformed(e.to_string()))
+}
+
+/// The deepest nesting of `<dict>` and `<array>` elements in XML text.
+fn nesting(bytes: &[u8]) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let mut rest = bytes;
+    while let Some(at) = rest.iter().position(|&b| b == b'<') {
+        rest = &rest[at + 1..];
+        let opens = rest.starts_with(b"dict") || rest.starts_with(b"array");
+        let closes = rest.starts_with(b"/dict") || rest.starts_with(b"/array");
+        let end = rest.iter().position(|&b| b == b'>').unwrap_or(rest.len());
+        let empty = end > 0 && rest[end - 1] == b'/';
+        if opens && !empty {
+            depth += 1;
+            deepest = deepest.max(depth);
+        } else if closes {
+            depth = depth.saturating_sub(1);
+        }
+    }
+    deepest
+}
+
+/// A message as XML property-list bytes (what the simulated iPhone sends).
+pub fn to_plist<T: Serialize>(message: &T) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    // Writing to memory cannot fail for these types.
+    let _ = plist::to_writer_xml(&mut bytes, message);
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/apple-wire")
+            .join(name);
+        std::fs::read(path).expect("fixture")
+    }
+
+    #[test]
+    fn real_authenticate_messages_are_read_with_their_identifiers() {
+        let CheckinMessage::Authenticate(a) =
+            read_plist(&fixture("Authenticate.1.plist")).expect("read")
+        else {
+            panic!("not Authenticate");
+        };
+        assert_eq!(a.udid, "663b07bb783e9ade1dae4fbb92ea12afc0ce5b69");
+        assert_eq!(a.serial_number.as_deref(), Some("F5JM992LF193"));
+        assert_eq!(a.product_name.as_deref(), Some("iPad2,5"));
+        assert_eq!(a.model, None, "real phones leave Model out");
+        assert!(matches!(
+            read_plist::<CheckinMessage>(&fixture("Authenticate.2.plist")).expect("read"),
+            CheckinMessage::Authenticate(_)
+        ));
+    }
+
+    #[test]
+    fn real_token_updates_carry_the_push_token_as_bytes() {
+        for name in ["TokenUpdate.1.plist", "TokenUpdate.2.plist"] {
+            let CheckinMessage::TokenUpdate(t) = read_plist(&fixture(name)).expect("read") else {
+                panic!("{name}: not TokenUpdate");
+            };
+            assert_eq!(Vec::from(t.token.clone()).len(), 32, "{name}");
+            assert!(!t.push_magic.is_empty());
+            assert!(t.topic.starts_with("com.apple.mgmt."));
+        }
+    }
+
+    #[test]
+    fn other_message_types_are_recognised_as_not_offered() {
+        let body = to_plist(&plist::Value::Dictionary(
+            [(
+                "MessageType".to_string(),
+                plist::Value::from("UserAuthenticate"),
+            )]
+            .into_iter()
+            .collect(),
+        ));
+        assert_eq!(
+            read_plist::<CheckinMessage>(&body).expect("read"),
+            CheckinMessage::Other
+        );
+    }
+
+    #[test]
+    fn hostile_and_broken_property_lists_are_refused() {
+        let deep = format!(
+            "<plist>{}{}</plist>",
+            "<array>".repeat(MAX_PLIST_DEPTH + 1),
+            "</array>".repeat(MAX_PLIST_DEPTH + 1)
+        );
+        assert_eq!(
+            read_plist::<plist::Value>(deep.as_bytes()).expect_err("deep"),
+            PlistError::TooDeep
+        );
+        assert_eq!(
+            read_plist::<plist::Value>(&vec![b' '; MAX_PLIST_BYTES + 1]).expect_err("big"),
+            PlistError::TooLarge
+        );
+        assert_eq!(
+            read_plist::<plist::Value>(b"bplist00...").expect_err("binary"),
+            PlistError::NotXml
+        );
+        assert!(matches!(
+            read_plist::<CheckinMessage>(b"<plist><dict><key>MessageType</key></plist>"),
+            Err(PlistError::Malformed(_))
+        ));
+        // Empty elements do not count as nesting.
+        assert_eq!(nesting(b"<dict><array/><dict/></dict>"), 1);
+    }
+}
