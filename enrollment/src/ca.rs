@@ -90,7 +90,6 @@ pub const PROFILE_SIGNER_RENEW_DAYS: i64 = 30;
 const PROFILE_SIGNER_PEM: &str = "profile-signing.pem";
 const PROFILE_SIGNER_KEY: &str = "profile-signing.key";
 const PUSH_PEM: &str = "mdm-push.pem";
-const PUSH_KEY: &str = "mdm-push.key";
 const SCEP_RA_PEM: &str = "scep-ra.pem";
 const SCEP_RA_KEY: &str = "scep-ra.key";
 /// The SCEP RA's certificate lives two years and is replaced, like the profile signer, when it
@@ -443,24 +442,29 @@ impl DeviceCa {
         std::fs::rename(&aside, &path).map_err(io(&path))
     }
 
-    /// Keeps the operator's MDM push certificate in the CA's directory (key mode 0600), in
-    /// place of the one before.
+    /// Keeps the operator's MDM push certificate in the CA's directory, certificate and key in
+    /// one file of mode 0600 written aside and renamed, so that a crash never leaves a key
+    /// beside the wrong certificate; it takes the place of the one before.
     pub fn keep_push_certificate(&self, push: &PushCertificate) -> Result<(), CaError> {
-        self.keep(PUSH_KEY, push.key_pem(), true)?;
-        self.keep(PUSH_PEM, &push.certificate_pem, false)
+        let both = format!("{}{}", push.certificate_pem, push.key_pem());
+        self.keep(PUSH_PEM, &both, true)
     }
 
     /// The operator's MDM push certificate, if one was uploaded (even if it has run out: the
     /// caller says so).
     pub fn push_certificate(&self) -> Result<Option<PushCertificate>, CaError> {
-        let (cert, key) = (self.dir.join(PUSH_PEM), self.dir.join(PUSH_KEY));
-        if !cert.exists() {
+        const END: &str = "-----END CERTIFICATE-----";
+        let path = self.dir.join(PUSH_PEM);
+        if !path.exists() {
             return Ok(None);
         }
-        read_push_certificate(&read(&cert)?, &read(&key)?)
+        let both = read(&path)?;
+        let split = both.find(END).map_or(0, |i| i + END.len());
+        let (cert, key) = both.split_at(split);
+        read_push_certificate(cert, key)
             .map(Some)
             .map_err(|e| CaError::Corrupt {
-                path: cert,
+                path,
                 reason: e.to_string(),
             })
     }

@@ -223,6 +223,11 @@ pub fn verify_signer<'a>(
     Ok((info, cert))
 }
 
+/// A certificate's DER bytes.
+pub fn certificate_der(cert: &Certificate) -> Result<Vec<u8>, CmsError> {
+    cert.to_der().map_err(malformed("certificate"))
+}
+
 /// The issuer and serial number that name `cert` in a message.
 pub fn issuer_and_serial(cert: &Certificate) -> IssuerAndSerialNumber {
     IssuerAndSerialNumber {

@@ -218,11 +218,38 @@ mod tests {
     }
 
     #[test]
+    fn a_kept_push_certificate_reads_back_from_one_private_file() {
+        let dir = tempfile::tempdir().expect("dir");
+        let ca = crate::DeviceCa::load_or_create(dir.path(), "Testkommun").expect("ca");
+        assert!(ca.push_certificate().expect("read").is_none());
+        let key = key();
+        let checked = check_push_certificate(
+            &certificate(&key, TOPIC, 365),
+            &key.to_pkcs8_pem(LineEnding::LF).expect("pem"),
+            OffsetDateTime::now_utc(),
+        )
+        .expect("accepted");
+        ca.keep_push_certificate(&checked).expect("kept");
+        let back = ca.push_certificate().expect("read").expect("present");
+        assert_eq!(back.topic, TOPIC);
+        assert_eq!(back.key_pem(), checked.key_pem());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("mdm-push.pem"))
+                .expect("file")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
     fn a_p12_with_its_password_is_read_and_a_wrong_password_refused() {
         let key = key();
         let pem = certificate(&key, TOPIC, 365);
-        let cert = p12_keystore::Certificate::from_der(&pem_to_der(&pem).expect("der"))
-            .expect("cert");
+        let cert =
+            p12_keystore::Certificate::from_der(&pem_to_der(&pem).expect("der")).expect("cert");
         let chain = p12_keystore::PrivateKeyChain::new(
             key.to_pkcs8_der().expect("pkcs8").as_bytes(),
             [1u8; 20],

@@ -81,48 +81,56 @@ impl EnrollmentInvite {
 impl EnrollmentInvite {
     /// The token as a QR code in SVG.
     pub fn qr_svg(&self) -> Result<String, TokenError> {
-        let code =
-            qrcode::QrCode::new(self.encode()).map_err(|e| TokenError::Damaged(e.to_string()))?;
-        Ok(code
-            .render::<qrcode::render::svg::Color>()
-            .min_dimensions(256, 256)
-            .quiet_zone(true)
-            .build())
+        qr_svg(&self.encode())
     }
 
-    /// The token as a QR code in PNG (black on white, 8 pixels a module, a 4-module margin).
+    /// The token as a QR code in PNG.
     pub fn qr_png(&self) -> Result<Vec<u8>, TokenError> {
-        const SCALE: usize = 8;
-        const MARGIN: usize = 4;
-        let code =
-            qrcode::QrCode::new(self.encode()).map_err(|e| TokenError::Damaged(e.to_string()))?;
-        let modules = code.width();
-        let colors = code.to_colors();
-        let side = (modules + 2 * MARGIN) * SCALE;
-        let mut pixels = vec![255u8; side * side];
-        for (i, color) in colors.iter().enumerate() {
-            if *color == qrcode::Color::Dark {
-                let (mx, my) = (i % modules + MARGIN, i / modules + MARGIN);
-                for y in my * SCALE..(my + 1) * SCALE {
-                    pixels[y * side + mx * SCALE..y * side + (mx + 1) * SCALE].fill(0);
-                }
+        qr_png(&self.encode())
+    }
+}
+
+/// `text` as a QR code in SVG.
+pub fn qr_svg(text: &str) -> Result<String, TokenError> {
+    let code = qrcode::QrCode::new(text).map_err(|e| TokenError::Damaged(e.to_string()))?;
+    Ok(code
+        .render::<qrcode::render::svg::Color>()
+        .min_dimensions(256, 256)
+        .quiet_zone(true)
+        .build())
+}
+
+/// `text` as a QR code in PNG (black on white, 8 pixels a module, a 4-module margin).
+pub fn qr_png(text: &str) -> Result<Vec<u8>, TokenError> {
+    const SCALE: usize = 8;
+    const MARGIN: usize = 4;
+    let code = qrcode::QrCode::new(text).map_err(|e| TokenError::Damaged(e.to_string()))?;
+    let modules = code.width();
+    let colors = code.to_colors();
+    let side = (modules + 2 * MARGIN) * SCALE;
+    let mut pixels = vec![255u8; side * side];
+    for (i, color) in colors.iter().enumerate() {
+        if *color == qrcode::Color::Dark {
+            let (mx, my) = (i % modules + MARGIN, i / modules + MARGIN);
+            for y in my * SCALE..(my + 1) * SCALE {
+                pixels[y * side + mx * SCALE..y * side + (mx + 1) * SCALE].fill(0);
             }
         }
-        let mut out = Vec::new();
-        let mut encoder = png::Encoder::new(&mut out, side as u32, side as u32);
-        encoder.set_color(png::ColorType::Grayscale);
-        encoder.set_depth(png::BitDepth::Eight);
-        let mut writer = encoder
-            .write_header()
-            .map_err(|e| TokenError::Damaged(e.to_string()))?;
-        writer
-            .write_image_data(&pixels)
-            .map_err(|e| TokenError::Damaged(e.to_string()))?;
-        writer
-            .finish()
-            .map_err(|e| TokenError::Damaged(e.to_string()))?;
-        Ok(out)
     }
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, side as u32, side as u32);
+    encoder.set_color(png::ColorType::Grayscale);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder
+        .write_header()
+        .map_err(|e| TokenError::Damaged(e.to_string()))?;
+    writer
+        .write_image_data(&pixels)
+        .map_err(|e| TokenError::Damaged(e.to_string()))?;
+    writer
+        .finish()
+        .map_err(|e| TokenError::Damaged(e.to_string()))?;
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -201,7 +201,7 @@ pub async fn serve_devices(
         max_head_bytes: 16 * 1024,
         max_body_bytes: state.config.max_body_bytes,
     };
-    let app = http::agent::router(state);
+    let app = http::device_router(state);
     tokio::pin!(shutdown);
     loop {
         let (tcp, addr) = tokio::select! {

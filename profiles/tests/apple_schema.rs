@@ -4,7 +4,9 @@
 //! must have the schema's type, and integers must lie in the schema's range or list.
 
 use plist::{Dictionary, Value};
-use profiles::apple::{configuration_profile, enrollment_profile, to_xml, Enrollment, ProfileIdentity};
+use profiles::apple::{
+    configuration_profile, enrollment_profile, to_xml, Enrollment, ProfileIdentity,
+};
 use profiles::apple_commands::AppleCommand;
 use profiles::policy::{effective, PolicyLayer, Source};
 use serde::Deserialize;

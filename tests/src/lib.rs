@@ -582,6 +582,7 @@ pub async fn swarm_phones(
             provider_id: None,
             created_by: None,
             expires_at: now + chrono::Duration::days(1),
+            channel: mdm_server::domain::device::Channel::Agent,
         };
         store
             .create_enrollment_token(

@@ -13,6 +13,44 @@ pub enum Platform {
     Ios,
 }
 
+/// How the server reaches a phone: through our agent, or (iPhones) through Apple's built-in
+/// MDM protocol. The rules are the same whichever way; only the transport differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    #[default]
+    Agent,
+    AppleMdm,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Agent => "agent",
+            Channel::AppleMdm => "apple_mdm",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, DomainError> {
+        match s.trim() {
+            "agent" => Ok(Channel::Agent),
+            "apple_mdm" => Ok(Channel::AppleMdm),
+            other => Err(DomainError::invalid(
+                "channel",
+                format!("unknown channel '{other}'; expected agent or apple_mdm"),
+            )),
+        }
+    }
+
+    /// The platform a phone enrolled this way must have, if the way decides it.
+    pub fn platform(self) -> Option<Platform> {
+        match self {
+            Channel::Agent => None,
+            Channel::AppleMdm => Some(Platform::Ios),
+        }
+    }
+}
+
 impl From<Platform> for profiles::apps::Platform {
     fn from(p: Platform) -> Self {
         match p {

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use super::{device_event, FlowError, FlowResult, InvalidField, RejectionClass};
 use crate::auth::hash_token;
 use crate::domain::audit::Outcome;
-use crate::domain::device::{DeviceStatus, Serial};
+use crate::domain::device::{Channel, DeviceStatus, Serial};
 use crate::domain::facts::{canonical, check_facts, contradiction};
 use crate::state::AppState;
 use crate::store::{
@@ -91,7 +91,7 @@ pub fn contradicts(detail: String) -> FlowError {
 }
 
 /// Signs the device's certificate and describes the identity the store keeps.
-fn issue(
+pub fn issue(
     state: &AppState,
     csr: &enrollment::CheckedCsr,
     (device_id, serial): (i64, &str),
@@ -117,7 +117,7 @@ fn issue(
 
 /// The device a token enrolls: the one it names, or for a provider's pool, the registered
 /// phone with the reported serial that is placed with that provider.
-async fn device_for_token(
+pub async fn device_for_token(
     state: &AppState,
     token: &EnrollmentToken,
     serial: &str,
@@ -172,15 +172,83 @@ pub async fn enroll(
     facts: &DeviceFacts,
 ) -> FlowResult<Enrolled> {
     let now = state.clock.now();
-    let refuse = |reason: &str, device_id: Option<i64>, org_id: Option<i64>| {
-        device_event(
-            device_id,
-            org_id,
-            source,
-            "device.enroll",
-            Outcome::Denied,
-            serde_json::json!({ "reason": reason }),
+    let token = usable_token(state, source, secret, Channel::Agent).await?;
+    check_reported_facts(facts)?;
+    let device = device_for_token(state, &token, &facts.serial).await?;
+    if let Some(reason) = contradiction(&device.serial, &device.imei, device.platform, facts) {
+        state
+            .store
+            .append_audit(
+                refused_enrollment(source, &reason, Some(device.id), device.provider_id),
+                now,
+            )
+            .await?;
+        return Err(contradicts(reason));
+    }
+    let csr = decode_csr(csr)?;
+    let (issued, identity) = issue(state, &csr, (device.id, &device.serial), now)?;
+    let (json, hash) = canonical(facts);
+    let event = device_event(
+        Some(device.id),
+        device.provider_id,
+        source,
+        "device.enroll",
+        Outcome::Success,
+        serde_json::json!({
+            "token_id": token.id,
+            "certificate_serial": issued.serial,
+            "key": csr.key_kind,
+        }),
+    );
+    match state
+        .store
+        .enroll_device(
+            token.id,
+            &identity,
+            &ReportedFacts { json, hash },
+            now,
+            event,
         )
+        .await
+    {
+        Ok(()) => {}
+        Err(StoreError::Conflict(what)) => return Err(token_used(what)),
+        Err(e) => return Err(e.into()),
+    }
+    Ok(Enrolled {
+        device_id: device.id,
+        certificate_pem: format!("{}{}", issued.pem, state.ca.issuing_pem()),
+    })
+}
+
+/// The audit entry of a refused enrollment.
+pub fn refused_enrollment(
+    source: IpAddr,
+    reason: &str,
+    device_id: Option<i64>,
+    org_id: Option<i64>,
+) -> crate::domain::audit::AuditEvent {
+    device_event(
+        device_id,
+        org_id,
+        source,
+        "device.enroll",
+        Outcome::Denied,
+        serde_json::json!({ "reason": reason }),
+    )
+}
+
+/// The enrollment token with this secret, if it exists, is unused, unexpired and made for
+/// `channel`; every refusal is audited.
+pub async fn usable_token(
+    state: &AppState,
+    source: IpAddr,
+    secret: &str,
+    channel: Channel,
+) -> FlowResult<EnrollmentToken> {
+    let now = state.clock.now();
+    let refuse = |reason: &str, device_id: Option<i64>, org_id: Option<i64>| {
+        refused_enrollment(source, reason, device_id, org_id)
     };
     let token = match state
         .store
@@ -232,52 +300,33 @@ pub async fn enroll(
             ),
         ));
     }
-    check_reported_facts(facts)?;
-    let device = device_for_token(state, &token, &facts.serial).await?;
-    if let Some(reason) = contradiction(&device.serial, &device.imei, device.platform, facts) {
+    if token.channel != channel {
         state
             .store
-            .append_audit(refuse(&reason, Some(device.id), device.provider_id), now)
+            .append_audit(
+                refuse(
+                    "token for another channel",
+                    token.device_id,
+                    token.provider_id,
+                ),
+                now,
+            )
             .await?;
-        return Err(contradicts(reason));
+        return Err(FlowError::rejected(
+            RejectionClass::Conflict,
+            "enrollment-channel-mismatch",
+            "Enrollment token for another channel",
+            format!(
+                "this enrollment token enrolls a phone through {}, not {}",
+                token.channel.as_str(),
+                channel.as_str()
+            ),
+        ));
     }
-    let csr = decode_csr(csr)?;
-    let (issued, identity) = issue(state, &csr, (device.id, &device.serial), now)?;
-    let (json, hash) = canonical(facts);
-    let event = device_event(
-        Some(device.id),
-        device.provider_id,
-        source,
-        "device.enroll",
-        Outcome::Success,
-        serde_json::json!({
-            "token_id": token.id,
-            "certificate_serial": issued.serial,
-            "key": csr.key_kind,
-        }),
-    );
-    match state
-        .store
-        .enroll_device(
-            token.id,
-            &identity,
-            &ReportedFacts { json, hash },
-            now,
-            event,
-        )
-        .await
-    {
-        Ok(()) => {}
-        Err(StoreError::Conflict(what)) => return Err(token_used(what)),
-        Err(e) => return Err(e.into()),
-    }
-    Ok(Enrolled {
-        device_id: device.id,
-        certificate_pem: format!("{}{}", issued.pem, state.ca.issuing_pem()),
-    })
+    Ok(token)
 }
 
-fn token_used(detail: String) -> FlowError {
+pub fn token_used(detail: String) -> FlowError {
     FlowError::rejected(
         RejectionClass::Conflict,
         "enrollment-token-used",
@@ -294,9 +343,21 @@ pub async fn renew(
     source: IpAddr,
     csr: &str,
 ) -> FlowResult<Renewed> {
+    let issued = renew_checked(state, session, source, &decode_csr(csr)?).await?;
+    Ok(Renewed {
+        certificate_pem: format!("{}{}", issued.pem, state.ca.issuing_pem()),
+    })
+}
+
+/// Renews with a CSR already checked (SCEP's renewal request carries one).
+pub async fn renew_checked(
+    state: &AppState,
+    session: &DeviceSession,
+    source: IpAddr,
+    csr: &enrollment::CheckedCsr,
+) -> FlowResult<enrollment::IssuedCertificate> {
     let now = state.clock.now();
-    let csr = decode_csr(csr)?;
-    let (issued, identity) = issue(state, &csr, (session.device_id, &session.serial), now)?;
+    let (issued, identity) = issue(state, csr, (session.device_id, &session.serial), now)?;
     let event = device_event(
         Some(session.device_id),
         session.provider_id,
@@ -312,7 +373,36 @@ pub async fn renew(
         .store
         .renew_identity(&session.certificate_serial, &identity, now, event)
         .await?;
-    Ok(Renewed {
-        certificate_pem: format!("{}{}", issued.pem, state.ca.issuing_pem()),
-    })
+    Ok(issued)
+}
+
+/// The device a live certificate belongs to; an unknown, revoked or expired one is refused and
+/// audited. Every device route of every channel asks this on every request.
+pub async fn identify(
+    state: &AppState,
+    source: IpAddr,
+    fingerprint: &str,
+) -> FlowResult<DeviceSession> {
+    let now = state.clock.now();
+    if let Some(session) = state.device_lookups.session(fingerprint, now).await? {
+        return Ok(session);
+    }
+    let event = device_event(
+        None,
+        None,
+        source,
+        "device.refused",
+        Outcome::Denied,
+        serde_json::json!({
+            "fingerprint": fingerprint,
+            "reason": "revoked, expired or unknown certificate",
+        }),
+    );
+    state.store.append_audit(event, now).await?;
+    Err(FlowError::rejected(
+        RejectionClass::Unauthenticated,
+        "device-identity-refused",
+        "Device identity refused",
+        "this certificate is revoked, expired or unknown; the device must enroll again",
+    ))
 }

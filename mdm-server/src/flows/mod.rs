@@ -4,7 +4,8 @@
 //! persists. A flow never renders an answer; it returns what happened or a [`FlowError`] that
 //! each front end turns into its own kind of answer.
 //!
-//! - [`enrollment`]: a phone enrolls with a token, and renews its certificate;
+//! - [`enrollment`]: a phone enrolls with a token, renews its certificate, and is identified by it;
+//! - [`apple`]: an iPhone gets its certificate by SCEP and checks in through Apple's protocol;
 //! - [`checkin`]: a phone reports its facts and gets its notices, policy and commands;
 //! - [`commands`]: a person queues a command to a phone or to all of a provider's phones;
 //! - [`command_result`]: a phone answers a command;
@@ -18,6 +19,7 @@
 //! - [`notices`]: recurring windows' occurrences, and due notices expanded into messages;
 //! - [`messages`]: who gets each outbox message, and the key that names it.
 
+pub mod apple;
 pub mod checkin;
 pub mod command_result;
 pub mod commands;

@@ -16,12 +16,11 @@ use axum::{Json, Router};
 use super::problem::{ApiError, ApiJson, ApiPath};
 use super::AppState;
 use super::Peer;
-use crate::domain::audit::Outcome;
 use crate::flows;
 use crate::flows::enrollment::to_offset;
 use crate::store::{DeviceSession, StoreError};
 
-pub fn router(state: AppState) -> Router {
+pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/agent/v1/ca", get(ca_chain))
         .route("/agent/v1/crl", get(revocation_list))
@@ -30,11 +29,6 @@ pub fn router(state: AppState) -> Router {
         .route("/agent/v1/renew", post(renew))
         .route("/agent/v1/commands/{id}/result", post(command_result))
         .route("/agent/v1/ping", post(ping))
-        .fallback(|| async { ApiError::not_found() })
-        .layer(axum::extract::DefaultBodyLimit::max(
-            state.config.max_body_bytes,
-        ))
-        .with_state(state)
 }
 
 /// A device with a live certificate.
@@ -66,27 +60,8 @@ impl FromRequestParts<AppState> for DeviceCaller {
                 "present the device certificate issued at enrollment",
             ));
         };
-        let now = state.clock.now();
-        match state.device_lookups.session(&print, now).await? {
-            Some(session) => Ok(DeviceCaller { session, peer }),
-            None => {
-                let event = flows::device_event(
-                    None,
-                    None,
-                    peer.addr.ip(),
-                    "device.refused",
-                    Outcome::Denied,
-                    serde_json::json!({
-                        "fingerprint": &*print,
-                        "reason": "revoked, expired or unknown certificate",
-                    }),
-                );
-                state.store.append_audit(event, now).await?;
-                Err(identity_refused(
-                    "this certificate is revoked, expired or unknown; the device must enroll again",
-                ))
-            }
-        }
+        let session = flows::enrollment::identify(state, peer.addr.ip(), &print).await?;
+        Ok(DeviceCaller { session, peer })
     }
 }
 

@@ -13,7 +13,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::caller::Caller;
 use super::problem::{ApiError, ApiPath};
-use super::AppState;
+use super::{public_base, AppState};
 use crate::domain::role::Role;
 use crate::store::notices::{Window, WindowFilter};
 
@@ -65,16 +65,7 @@ async fn rotate_feed(
         .set_calendar_feed(id, &hash, state.clock.now(), event)
         .await?;
     let path = format!("/calendar/{token}.ics");
-    let base = match &state.config.public_url {
-        Some(public) => public.trim_end_matches('/').to_string(),
-        None => format!(
-            "http://{}",
-            headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or("localhost")
-        ),
-    };
+    let base = public_base(&state, &headers);
     Ok((
         StatusCode::CREATED,
         Json(FeedView {

@@ -1,5 +1,6 @@
-//! What several handlers share: the model catalogue with the
-//! models supported today, the lease as every leasing answer shows it, and the reading of fields that may be sent as `null`.
+//! What several handlers share: the model catalogue with the models supported today, the lease
+//! as every leasing answer shows it, the reading of fields that may be sent as `null`, the
+//! server's address as people reach it, and signed Apple profiles.
 
 use chrono::{DateTime, FixedOffset, NaiveDate};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -87,4 +88,61 @@ impl LeaseView {
             holder_id: l.holder_id,
         }
     }
+}
+
+/// The API's address as people reach it: the configured public URL, or else the request's host.
+pub fn public_base(state: &AppState, headers: &axum::http::HeaderMap) -> String {
+    match &state.config.public_url {
+        Some(public) => public.trim_end_matches('/').to_string(),
+        None => format!(
+            "http://{}",
+            headers
+                .get(axum::http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("localhost")
+        ),
+    }
+}
+
+/// A configuration profile signed by the device CA's profile signer, as the answer that hands
+/// it to a phone or a person (`application/x-apple-aspen-config`).
+pub fn signed_profile(
+    state: &AppState,
+    profile: &plist::Dictionary,
+    file_name: &str,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::http::{header, StatusCode};
+    use axum::response::IntoResponse;
+    let internal = |e: String| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal error",
+            e,
+        )
+    };
+    let signer = state
+        .ca
+        .profile_signer(&format!("{} profile signing", state.config.operator_name))
+        .map_err(|e| internal(e.to_string()))?;
+    let signed = profiles::apple::sign(
+        &profiles::apple::to_xml(profile),
+        &signer.chain_pem,
+        &signer.key_der,
+    )
+    .map_err(|e| internal(e.to_string()))?;
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                "application/x-apple-aspen-config".to_string(),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{file_name}\""),
+            ),
+        ],
+        signed,
+    )
+        .into_response())
 }

@@ -2,6 +2,7 @@
 //! pool, a device's certificate and last check-in, and revoking a device's identity.
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::Json;
 use base64::Engine;
@@ -11,10 +12,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::caller::Caller;
+use super::caller::{Caller, Source};
 use super::problem::{ApiError, ApiJson, ApiPath, Fields};
-use super::AppState;
+use super::{public_base, signed_profile, AppState};
 use crate::auth::hash_token;
+use crate::domain::device::Channel;
 use crate::domain::organisation::OrgKind;
 use crate::domain::role::Scope;
 use crate::store::{DeviceIdentity, EnrollmentToken, NewEnrollmentToken, StoreError};
@@ -22,6 +24,7 @@ use crate::store::{DeviceIdentity, EnrollmentToken, NewEnrollmentToken, StoreErr
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_tokens, create_token))
+        .routes(routes!(apple_enrollment_profile))
         .routes(routes!(device_identity))
         .routes(routes!(revoke_identity))
 }
@@ -38,17 +41,24 @@ pub struct NewTokenBody {
     pub provider_id: Option<i64>,
     /// 1 to 30 days (default 7).
     pub expires_in_days: Option<u32>,
+    /// How the phone enrolls: `agent` (default), or `apple_mdm` for an iPhone managed through
+    /// Apple's own protocol (it opens the token's address and installs the profile).
+    pub channel: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct CreatedToken {
     pub id: i64,
-    /// The text the phone is given (`mdm-agent enroll --token ...`); shown only now.
+    /// What the phone is given, shown only now: for `agent` the text for
+    /// `mdm-agent enroll --token ...`; for `apple_mdm` the address the iPhone opens to download
+    /// its enrollment profile.
     pub token: String,
+    /// `agent` or `apple_mdm`.
+    pub channel: String,
     pub expires_at: DateTime<FixedOffset>,
     pub device_id: Option<i64>,
     pub provider_id: Option<i64>,
-    /// The token as a QR code, SVG.
+    /// The token (for `apple_mdm`, its address) as a QR code, SVG.
     pub qr_svg: String,
     /// The token as a QR code, PNG, base64.
     pub qr_png_base64: String,
@@ -68,6 +78,8 @@ pub struct TokenView {
     pub id: i64,
     pub device_id: Option<i64>,
     pub provider_id: Option<i64>,
+    /// `agent` or `apple_mdm`.
+    pub channel: String,
     pub created_at: DateTime<FixedOffset>,
     pub expires_at: DateTime<FixedOffset>,
     /// `unused`, `used` or `expired`.
@@ -88,6 +100,7 @@ fn token_view(state: &AppState, t: EnrollmentToken) -> TokenView {
         id: t.id,
         device_id: t.device_id,
         provider_id: t.provider_id,
+        channel: t.channel.as_str().to_string(),
         created_at: state.local(t.created_at),
         expires_at: state.local(t.expires_at),
         status: status.to_string(),
@@ -104,10 +117,15 @@ fn token_view(state: &AppState, t: EnrollmentToken) -> TokenView {
 async fn create_token(
     State(state): State<AppState>,
     caller: Caller,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<NewTokenBody>,
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
     caller.actor.require_operator()?;
     let mut fields = Fields::default();
+    let channel = match body.channel.as_deref() {
+        None => Some(Channel::Agent),
+        Some(text) => fields.check(Channel::parse(text)),
+    };
     let days = body.expires_in_days.unwrap_or(DEFAULT_TOKEN_DAYS);
     if !(1..=MAX_TOKEN_DAYS).contains(&days) {
         fields.push(
@@ -120,7 +138,18 @@ async fn create_token(
             fields.push("device_id", "give either device_id or provider_id")
         }
         (Some(device), None) => match state.store.device(Scope::Everything, device).await {
-            Ok(_) => {}
+            Ok(d) => {
+                let wanted = channel.and_then(Channel::platform);
+                if wanted.is_some_and(|p| p != d.platform) {
+                    fields.push(
+                        "channel",
+                        format!(
+                            "this phone is registered as {}; apple_mdm enrolls iPhones",
+                            d.platform.as_str()
+                        ),
+                    );
+                }
+            }
             Err(StoreError::NotFound) => fields.push("device_id", "no such device"),
             Err(e) => return Err(e.into()),
         },
@@ -131,6 +160,7 @@ async fn create_token(
         },
     }
     fields.finish()?;
+    let channel = channel.unwrap_or_default();
     let now = state.clock.now();
     let invite = EnrollmentInvite::new(&state.device_url, &state.ca.root_fingerprint());
     let expires_at = now + Duration::days(i64::from(days));
@@ -140,30 +170,80 @@ async fn create_token(
         provider_id: body.provider_id,
         created_by: Some(caller.actor.account_id),
         expires_at,
+        channel,
     };
     let event = caller
         .event("enrollment_token.create", "enrollment_token", None)
         .in_org(body.provider_id)
-        .details(serde_json::json!({ "device_id": body.device_id, "provider_id": body.provider_id, "days": days }));
+        .details(serde_json::json!({ "device_id": body.device_id, "provider_id": body.provider_id, "days": days, "channel": channel.as_str() }));
     let id = state
         .store
         .create_enrollment_token(&token, now, event)
         .await?;
     let internal =
         |e: enrollment::TokenError| ApiError::from(StoreError::Unsupported(e.to_string()));
+    let given = match channel {
+        Channel::Agent => invite.encode(),
+        Channel::AppleMdm => format!(
+            "{}{}",
+            public_base(&state, &headers),
+            apple_profile_path(&invite.secret)
+        ),
+    };
     Ok((
         StatusCode::CREATED,
         Json(CreatedToken {
             id,
-            token: invite.encode(),
+            qr_svg: enrollment::token::qr_svg(&given).map_err(internal)?,
+            qr_png_base64: base64::engine::general_purpose::STANDARD
+                .encode(enrollment::token::qr_png(&given).map_err(internal)?),
+            token: given,
+            channel: channel.as_str().to_string(),
             expires_at: state.local(expires_at),
             device_id: body.device_id,
             provider_id: body.provider_id,
-            qr_svg: invite.qr_svg().map_err(internal)?,
-            qr_png_base64: base64::engine::general_purpose::STANDARD
-                .encode(invite.qr_png().map_err(internal)?),
         }),
     ))
+}
+
+/// Where an iPhone downloads its enrollment profile for a token.
+fn apple_profile_path(secret: &str) -> String {
+    format!("/enroll/apple/{secret}")
+}
+
+/// An iPhone's enrollment profile, for the token in the address (no login: the phone opens it
+/// from the QR code). Signed by the device CA; the download does not use the token up, SCEP
+/// does. Refused while the operator has no MDM push certificate.
+#[utoipa::path(get, path = "/enroll/apple/{secret}", tag = "enrollment",
+    params(("secret" = String, Path, description = "the token's secret, from its address")),
+    responses((status = 200, content_type = "application/x-apple-aspen-config", body = Vec<u8>),
+              (status = 401, body = super::problem::Problem), (status = 409, body = super::problem::Problem),
+              (status = 410, body = super::problem::Problem)))]
+async fn apple_enrollment_profile(
+    State(state): State<AppState>,
+    Source(source): Source,
+    ApiPath(secret): ApiPath<String>,
+) -> Result<axum::response::Response, ApiError> {
+    let source = source
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+    let grant = crate::flows::apple::profile_grant(&state, source, &secret).await?;
+    let device = state.device_url.trim_end_matches('/');
+    let profile = profiles::apple::enrollment_profile(profiles::apple::Enrollment {
+        id: profiles::apple::ProfileIdentity {
+            identifier: "se.kommun.mdm.enrollment",
+            organisation: &state.config.operator_name,
+            display_name: "Kommunens enhetshantering",
+        },
+        root_der: state.ca.root_der(),
+        scep_url: &format!("{device}/scep"),
+        challenge: &secret,
+        subject: &grant.subject,
+        server_url: &format!("{device}/mdm/connect"),
+        checkin_url: &format!("{device}/mdm/checkin"),
+        topic: &grant.topic,
+    });
+    signed_profile(&state, &profile, "enrollment.mobileconfig")
 }
 
 /// The newest enrollment tokens and whether they were used (operator; never the secrets).

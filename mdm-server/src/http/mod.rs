@@ -13,6 +13,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
 pub mod agent;
+pub mod apple;
 pub mod audit;
 pub mod calendar;
 pub mod caller;
@@ -38,7 +39,7 @@ pub mod users;
 pub mod warranty;
 
 pub use crate::state::AppState;
-pub use common::{catalogue, present, LeaseView};
+pub use common::{catalogue, present, public_base, signed_profile, LeaseView};
 pub use device_connection::Peer;
 pub use problem::{ApiError, ApiJson, ApiPath, ApiQuery};
 
@@ -100,6 +101,17 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(calendar::routes())
         .merge(audit::routes())
         .split_for_parts()
+}
+
+/// The device listener's routes: the agent's and the iPhones' (SCEP and Apple's MDM protocol).
+pub fn device_router(state: AppState) -> Router {
+    let max_body = state.config.max_body_bytes;
+    Router::new()
+        .merge(agent::routes())
+        .merge(apple::routes())
+        .fallback(|| async { ApiError::not_found() })
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
 }
 
 /// The OpenAPI document as served at `/api/v1/openapi.json`.

@@ -13,7 +13,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::caller::Caller;
 use super::problem::{ApiError, ApiJson, ApiPath, FieldError};
-use super::AppState;
+use super::{signed_profile, AppState};
 use crate::domain::organisation::OrgKind;
 use crate::store::policies::{LayerScope, PolicyLayers};
 use crate::store::Device;
@@ -318,8 +318,6 @@ async fn device_profile(
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<axum::response::Response, ApiError> {
-    use axum::http::header;
-    use axum::response::IntoResponse;
     let device = state.store.device(caller.actor.scope(), id).await?;
     let policy = effective_for(&state, &device).await?;
     let identifier = "se.kommun.mdm.standard";
@@ -331,38 +329,11 @@ async fn device_profile(
             display_name: "Tjänstetelefon",
         },
     );
-    let internal = |e: String| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "Internal error",
-            e,
-        )
-    };
-    let signer = state
-        .ca
-        .profile_signer(&format!("{} profile signing", state.config.operator_name))
-        .map_err(|e| internal(e.to_string()))?;
-    let signed = profiles::apple::sign(
-        &profiles::apple::to_xml(&profile),
-        &signer.chain_pem,
-        &signer.key_der,
+    signed_profile(
+        &state,
+        &profile,
+        &format!("device-{}.mobileconfig", device.id),
     )
-    .map_err(|e| internal(e.to_string()))?;
-    Ok((
-        [
-            (
-                header::CONTENT_TYPE,
-                "application/x-apple-aspen-config".to_string(),
-            ),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"device-{}.mobileconfig\"", device.id),
-            ),
-        ],
-        signed,
-    )
-        .into_response())
 }
 
 /// What a phone last reported, if anything.

@@ -20,6 +20,7 @@ use crate::domain::contact::ItContact;
 use crate::domain::device::{DeviceStatus, Imei, Platform, Serial};
 use crate::domain::organisation::{ContractPeriod, OrgKind, OrgNumber};
 use crate::domain::role::{Role, Scope};
+pub use apple::AppleStore;
 pub use commands::CommandStore;
 pub use compliance::ComplianceStore;
 pub use leasing::LeasingStore;
@@ -29,6 +30,7 @@ pub use policies::PolicyStore;
 pub use subscriptions::SubscriptionStore;
 pub use warranty::WarrantyStore;
 
+pub mod apple;
 pub mod commands;
 pub mod compliance;
 pub mod leasing;
@@ -523,6 +525,7 @@ pub struct NewEnrollmentToken {
     pub token_hash: String,
     pub device_id: Option<i64>,
     pub provider_id: Option<i64>,
+    pub channel: crate::domain::device::Channel,
     pub created_by: Option<i64>,
     pub expires_at: DateTime<Utc>,
 }
@@ -532,6 +535,9 @@ pub struct EnrollmentToken {
     pub id: i64,
     pub device_id: Option<i64>,
     pub provider_id: Option<i64>,
+    /// Which way the phone enrolls with it: the agent's enroll call, or SCEP and Apple's MDM
+    /// check-in.
+    pub channel: crate::domain::device::Channel,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub used_at: Option<DateTime<Utc>>,
@@ -693,6 +699,7 @@ pub trait Store:
     + LostCaseStore
     + SubscriptionStore
     + WarrantyStore
+    + AppleStore
     + Maintenance
 {
 }
@@ -713,6 +720,7 @@ impl<T> Store for T where
         + LostCaseStore
         + SubscriptionStore
         + WarrantyStore
+        + AppleStore
         + Maintenance
 {
 }

@@ -1286,13 +1286,17 @@ fn identity_from_row(row: &DbRow) -> StoreResult<DeviceIdentity> {
     })
 }
 
-const TOKEN_COLUMNS: &str = "id, device_id, provider_id, created_at, expires_at, used_at, used_by";
+pub(super) const TOKEN_COLUMNS: &str =
+    "id, device_id, provider_id, channel, created_at, expires_at, used_at, used_by";
 
-fn token_from_row(row: &DbRow) -> StoreResult<EnrollmentToken> {
+pub(super) fn token_from_row(row: &DbRow) -> StoreResult<EnrollmentToken> {
+    let channel: String = row.try_get("channel")?;
     Ok(EnrollmentToken {
         id: row.try_get("id")?,
         device_id: row.try_get("device_id")?,
         provider_id: row.try_get("provider_id")?,
+        channel: crate::domain::device::Channel::parse(&channel)
+            .map_err(|_| corrupt("enrollment channel", &channel))?,
         created_at: row.try_get("created_at")?,
         expires_at: row.try_get("expires_at")?,
         used_at: row.try_get("used_at")?,
@@ -1363,6 +1367,38 @@ async fn note_checkins(tx: &mut Tx, batch: &[(i64, DateTime<Utc>)]) -> StoreResu
     Ok(())
 }
 
+/// Makes `identity` the device's one live identity, whichever way it enrolled: earlier
+/// identities are revoked, what was queued for them purged, and the reported facts stored.
+pub(super) async fn bind_identity(
+    tx: &mut Tx,
+    identity: &DeviceIdentity,
+    facts: &ReportedFacts,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    // Re-enrollment: the device's earlier identities stop working now.
+    revoke_live_identities(tx, identity.device_id, "re-enrolled", now).await?;
+    super::steps_sql::purge_pending(
+        tx,
+        identity.device_id,
+        None,
+        "purged: the phone enrolled again",
+        now,
+    )
+    .await?;
+    insert_identity(tx, identity).await?;
+    sqlx::query(
+        "UPDATE devices SET enrolled_at = $1, facts = $2, facts_hash = $3, updated_at = $1 \
+         WHERE id = $4",
+    )
+    .bind(now)
+    .bind(&facts.json)
+    .bind(&facts.hash)
+    .bind(identity.device_id)
+    .execute(&mut **tx)
+    .await?;
+    note_checkins(tx, &[(identity.device_id, now)]).await
+}
+
 pub(super) async fn revoke_live_identities(
     tx: &mut Tx,
     device_id: i64,
@@ -1390,8 +1426,8 @@ impl EnrollmentStore for SqlStore {
     ) -> StoreResult<i64> {
         let mut tx = self.write().await?;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO enrollment_tokens (token_hash, device_id, provider_id, created_by, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            "INSERT INTO enrollment_tokens (token_hash, device_id, provider_id, created_by, created_at, expires_at, channel) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
         )
         .bind(&t.token_hash)
         .bind(t.device_id)
@@ -1399,6 +1435,7 @@ impl EnrollmentStore for SqlStore {
         .bind(t.created_by)
         .bind(now)
         .bind(t.expires_at)
+        .bind(t.channel.as_str())
         .fetch_one(&mut *tx)
         .await?;
         append_audit_tx(&mut tx, &with_target(audit, id), now).await?;
@@ -1454,28 +1491,7 @@ impl EnrollmentStore for SqlStore {
                 "the enrollment token has already been used or has expired".into(),
             ));
         }
-        // Re-enrollment: the device's earlier identities stop working now.
-        revoke_live_identities(&mut tx, identity.device_id, "re-enrolled", now).await?;
-        super::steps_sql::purge_pending(
-            &mut tx,
-            identity.device_id,
-            None,
-            "purged: the phone enrolled again",
-            now,
-        )
-        .await?;
-        insert_identity(&mut tx, identity).await?;
-        sqlx::query(
-            "UPDATE devices SET enrolled_at = $1, facts = $2, facts_hash = $3, updated_at = $1 \
-             WHERE id = $4",
-        )
-        .bind(now)
-        .bind(&facts.json)
-        .bind(&facts.hash)
-        .bind(identity.device_id)
-        .execute(&mut *tx)
-        .await?;
-        note_checkins(&mut tx, &[(identity.device_id, now)]).await?;
+        bind_identity(&mut tx, identity, facts, now).await?;
         append_audit_tx(&mut tx, &audit, now).await?;
         tx.commit().await?;
         Ok(())

@@ -92,6 +92,10 @@ mod subscriptions_sql;
 mod warranty_sql;
 
 #[allow(clippy::duplicate_mod)]
+#[path = "apple_sql.rs"]
+mod apple_sql;
+
+#[allow(clippy::duplicate_mod)]
 #[path = "steps_sql.rs"]
 mod steps_sql;
 

@@ -1,0 +1,100 @@
+//! Storage of iPhones reached through Apple's MDM protocol: the certificates SCEP issued that
+//! wait for the phone's first check-in, and what each enrolled iPhone told us (UDID, push token,
+//! topic). Identities themselves are the same rows as every phone's.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{DeviceIdentity, EnrollmentToken, ReportedFacts, StoreResult};
+use crate::domain::audit::AuditEvent;
+
+/// A certificate SCEP issued against an enrollment token, waiting for the phone's
+/// `Authenticate` to tie it to a device record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingEnrollment {
+    pub fingerprint: String,
+    /// Lower-case hex.
+    pub certificate_serial: String,
+    pub token_id: i64,
+    pub key_kind: String,
+    pub not_before: DateTime<Utc>,
+    pub not_after: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An enrolled iPhone's MDM details.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppleDevice {
+    pub device_id: i64,
+    pub udid: String,
+    pub topic: Option<String>,
+    /// The APNs device token, as the phone sent it.
+    pub push_token: Option<Vec<u8>>,
+    pub push_magic: Option<String>,
+    pub enrolled_at: DateTime<Utc>,
+    pub token_updated_at: Option<DateTime<Utc>>,
+    pub checked_out_at: Option<DateTime<Utc>>,
+}
+
+/// What a `TokenUpdate` brings.
+#[derive(Debug, Clone)]
+pub struct PushDetails {
+    pub topic: String,
+    pub push_token: Vec<u8>,
+    pub push_magic: String,
+}
+
+#[async_trait]
+pub trait AppleStore: Send + Sync {
+    /// In one transaction: uses the token (it must still be unused and unexpired at `now`,
+    /// else `Conflict`) and keeps the certificate SCEP issued against it.
+    async fn claim_token_for_scep(
+        &self,
+        pending: &PendingEnrollment,
+        now: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<()>;
+    /// The pending certificate with this fingerprint and the token it was issued against.
+    async fn pending_enrollment(
+        &self,
+        fingerprint: &str,
+    ) -> StoreResult<Option<(PendingEnrollment, EnrollmentToken)>>;
+    /// In one transaction: the pending certificate (it must still be waiting, else
+    /// `Conflict`) becomes the device's one live identity as any phone's enrollment does,
+    /// the token is marked as used by that device, and the iPhone's UDID is kept (`Conflict`
+    /// if another device record has it).
+    async fn complete_apple_enrollment(
+        &self,
+        identity: &DeviceIdentity,
+        facts: &ReportedFacts,
+        udid: &str,
+        now: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<()>;
+    /// Drops a pending certificate that will never become an identity, with the audit entry
+    /// that says why.
+    async fn drop_pending_enrollment(
+        &self,
+        fingerprint: &str,
+        now: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<()>;
+    async fn apple_device(&self, device_id: i64) -> StoreResult<Option<AppleDevice>>;
+    /// How many iPhones are enrolled through Apple's protocol and not checked out.
+    async fn enrolled_apple_devices(&self) -> StoreResult<u64>;
+    /// Keeps what a `TokenUpdate` brought.
+    async fn update_apple_push(
+        &self,
+        device_id: i64,
+        push: &PushDetails,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// The phone's MDM profile was removed: its live identities are revoked and its push
+    /// token forgotten; returns how many identities were revoked.
+    async fn check_out_apple_device(
+        &self,
+        device_id: i64,
+        now: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<u64>;
+}
