@@ -80,7 +80,62 @@ pub fn read_enveloped(der: &[u8]) -> Result<EnvelopedData, CmsError> {
     }
     info.content
         .decode_as::<EnvelopedData>()
+        .or_else(|e| {
+            folded_encrypted_content(info.content.value())
+                .ok_or(e)
+                .and_then(|der| EnvelopedData::from_der(&der))
+        })
         .map_err(malformed("enveloped data"))
+}
+
+/// Go's PKCS #7 package (which Debian's `scepclient` and other SCEP clients use) sends the
+/// encrypted content BER-style, as a constructed `[0]` holding OCTET STRING pieces; DER, and
+/// RustCrypto's `cms`, want it primitive. This folds the pieces into one primitive `[0]` and
+/// re-encodes the enveloped data (`enveloped`, without its outer header), or answers `None`
+/// when the content is not of that shape. No crate converts BER to DER in general; this is the
+/// one place real clients need it.
+fn folded_encrypted_content(enveloped: &[u8]) -> Option<Vec<u8>> {
+    use der::{Reader, SliceReader, TagNumber};
+    let read_all = |bytes: &[u8]| -> Option<Vec<Any>> {
+        let mut reader = SliceReader::new(bytes).ok()?;
+        let mut items = Vec::new();
+        while !reader.is_finished() {
+            items.push(reader.decode::<Any>().ok()?);
+        }
+        Some(items)
+    };
+    let mut fields = read_all(enveloped)?;
+    let content_info = fields.last_mut()?;
+    let mut parts = read_all(content_info.value())?;
+    let encrypted = parts.get_mut(2)?;
+    let constructed = Tag::ContextSpecific {
+        constructed: true,
+        number: TagNumber::N0,
+    };
+    if encrypted.tag() != constructed {
+        return None;
+    }
+    let mut joined = Vec::new();
+    for piece in read_all(encrypted.value())? {
+        if piece.tag() != Tag::OctetString {
+            return None;
+        }
+        joined.extend_from_slice(piece.value());
+    }
+    let primitive = Tag::ContextSpecific {
+        constructed: false,
+        number: TagNumber::N0,
+    };
+    *encrypted = Any::new(primitive, joined).ok()?;
+    let sequence = |items: &[Any]| -> Option<Vec<u8>> {
+        let mut body = Vec::new();
+        for item in items {
+            item.encode_to_vec(&mut body).ok()?;
+        }
+        Any::new(Tag::Sequence, body).ok()?.to_der().ok()
+    };
+    *content_info = Any::from_der(&sequence(&parts)?).ok()?;
+    sequence(&fields)
 }
 
 /// The encapsulated content's bytes, if the signed data carries its content.

@@ -216,22 +216,33 @@ pub fn read_request(der: &[u8]) -> Result<ScepRequest, ScepError> {
 }
 
 impl ScepRequest {
-    /// Checks the signature and opens the envelope with the RA's key.
-    pub fn open(&self, ra: &RegistrationAuthority) -> Result<OpenedRequest, FailInfo> {
-        let inner = envelope::content(&self.signed).ok_or(FailInfo::BadMessageCheck)?;
-        let (_, signer) =
-            envelope::verify_signer(&self.signed, inner).map_err(|e| FailInfo::from(&e))?;
-        let enveloped = envelope::read_enveloped(inner).map_err(|e| FailInfo::from(&e))?;
+    /// Checks the signature and opens the envelope with the RA's key; a refusal says its
+    /// `failInfo` and why, for the audit trail.
+    pub fn open(&self, ra: &RegistrationAuthority) -> Result<OpenedRequest, (FailInfo, CmsError)> {
+        let failed = |e: CmsError| (FailInfo::from(&e), e);
+        let inner = envelope::content(&self.signed).ok_or_else(|| {
+            failed(CmsError::BadSignature(
+                "the message carries no content".into(),
+            ))
+        })?;
+        let (_, signer) = envelope::verify_signer(&self.signed, inner).map_err(failed)?;
+        let enveloped = envelope::read_enveloped(inner).map_err(failed)?;
         let (csr_der, cipher) =
-            envelope::open(&enveloped, &ra.certificate, &ra.key).map_err(|e| FailInfo::from(&e))?;
+            envelope::open(&enveloped, &ra.certificate, &ra.key).map_err(failed)?;
+        let der = |e: der::Error| {
+            failed(CmsError::Malformed {
+                expected: "certificate",
+                reason: e.to_string(),
+            })
+        };
         Ok(OpenedRequest {
             csr_der,
-            signer_der: signer.to_der().map_err(|_| FailInfo::BadMessageCheck)?,
+            signer_der: signer.to_der().map_err(der)?,
             signer_spki_der: signer
                 .tbs_certificate
                 .subject_public_key_info
                 .to_der()
-                .map_err(|_| FailInfo::BadMessageCheck)?,
+                .map_err(der)?,
             cipher,
         })
     }
@@ -460,7 +471,7 @@ mod tests {
         let request = read_request(message).expect("readable");
         let opened = match request.open(&s.ra) {
             Ok(o) => o,
-            Err(why) => return request.failure(&s.ra, why).expect("failure reply"),
+            Err((why, _)) => return request.failure(&s.ra, why).expect("failure reply"),
         };
         let csr = check_csr(&opened.csr_der).expect("csr");
         if csr.challenge.as_deref() != Some("the-secret") || !csr.has_key(&opened.signer_spki_der) {
@@ -472,6 +483,53 @@ mod tests {
             s.ca.issue_device_certificate(&csr, "device", time::OffsetDateTime::now_utc())
                 .expect("issued");
         request.success(&s.ra, &issued.der).expect("success reply")
+    }
+
+    /// `sealed` with its encrypted content split into two OCTET STRINGs inside a constructed
+    /// `[0]`, as Go's PKCS #7 package encodes it.
+    fn in_ber_pieces(sealed: &[u8]) -> Vec<u8> {
+        use der::{Any, TagNumber};
+        let info = cms::content_info::ContentInfo::from_der(sealed).expect("info");
+        let mut fields: Vec<Any> =
+            Vec::from_der(&info.content.to_der().expect("der")).expect("fields");
+        let mut parts: Vec<Any> = Vec::from_der(&fields[2].to_der().expect("der")).expect("parts");
+        let bytes = parts[2].value().to_vec();
+        let (a, b) = bytes.split_at(bytes.len() / 2);
+        let mut pieces = Any::new(Tag::OctetString, a)
+            .expect("a")
+            .to_der()
+            .expect("a");
+        pieces.extend(
+            Any::new(Tag::OctetString, b)
+                .expect("b")
+                .to_der()
+                .expect("b"),
+        );
+        let constructed = Tag::ContextSpecific {
+            constructed: true,
+            number: TagNumber::N0,
+        };
+        parts[2] = Any::new(constructed, pieces).expect("pieces");
+        fields[2] = Any::from_der(&parts.to_der().expect("parts")).expect("any");
+        let rebuilt = cms::content_info::ContentInfo {
+            content_type: info.content_type,
+            content: Any::from_der(&fields.to_der().expect("fields")).expect("any"),
+        };
+        rebuilt.to_der().expect("der")
+    }
+
+    #[test]
+    fn an_envelope_whose_content_comes_in_ber_pieces_as_go_clients_send_it_is_opened() {
+        let s = setup();
+        let sealed =
+            envelope::seal(b"the csr", &s.ra.certificate, Cipher::TripleDesCbc).expect("sealed");
+        let ber = in_ber_pieces(&sealed);
+        assert_ne!(ber, sealed);
+        let enveloped = envelope::read_enveloped(&ber).expect("read");
+        let (content, cipher) =
+            envelope::open(&enveloped, &s.ra.certificate, &s.ra.key).expect("opened");
+        assert_eq!(content, b"the csr");
+        assert_eq!(cipher, Cipher::TripleDesCbc);
     }
 
     #[test]
@@ -536,7 +594,7 @@ mod tests {
         .expect("req");
         let request = read_request(&message).expect("readable");
         assert_eq!(
-            request.open(&s.ra).expect_err("not ours"),
+            request.open(&s.ra).expect_err("not ours").0,
             FailInfo::BadMessageCheck
         );
     }
@@ -578,7 +636,7 @@ mod tests {
         message[n - 3] ^= 0xff;
         let request = read_request(&message).expect("readable");
         assert_eq!(
-            request.open(&s.ra).expect_err("tampered"),
+            request.open(&s.ra).expect_err("tampered").0,
             FailInfo::BadMessageCheck
         );
     }

@@ -58,6 +58,37 @@ pub enum Command {
     },
     /// Write a consistent copy of the SQLite database to FILE while the server runs.
     Backup { file: PathBuf },
+    /// The operator's MDM push certificate from Apple's push certificates portal.
+    PushCertificate {
+        #[command(subcommand)]
+        command: PushCertificateCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PushCertificateCommand {
+    /// Show the push certificate's topic, subject and expiry.
+    Show,
+    /// Check and keep a push certificate: a PEM certificate with its PEM key, or a .p12 file.
+    Upload {
+        /// The PEM certificate (with --key).
+        #[arg(long, requires = "key", conflicts_with = "p12")]
+        cert: Option<PathBuf>,
+        /// The PEM private key of --cert.
+        #[arg(long, requires = "cert")]
+        key: Option<PathBuf>,
+        /// A .p12 file holding certificate and key.
+        #[arg(long, required_unless_present = "cert")]
+        p12: Option<PathBuf>,
+        /// The .p12 file's password (read from the environment so it stays out of `ps`).
+        #[arg(
+            long,
+            env = "MDM_PUSH_P12_PASSWORD",
+            hide_env_values = true,
+            default_value = ""
+        )]
+        password: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -152,6 +183,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             command: AuditCommand::Verify,
         } => verify_audit(config).await,
         Command::Backup { file } => backup(config, &file).await,
+        Command::PushCertificate { command } => push_certificate(config, command).await,
     }
 }
 
@@ -249,6 +281,51 @@ async fn create_user(
         issued.totp_uri
     );
     println!("The password must be changed at first login.");
+    Ok(())
+}
+
+async fn push_certificate(config: Config, command: PushCertificateCommand) -> anyhow::Result<()> {
+    use crate::flows::apple::{upload_push_certificate, PushUpload};
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))
+    };
+    let ca =
+        ::enrollment::DeviceCa::load_or_create(&config.data_dir.join("ca"), &config.operator_name)?;
+    let kept = match command {
+        PushCertificateCommand::Show => ca
+            .push_certificate()?
+            .context("no MDM push certificate has been uploaded")?,
+        PushCertificateCommand::Upload {
+            cert,
+            key,
+            p12,
+            password,
+        } => {
+            let upload = match (cert, key, p12) {
+                (Some(cert), Some(key), None) => PushUpload::Pem {
+                    certificate: String::from_utf8_lossy(&read(&cert)?).into_owned(),
+                    key: String::from_utf8_lossy(&read(&key)?).into_owned(),
+                },
+                (None, None, Some(p12)) => PushUpload::Pkcs12 {
+                    der: read(&p12)?,
+                    password,
+                },
+                _ => bail!("give either --cert with --key, or --p12"),
+            };
+            let store = server::open_store(&config).await?;
+            let event = cli_event(
+                "push_certificate.upload",
+                "push_certificate",
+                None,
+                serde_json::Value::Null,
+            );
+            upload_push_certificate(&ca, store.as_ref(), &upload, Clock::System.now(), event)
+                .await?
+        }
+    };
+    println!("topic: {}", kept.topic);
+    println!("subject: {}", kept.subject);
+    println!("runs out: {}", kept.not_after.date());
     Ok(())
 }
 

@@ -10,6 +10,7 @@ use mdm_server::clock::Clock;
 use mdm_server::config::Config;
 use mdm_server::server::{self, RunningServer, StartOptions};
 
+pub mod iphone;
 pub mod sinks;
 
 /// Which database a test runs on.

@@ -283,6 +283,27 @@ pub fn reminder(what: Reminder, serial: &str, date: NaiveDate, lang: Language) -
     NoticeText { subject, body, sms }
 }
 
+/// The service desk's reminder that the operator's MDM push certificate runs out on `date`:
+/// when it lapses, no enrolled iPhone can be reached.
+pub fn push_certificate_reminder(topic: &str, date: NaiveDate, lang: Language) -> NoticeText {
+    let (subject, body) = match lang {
+        Language::Sv => (
+            format!("MDM-pushcertifikatet går ut {date}"),
+            format!(
+                "Apples MDM-pushcertifikat (ämne {topic}) går ut {date}. Förnya det på Apples portal för pushcertifikat med samma Apple-konto och ladda upp det igen; annars går det inte längre att nå någon inskriven iPhone.\n"
+            ),
+        ),
+        Language::En => (
+            format!("The MDM push certificate runs out on {date}"),
+            format!(
+                "Apple's MDM push certificate (topic {topic}) runs out on {date}. Renew it at Apple's push certificates portal with the same Apple Account and upload it again; otherwise no enrolled iPhone can be reached.\n"
+            ),
+        ),
+    };
+    let sms = subject.chars().take(MAX_SMS_CHARS).collect();
+    NoticeText { subject, body, sms }
+}
+
 /// The lost-mode text on a lost phone's lock screen.
 pub fn lost_mode_message(operator_name: &str, lang: Language) -> String {
     let text = match lang {

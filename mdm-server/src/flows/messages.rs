@@ -79,6 +79,12 @@ pub fn warranty_reminder_key(device_id: i64, warranty_end: NaiveDate) -> String 
     format!("reminder-warranty-{device_id}-{warranty_end}")
 }
 
+/// A reminder that the MDM push certificate runs out: once per certificate and step (30 or
+/// 7 days before).
+pub fn push_certificate_reminder_key(topic: &str, not_after: NaiveDate, days: i64) -> String {
+    format!("reminder-push-certificate-{topic}-{not_after}-{days}")
+}
+
 /// A reminder of a lease ending: once per lease and end date.
 pub fn lease_reminder_key(lease_id: i64, ends_on: NaiveDate) -> String {
     format!("reminder-lease-{lease_id}-{ends_on}")

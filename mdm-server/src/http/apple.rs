@@ -135,9 +135,7 @@ async fn answer(
     };
     let opened = match request.open(ra) {
         Ok(o) => o,
-        Err(why) => {
-            return refuse(why, format!("the message fails its {} check", why.as_str())).await
-        }
+        Err((why, e)) => return refuse(why, format!("{}: {e}", why.as_str())).await,
     };
     let csr = match enrollment::check_csr(&opened.csr_der) {
         Ok(csr) => csr,

@@ -283,6 +283,22 @@ pub struct IdentityView {
     pub certificate: Option<CertificateView>,
     /// Every certificate the device has had, newest first.
     pub history: Vec<CertificateView>,
+    /// How the phone enrolled last: `agent` or `apple_mdm` (none before its first enrollment).
+    pub channel: Option<String>,
+    /// For an iPhone enrolled through Apple's protocol: what it told the server.
+    pub apple_mdm: Option<AppleMdmView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppleMdmView {
+    pub udid: String,
+    /// The push topic of its last `TokenUpdate`.
+    pub topic: Option<String>,
+    /// Whether the server holds a push token to wake it with.
+    pub push_token_present: bool,
+    pub token_updated_at: Option<DateTime<FixedOffset>>,
+    /// When the person removed the MDM profile, if they did.
+    pub checked_out_at: Option<DateTime<FixedOffset>>,
 }
 
 fn certificate_view(state: &AppState, i: DeviceIdentity) -> CertificateView {
@@ -313,10 +329,24 @@ async fn device_identity(
         .find(|i| i.is_live(now))
         .cloned()
         .map(|i| certificate_view(&state, i));
+    let apple = state.store.apple_device(id).await?;
+    let channel = match (&apple, device.enrolled_at) {
+        (Some(_), _) => Some(Channel::AppleMdm),
+        (None, Some(_)) => Some(Channel::Agent),
+        (None, None) => None,
+    };
     Ok(Json(IdentityView {
         device_id: id,
         enrolled_at: device.enrolled_at.map(|t| state.local(t)),
         last_checkin_at: device.last_checkin_at.map(|t| state.local(t)),
+        channel: channel.map(|c| c.as_str().to_string()),
+        apple_mdm: apple.map(|a| AppleMdmView {
+            udid: a.udid,
+            topic: a.topic,
+            push_token_present: a.push_token.is_some(),
+            token_updated_at: a.token_updated_at.map(|t| state.local(t)),
+            checked_out_at: a.checked_out_at.map(|t| state.local(t)),
+        }),
         certificate: live,
         history: identities
             .into_iter()

@@ -32,6 +32,7 @@ pub mod models;
 pub mod policies;
 pub mod problem;
 pub mod providers;
+pub mod push_certificate;
 pub mod requests;
 mod schemas;
 pub mod sims;
@@ -89,6 +90,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(models::routes())
         .merge(devices::routes())
         .merge(enrollment::routes())
+        .merge(push_certificate::routes())
         .merge(policies::routes())
         .merge(commands::routes())
         .merge(leases::routes())

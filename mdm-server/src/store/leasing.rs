@@ -207,11 +207,11 @@ pub trait LeasingStore: Send + Sync {
         now: DateTime<Utc>,
         audit: AuditEvent,
     ) -> StoreResult<PhoneRequest>;
-    /// Puts reminders about phones in the outbox; one already there (same idempotency key) is
-    /// not added again, so each reminder goes out once however often it is queued.
+    /// Puts reminders in the outbox, each about a phone or (the push certificate's) about none;
+    /// one already there (same idempotency key) is not added again, so each reminder goes out once however often it is queued.
     async fn queue_reminders(
         &self,
-        reminders: &[(i64, NewDelivery)],
+        reminders: &[(Option<i64>, NewDelivery)],
         now: DateTime<Utc>,
     ) -> StoreResult<()>;
 }

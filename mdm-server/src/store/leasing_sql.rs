@@ -731,7 +731,7 @@ impl LeasingStore for SqlStore {
 
     async fn queue_reminders(
         &self,
-        reminders: &[(i64, NewDelivery)],
+        reminders: &[(Option<i64>, NewDelivery)],
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
         if reminders.is_empty() {

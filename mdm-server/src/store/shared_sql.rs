@@ -1386,6 +1386,12 @@ pub(super) async fn bind_identity(
     )
     .await?;
     insert_identity(tx, identity).await?;
+    // What an earlier enrollment through Apple's protocol left (an enrollment through it
+    // writes its own anew after this).
+    sqlx::query("DELETE FROM apple_devices WHERE device_id = $1")
+        .bind(identity.device_id)
+        .execute(&mut **tx)
+        .await?;
     sqlx::query(
         "UPDATE devices SET enrolled_at = $1, facts = $2, facts_hash = $3, updated_at = $1 \
          WHERE id = $4",

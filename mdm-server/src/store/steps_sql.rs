@@ -131,10 +131,11 @@ pub(super) async fn end_holding(
 pub(super) async fn insert_alerts(
     tx: &mut Tx,
     topic: Topic,
-    device_id: i64,
+    device_id: impl Into<Option<i64>>,
     messages: &[NewDelivery],
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
+    let device_id = device_id.into();
     for m in messages {
         sqlx::query(
             "INSERT INTO deliveries (topic, device_id, idempotency_key, channel, recipient, \

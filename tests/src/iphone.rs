@@ -1,0 +1,379 @@
+//! A simulated iPhone: it does what an iPhone does with an enrollment profile, over the real
+//! device listener. It downloads the signed profile from the token's address, trusts the root
+//! payload, gets its certificate by SCEP (RSA 2048, a `PKCSReq` sealed for the RA), then signs
+//! each check-in with an `Mdm-Signature` header as the MDM payload's `SignMessage` asks.
+//!
+//! Also here: a push certificate shaped like the one Apple's portal gives (the topic in the
+//! subject's UID), since Apple's portal cannot be reached from a test.
+
+use base64::Engine;
+use der::{Decode, Encode};
+use plist::{Dictionary, Value};
+use reqwest::StatusCode;
+use rsa::pkcs8::{EncodePrivateKey, LineEnding};
+use rsa::RsaPrivateKey;
+use x509_cert::Certificate;
+
+use enrollment::envelope::{self, Content};
+use enrollment::scep::{self, CertRep, Cipher};
+use profiles::apple_checkin::{to_plist, Authenticate, CheckOut, CheckinMessage, TokenUpdate};
+
+/// What the enrollment profile told the phone.
+#[derive(Debug, Clone)]
+pub struct InstalledProfile {
+    pub root_der: Vec<u8>,
+    pub scep_url: String,
+    pub challenge: String,
+    pub checkin_url: String,
+    pub server_url: String,
+    pub topic: String,
+    /// The whole profile, for checks on its keys.
+    pub profile: Dictionary,
+}
+
+/// An iPhone as the server sees it: hardware facts and its keys.
+pub struct SimulatedIphone {
+    pub udid: String,
+    pub serial: String,
+    pub imei: Option<String>,
+    pub product_name: String,
+    pub os_version: String,
+    pub key: RsaPrivateKey,
+    pub profile: Option<InstalledProfile>,
+    /// The certificate SCEP issued, DER.
+    pub identity: Option<Vec<u8>>,
+    http: Option<reqwest::Client>,
+}
+
+impl std::fmt::Debug for SimulatedIphone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimulatedIphone")
+            .field("udid", &self.udid)
+            .field("serial", &self.serial)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A fresh RSA 2048 key, as an iPhone makes for the SCEP payload.
+pub fn rsa_key() -> RsaPrivateKey {
+    RsaPrivateKey::new(&mut rand::thread_rng(), 2048).expect("rsa key")
+}
+
+/// A push certificate and its key, PEM, for `topic`, running out in `days`: what an operator
+/// downloads from Apple's push certificates portal (the topic in the subject's UID).
+pub fn push_certificate(topic: &str, days: i64) -> (String, String) {
+    let key = rsa_key();
+    let pkcs8 = key.to_pkcs8_der().expect("pkcs8");
+    let pair = rcgen::KeyPair::try_from(pkcs8.as_bytes()).expect("pair");
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name.push(
+        rcgen::DnType::CustomDnType(vec![0, 9, 2342, 19200300, 100, 1, 1]),
+        topic,
+    );
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, format!("APSP:{topic}"));
+    params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(days);
+    let cert = params.self_signed(&pair).expect("cert").pem();
+    let key_pem = key.to_pkcs8_pem(LineEnding::LF).expect("pem").to_string();
+    (cert, key_pem)
+}
+
+/// A `.p12` holding `cert_pem` and `key_pem`, as the Keychain exports them.
+pub fn pkcs12(cert_pem: &str, key_pem: &str, password: &str) -> Vec<u8> {
+    use rsa::pkcs8::DecodePrivateKey;
+    let der = x509_cert::Certificate::load_pem_chain(cert_pem.as_bytes())
+        .expect("pem")
+        .remove(0)
+        .to_der()
+        .expect("der");
+    let key = RsaPrivateKey::from_pkcs8_pem(key_pem).expect("key");
+    let chain = p12_keystore::PrivateKeyChain::new(
+        key.to_pkcs8_der().expect("pkcs8").as_bytes(),
+        [7u8; 20],
+        vec![p12_keystore::Certificate::from_der(&der).expect("cert")],
+    );
+    let mut store = p12_keystore::KeyStore::new();
+    store.add_entry("push", p12_keystore::KeyStoreEntry::PrivateKeyChain(chain));
+    store.writer(password).write().expect("p12")
+}
+
+fn data(dict: &Dictionary, key: &str) -> Vec<u8> {
+    dict.get(key)
+        .and_then(Value::as_data)
+        .unwrap_or_else(|| panic!("{key} is data"))
+        .to_vec()
+}
+
+fn string(dict: &Dictionary, key: &str) -> String {
+    dict.get(key)
+        .and_then(Value::as_string)
+        .unwrap_or_else(|| panic!("{key} is a string"))
+        .to_string()
+}
+
+/// The payloads of a signed profile, by `PayloadType`.
+pub fn read_signed_profile(bytes: &[u8]) -> Dictionary {
+    let signed = envelope::read_signed(bytes).expect("signed profile");
+    let content = envelope::content(&signed).expect("profile inside");
+    plist::from_bytes(content).expect("profile plist")
+}
+
+fn payload<'a>(profile: &'a Dictionary, kind: &str) -> &'a Dictionary {
+    profile
+        .get("PayloadContent")
+        .and_then(Value::as_array)
+        .expect("payloads")
+        .iter()
+        .filter_map(Value::as_dictionary)
+        .find(|p| p.get("PayloadType").and_then(Value::as_string) == Some(kind))
+        .unwrap_or_else(|| panic!("a {kind} payload"))
+}
+
+impl SimulatedIphone {
+    /// An iPhone SE (3rd generation) with this serial and IMEI.
+    pub fn new(serial: &str, imei: Option<&str>) -> SimulatedIphone {
+        SimulatedIphone {
+            udid: format!("00008110-{:016X}", rand::random::<u64>()),
+            serial: serial.to_string(),
+            imei: imei.map(str::to_string),
+            product_name: "iPhone14,6".into(),
+            os_version: "18.1".into(),
+            key: rsa_key(),
+            profile: None,
+            identity: None,
+            http: None,
+        }
+    }
+
+    /// Opens the token's address and installs the profile it gets: afterwards the phone trusts
+    /// the profile's root. Answers the download's status and body when it fails.
+    pub async fn install_profile(&mut self, address: &str) -> Result<(), (StatusCode, String)> {
+        let response = reqwest::Client::new()
+            .get(address)
+            .send()
+            .await
+            .expect("profile download");
+        let status = response.status();
+        let kind = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap_or_default().to_string())
+            .unwrap_or_default();
+        let body = response.bytes().await.expect("body");
+        if !status.is_success() {
+            return Err((status, String::from_utf8_lossy(&body).into_owned()));
+        }
+        assert_eq!(kind, "application/x-apple-aspen-config");
+        let profile = read_signed_profile(&body);
+        let root = payload(&profile, "com.apple.security.root");
+        let scep = payload(&profile, "com.apple.security.scep");
+        let scep_content = scep
+            .get("PayloadContent")
+            .and_then(Value::as_dictionary)
+            .expect("scep content");
+        let mdm = payload(&profile, "com.apple.mdm");
+        let installed = InstalledProfile {
+            root_der: data(root, "PayloadContent"),
+            scep_url: string(scep_content, "URL"),
+            challenge: string(scep_content, "Challenge"),
+            checkin_url: string(mdm, "CheckInURL"),
+            server_url: string(mdm, "ServerURL"),
+            topic: string(mdm, "Topic"),
+            profile: profile.clone(),
+        };
+        self.trust(&installed.root_der);
+        self.profile = Some(installed);
+        Ok(())
+    }
+
+    /// Trusts this root for TLS to the device listener, as the profile's root payload makes
+    /// the phone do.
+    pub fn trust(&mut self, root_der: &[u8]) {
+        self.http = Some(
+            reqwest::Client::builder()
+                .use_rustls_tls()
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(reqwest::Certificate::from_der(root_der).expect("root"))
+                .build()
+                .expect("client"),
+        );
+    }
+
+    fn http(&self) -> &reqwest::Client {
+        self.http.as_ref().expect("the profile is installed")
+    }
+
+    fn installed(&self) -> &InstalledProfile {
+        self.profile.as_ref().expect("the profile is installed")
+    }
+
+    /// The RA's certificate, from `GetCACert`: as an iPhone picks it, the certificate that is
+    /// no CA and may encipher keys (the certificates come as a set, in no order).
+    pub async fn registration_authority(&self) -> Certificate {
+        let url = format!("{}?operation=GetCACert", self.installed().scep_url);
+        let response = self.http().get(url).send().await.expect("GetCACert");
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = response.bytes().await.expect("body");
+        let signed = envelope::read_signed(&body).expect("certificates");
+        envelope::certificates(&signed)
+            .into_iter()
+            .find(|c| {
+                let der = c.to_der().expect("der");
+                let (_, parsed) = x509_parser::parse_x509_certificate(&der).expect("certificate");
+                !parsed.is_ca()
+                    && parsed
+                        .key_usage()
+                        .ok()
+                        .flatten()
+                        .is_some_and(|u| u.value.key_encipherment())
+            })
+            .cloned()
+            .expect("an RA certificate")
+    }
+
+    /// Asks for a certificate by SCEP with `challenge`; on SUCCESS the phone keeps it.
+    pub async fn scep_with(&mut self, challenge: &str) -> CertRep {
+        let ra = self.registration_authority().await;
+        let (requester, csr) =
+            scep::client_request(&self.key, &self.udid, challenge).expect("request");
+        let message = scep::pkcs_req(
+            &csr,
+            (&requester, &self.key),
+            &ra,
+            Cipher::Aes128Cbc,
+            &format!("{:032x}", rand::random::<u128>()),
+        )
+        .expect("pkcs req");
+        let url = format!("{}?operation=PKIOperation", self.installed().scep_url);
+        let response = self
+            .http()
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/x-pki-message")
+            .body(message)
+            .send()
+            .await
+            .expect("PKIOperation");
+        assert_eq!(response.status(), StatusCode::OK, "a CertRep");
+        let body = response.bytes().await.expect("body");
+        let answer =
+            scep::read_cert_rep(&body, &ra, (&requester, &self.key)).expect("readable CertRep");
+        if let CertRep::Success(certs) = &answer {
+            self.identity = Some(certs[0].clone());
+        }
+        answer
+    }
+
+    /// SCEP with the profile's challenge.
+    pub async fn scep(&mut self) -> CertRep {
+        let challenge = self.installed().challenge.clone();
+        self.scep_with(&challenge).await
+    }
+
+    /// The `Mdm-Signature` header for `body`: a detached CMS signature by the phone's identity.
+    pub fn signature(&self, body: &[u8]) -> String {
+        let der = self.identity.as_ref().expect("an identity");
+        let cert = Certificate::from_der(der).expect("identity");
+        let signed = envelope::sign(Content::Detached(body), (&cert, &self.key), &[], Vec::new())
+            .expect("signature");
+        base64::engine::general_purpose::STANDARD.encode(signed)
+    }
+
+    /// PUTs `body` to `url`, signed; answers the status and body.
+    pub async fn put_signed(&self, url: &str, body: Vec<u8>) -> (StatusCode, String) {
+        let signature = self.signature(&body);
+        self.put_with(url, body, Some(signature)).await
+    }
+
+    /// PUTs `body` to `url` with this `Mdm-Signature` header, or none.
+    pub async fn put_with(
+        &self,
+        url: &str,
+        body: Vec<u8>,
+        signature: Option<String>,
+    ) -> (StatusCode, String) {
+        let mut request = self.http().put(url).header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-apple-aspen-mdm-checkin",
+        );
+        if let Some(signature) = signature {
+            request = request.header("Mdm-Signature", signature);
+        }
+        let response = request.body(body).send().await.expect("put");
+        let status = response.status();
+        (status, response.text().await.unwrap_or_default())
+    }
+
+    /// The `Authenticate` message this phone sends.
+    pub fn authenticate_message(&self) -> Vec<u8> {
+        to_plist(&CheckinMessage::Authenticate(Authenticate {
+            udid: self.udid.clone(),
+            topic: self.installed().topic.clone(),
+            serial_number: Some(self.serial.clone()),
+            imei: self.imei.clone(),
+            meid: None,
+            model: Some("iPhone".into()),
+            model_name: Some("iPhone".into()),
+            product_name: Some(self.product_name.clone()),
+            os_version: Some(self.os_version.clone()),
+            build_version: Some("22B83".into()),
+            device_name: Some("iPhone".into()),
+        }))
+    }
+
+    pub async fn authenticate(&self) -> (StatusCode, String) {
+        let url = self.installed().checkin_url.clone();
+        self.put_signed(&url, self.authenticate_message()).await
+    }
+
+    pub async fn token_update(&self) -> (StatusCode, String) {
+        let message = to_plist(&CheckinMessage::TokenUpdate(TokenUpdate {
+            udid: self.udid.clone(),
+            topic: self.installed().topic.clone(),
+            token: vec![0xA5; 32].into(),
+            push_magic: format!("{:X}", rand::random::<u64>()),
+            awaiting_configuration: Some(false),
+        }));
+        let url = self.installed().checkin_url.clone();
+        self.put_signed(&url, message).await
+    }
+
+    pub async fn check_out(&self) -> (StatusCode, String) {
+        let message = to_plist(&CheckinMessage::CheckOut(CheckOut {
+            udid: self.udid.clone(),
+            topic: self.installed().topic.clone(),
+        }));
+        let url = self.installed().checkin_url.clone();
+        self.put_signed(&url, message).await
+    }
+
+    /// The phone asks for work with `Status` `Idle`.
+    pub async fn idle(&self) -> (StatusCode, String) {
+        let mut status = Dictionary::new();
+        status.insert("UDID".into(), self.udid.clone().into());
+        status.insert("Status".into(), "Idle".into());
+        let mut body = Vec::new();
+        plist::to_writer_xml(&mut body, &Value::Dictionary(status)).expect("plist");
+        let url = self.installed().server_url.clone();
+        self.put_signed(&url, body).await
+    }
+
+    /// Installs the profile at `address`, gets a certificate, authenticates and sends its push
+    /// token: what a person's tap on "Install" sets off. Panics on any refusal.
+    pub async fn enroll(&mut self, address: &str) {
+        self.install_profile(address).await.expect("profile");
+        match self.scep().await {
+            CertRep::Success(_) => {}
+            other => panic!("SCEP answered {other:?}"),
+        }
+        let (status, body) = self.authenticate().await;
+        assert_eq!(status, StatusCode::OK, "Authenticate: {body}");
+        let (status, body) = self.token_update().await;
+        assert_eq!(status, StatusCode::OK, "TokenUpdate: {body}");
+    }
+
+    /// The identity's SHA-256 fingerprint, lower-case hex.
+    pub fn fingerprint(&self) -> String {
+        enrollment::fingerprint(self.identity.as_ref().expect("an identity"))
+    }
+}
