@@ -11,10 +11,16 @@
 //! that a noisy moment on the machine spoils one pair, not the figure. Nothing is asserted about
 //! time.
 //!
+//! Then 1,000 simulated iPhones enroll through SCEP and `Authenticate` and send `Idle` to the
+//! connect endpoint, each message signed (`Mdm-Signature` verified, the certificate checked
+//! against the device CA, the identity looked up) over a connection that presents the phone's
+//! certificate; their ceiling is the same ping over the same connections.
+//!
 //! `cargo bench -p mdm-tests --bench checkins` (PostgreSQL rows need `TEST_POSTGRES_URL`;
-//! `BENCH_SIZES=1000` picks the fleet sizes, `BENCH_BACKENDS=sqlite` the backends,
-//! `BENCH_PAIRS` the pairs of phases).
+//! `BENCH_SIZES=1000` picks the fleet sizes, `BENCH_IPHONES=1000` the iPhones' (0: none),
+//! `BENCH_BACKENDS=sqlite` the backends, `BENCH_PAIRS` the pairs of phases).
 
+use futures::StreamExt;
 use std::io::BufRead;
 use std::time::Instant;
 
@@ -294,61 +300,97 @@ async fn database(backend: &str, dir: &std::path::Path) -> Option<(String, Datab
     }
 }
 
+/// A benchmark's server: its database, configuration, store and CA, `count` registered iPhones,
+/// and (once started) its process.
+struct Bench {
+    _dir: tempfile::TempDir,
+    database: DatabaseProcesses,
+    config_json: String,
+    store: std::sync::Arc<dyn mdm_server::store::Store>,
+    ca: DeviceCa,
+    device_url: String,
+    registered: Vec<mdm_server::store::Device>,
+    now: chrono::DateTime<chrono::Utc>,
+}
+
+impl Bench {
+    /// The database and `count` registered phones, before the server runs; `None` when the
+    /// backend cannot be reached.
+    async fn prepare(backend: &str, count: u32) -> Option<Bench> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (database_url, database) = database(backend, dir.path()).await?;
+        let device_port = free_port();
+        let config_json = serde_json::json!({
+            "listen": format!("127.0.0.1:{}", free_port()),
+            "device_listen": format!("127.0.0.1:{device_port}"),
+            "data_dir": dir.path(),
+            "database_url": database_url,
+        })
+        .to_string();
+        let config = Config::from_overrides(
+            serde_json::from_str::<serde_json::Value>(&config_json).expect("json"),
+        )
+        .expect("config");
+        let store = server::open_store(&config).await.expect("store");
+        let now = Clock::System.now();
+        store
+            .ensure_operator(&config.operator_name, now)
+            .await
+            .expect("operator");
+        let ca = DeviceCa::load_or_create(&config.data_dir.join("ca"), &config.operator_name)
+            .expect("ca");
+        let model = store
+            .create_model(Platform::Ios, "iPhone 16", None, now, event("model.create"))
+            .await
+            .expect("model");
+        let registered = mdm_tests::import_iphones(store.as_ref(), model.id, "SW", 0, count).await;
+        Some(Bench {
+            _dir: dir,
+            database,
+            config_json,
+            store,
+            ca,
+            device_url: format!("https://127.0.0.1:{device_port}"),
+            registered,
+            now,
+        })
+    }
+
+    /// Runs the server as a child process of this benchmark's binary, ready to answer.
+    fn start(&self) -> std::process::Child {
+        let mut child = std::process::Command::new(std::env::current_exe().expect("exe"))
+            .env(SERVER_ENV, &self.config_json)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("server process");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("ready");
+        assert!(line.starts_with("ready"), "server did not start: {line}");
+        child
+    }
+}
+
 async fn run(backend: &str, count: u32) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let Some((database_url, database_processes)) = database(backend, dir.path()).await else {
+    // The fleet: registered phones and one enrollment token each, made before the server runs.
+    let setup = Instant::now();
+    let Some(mut bench) = Bench::prepare(backend, count).await else {
         println!("{backend:<8} {count:>6} phones: skipped (set TEST_POSTGRES_URL)");
         return;
     };
-    let device_port = free_port();
-    let config_json = serde_json::json!({
-        "listen": format!("127.0.0.1:{}", free_port()),
-        "device_listen": format!("127.0.0.1:{device_port}"),
-        "data_dir": dir.path(),
-        "database_url": database_url,
-    })
-    .to_string();
-    let config = Config::from_overrides(
-        serde_json::from_str::<serde_json::Value>(&config_json).expect("json"),
-    )
-    .expect("config");
-
-    // The fleet: registered phones and one enrollment token each, made before the server runs.
-    let setup = Instant::now();
-    let store = server::open_store(&config).await.expect("store");
-    let now = Clock::System.now();
-    store
-        .ensure_operator(&config.operator_name, now)
-        .await
-        .expect("operator");
-    let ca =
-        DeviceCa::load_or_create(&config.data_dir.join("ca"), &config.operator_name).expect("ca");
-    let model = store
-        .create_model(Platform::Ios, "iPhone 16", None, now, event("model.create"))
-        .await
-        .expect("model");
-    let registered = mdm_tests::import_iphones(store.as_ref(), model.id, "SW", 0, count).await;
-    let url = format!("https://127.0.0.1:{device_port}");
     let phones = mdm_tests::swarm_phones(
-        store.as_ref(),
-        &url,
-        &ca.root_fingerprint(),
-        registered,
-        now,
+        bench.store.as_ref(),
+        &bench.device_url,
+        &bench.ca.root_fingerprint(),
+        std::mem::take(&mut bench.registered),
+        bench.now,
     )
     .await;
     let setup = setup.elapsed();
+    let database_processes = bench.database.clone();
 
-    let mut child = std::process::Command::new(std::env::current_exe().expect("exe"))
-        .env(SERVER_ENV, &config_json)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("server process");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("ready");
-    assert!(line.starts_with("ready"), "server did not start: {line}");
+    let mut child = bench.start();
     let idle = memory_kib(child.id());
 
     let enrolling = Instant::now();
@@ -441,6 +483,169 @@ async fn run(backend: &str, count: u32) {
     );
 }
 
+/// iPhones: `count` simulated phones enroll through SCEP and `Authenticate`, then each sends
+/// `Idle` (signed, over a connection presenting its certificate) against the ping ceiling.
+async fn run_iphones(backend: &str, count: u32) {
+    use mdm_server::domain::device::Channel;
+    use mdm_tests::iphone::{rsa_key, InstalledProfile, SimulatedIphone};
+    let setup = Instant::now();
+    let Some(mut bench) = Bench::prepare(backend, count).await else {
+        println!("{backend:<8} {count:>6} iPhones: skipped (set TEST_POSTGRES_URL)");
+        return;
+    };
+    // A few keys for all: making a thousand RSA keys would outlast everything measured.
+    let keys: Vec<rsa::RsaPrivateKey> = (0..8).map(|_| rsa_key()).collect();
+    let mut phones = Vec::with_capacity(count as usize);
+    for (i, device) in std::mem::take(&mut bench.registered)
+        .into_iter()
+        .enumerate()
+    {
+        let (secret, _) = mdm_server::auth::generate_token();
+        mdm_tests::store_enrollment_token(
+            bench.store.as_ref(),
+            device.id,
+            &secret,
+            Channel::AppleMdm,
+            bench.now,
+        )
+        .await;
+        let mut phone = SimulatedIphone::with_key(
+            &device.serial,
+            Some(&device.imei),
+            keys[i % keys.len()].clone(),
+        );
+        phone.install(InstalledProfile {
+            root_der: bench.ca.root_der().to_vec(),
+            scep_url: format!("{}/scep", bench.device_url),
+            challenge: secret,
+            checkin_url: format!("{}/mdm/checkin", bench.device_url),
+            server_url: format!("{}/mdm/connect", bench.device_url),
+            topic: "com.apple.mgmt.External.bench".into(),
+            profile: plist::Dictionary::new(),
+        });
+        phones.push(phone);
+    }
+    let setup = setup.elapsed();
+    let database_processes = bench.database.clone();
+    let mut child = bench.start();
+
+    let enrolling = Instant::now();
+    let enrolled: Vec<SimulatedIphone> = futures::stream::iter(phones)
+        .map(|mut phone| async move {
+            match phone.scep().await {
+                enrollment::scep::CertRep::Success(_) => {}
+                other => panic!("SCEP answered {other:?}"),
+            }
+            let (status, body) = phone.authenticate().await;
+            assert!(status.is_success(), "Authenticate: {body}");
+            phone
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    let enrolling = enrolling.elapsed();
+    let connections: Vec<(reqwest::Client, (String, Vec<u8>, String))> = enrolled
+        .iter()
+        .map(|p| (p.identity_client(), p.idle_request()))
+        .collect();
+    let ping_url = format!("{}/agent/v1/ping", bench.device_url);
+    let round = |idle: bool| {
+        let connections = &connections;
+        let ping_url = &ping_url;
+        async move {
+            let started = Instant::now();
+            let jobs = (0..rounds(count)).flat_map(|_| connections.iter());
+            let outcomes: Vec<Option<std::time::Duration>> = futures::stream::iter(jobs)
+                .map(|(client, (url, body, signature))| async move {
+                    let t = Instant::now();
+                    let sent = if idle {
+                        client
+                            .put(url)
+                            .header("Mdm-Signature", signature)
+                            .body(body.clone())
+                            .send()
+                            .await
+                    } else {
+                        client.post(ping_url).send().await
+                    };
+                    sent.ok()
+                        .filter(|r| r.status().is_success())
+                        .map(|_| t.elapsed())
+                })
+                .buffer_unordered(128)
+                .collect()
+                .await;
+            let mut latencies: Vec<std::time::Duration> =
+                outcomes.iter().flatten().copied().collect();
+            latencies.sort();
+            agent::swarm::SwarmReport {
+                checkins: latencies.len(),
+                failures: outcomes.len() - latencies.len(),
+                elapsed: started.elapsed(),
+                latencies,
+            }
+        }
+    };
+    // Warm every connection.
+    round(false).await;
+    let server = child.id();
+    let (mut ceiling, mut idles, mut ratios) = (Phase::default(), Phase::default(), Vec::new());
+    for _ in 0..pairs() {
+        let ping = ceiling
+            .add(measured(server, &database_processes, round(false)).await)
+            .per_second();
+        let idle = idles
+            .add(measured(server, &database_processes, round(true)).await)
+            .per_second();
+        ratios.push(idle / ping);
+    }
+    let (rss, peak) = memory_kib(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    database_processes.drop_database().await;
+
+    println!(
+        "{backend:<8} {count:>6} iPhones: set-up {:.1} s, enrolment by SCEP and Authenticate {:.1} s ({:.0}/s), {} pairs of phases, {} rounds each",
+        setup.as_secs_f64(),
+        enrolling.as_secs_f64(),
+        f64::from(count) / enrolling.as_secs_f64(),
+        ratios.len(),
+        rounds(count)
+    );
+    let idle_report = idles.report();
+    phase(
+        "idle",
+        &idle_report,
+        &format!(
+            "{} failed; signed Idle on the connect endpoint: signature verified, identity looked up",
+            idle_report.failures
+        ),
+    );
+    let ceiling_report = ceiling.report();
+    phase(
+        "ceiling",
+        &ceiling_report,
+        "ping after the TLS handshake, no database",
+    );
+    println!(
+        "    CPU per request: idle {}; ping {}",
+        idles.cpu.per_request(idle_report.checkins),
+        ceiling.cpu.per_request(ceiling_report.checkins)
+    );
+    let listed: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "    idle / ceiling: {:.2} (target at least 0.5; median of the pairs {})",
+        ratios[ratios.len() / 2],
+        listed.join(", ")
+    );
+    println!(
+        "    server memory: {:.0} MB at the end, {:.0} MB peak",
+        rss as f64 / 1024.0,
+        peak as f64 / 1024.0
+    );
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -459,9 +664,16 @@ fn main() {
         "check-in benchmark: at least {MIN_REQUESTS} requests ({MIN_ROUNDS} rounds or more per phone) in each measured phase, 128 in flight"
     );
     let backends = std::env::var("BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
+    let iphones: u32 = std::env::var("BENCH_IPHONES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1000);
     for backend in backends.split(',').map(str::trim) {
         for &count in &sizes {
             runtime.block_on(run(backend, count));
+        }
+        if iphones > 0 {
+            runtime.block_on(run_iphones(backend, iphones));
         }
     }
 }

@@ -112,6 +112,16 @@ fn string(dict: &Dictionary, key: &str) -> String {
         .to_string()
 }
 
+/// The status a phone with nothing to report sends to the connect URL.
+fn idle_body(udid: &str) -> Vec<u8> {
+    let mut status = Dictionary::new();
+    status.insert("UDID".into(), udid.into());
+    status.insert("Status".into(), "Idle".into());
+    let mut body = Vec::new();
+    plist::to_writer_xml(&mut body, &Value::Dictionary(status)).expect("plist");
+    body
+}
+
 /// The payloads of a signed profile, by `PayloadType`.
 pub fn read_signed_profile(bytes: &[u8]) -> Dictionary {
     let signed = envelope::read_signed(bytes).expect("signed profile");
@@ -133,13 +143,19 @@ fn payload<'a>(profile: &'a Dictionary, kind: &str) -> &'a Dictionary {
 impl SimulatedIphone {
     /// An iPhone SE (3rd generation) with this serial and IMEI.
     pub fn new(serial: &str, imei: Option<&str>) -> SimulatedIphone {
+        Self::with_key(serial, imei, rsa_key())
+    }
+
+    /// The same with a key made beforehand (a benchmark's thousand phones share a few keys:
+    /// making RSA keys would take longer than everything measured).
+    pub fn with_key(serial: &str, imei: Option<&str>, key: RsaPrivateKey) -> SimulatedIphone {
         SimulatedIphone {
             udid: format!("00008110-{:016X}", rand::random::<u64>()),
             serial: serial.to_string(),
             imei: imei.map(str::to_string),
             product_name: "iPhone14,6".into(),
             os_version: "18.1".into(),
-            key: rsa_key(),
+            key,
             profile: None,
             identity: None,
             http: None,
@@ -185,6 +201,44 @@ impl SimulatedIphone {
         self.trust(&installed.root_der);
         self.profile = Some(installed);
         Ok(())
+    }
+
+    /// Takes the profile's settings as installed, without downloading it (a benchmark makes its
+    /// tokens in the store, with no API listener to download from).
+    pub fn install(&mut self, profile: InstalledProfile) {
+        self.trust(&profile.root_der);
+        self.profile = Some(profile);
+    }
+
+    /// A connection that also presents the phone's identity as its TLS client certificate, as
+    /// iPhones do once SCEP has given them one.
+    pub fn identity_client(&self) -> reqwest::Client {
+        let cert = Certificate::from_der(self.identity.as_ref().expect("an identity"))
+            .expect("identity")
+            .to_der()
+            .expect("der");
+        let body = base64::engine::general_purpose::STANDARD.encode(cert);
+        let pem = format!(
+            "{}-----BEGIN CERTIFICATE-----\n{body}\n-----END CERTIFICATE-----\n",
+            *self.key.to_pkcs8_pem(LineEnding::LF).expect("key")
+        );
+        reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(
+                reqwest::Certificate::from_der(&self.installed().root_der).expect("root"),
+            )
+            .identity(reqwest::Identity::from_pem(pem.as_bytes()).expect("identity"))
+            .build()
+            .expect("client")
+    }
+
+    /// The connect URL, an `Idle` body and its `Mdm-Signature`: what the phone sends each time
+    /// it is woken with nothing queued (the same bytes every time).
+    pub fn idle_request(&self) -> (String, Vec<u8>, String) {
+        let body = idle_body(&self.udid);
+        let signature = self.signature(&body);
+        (self.installed().server_url.clone(), body, signature)
     }
 
     /// Trusts this root for TLS to the device listener, as the profile's root payload makes
@@ -349,13 +403,8 @@ impl SimulatedIphone {
 
     /// The phone asks for work with `Status` `Idle`.
     pub async fn idle(&self) -> (StatusCode, String) {
-        let mut status = Dictionary::new();
-        status.insert("UDID".into(), self.udid.clone().into());
-        status.insert("Status".into(), "Idle".into());
-        let mut body = Vec::new();
-        plist::to_writer_xml(&mut body, &Value::Dictionary(status)).expect("plist");
         let url = self.installed().server_url.clone();
-        self.put_signed(&url, body).await
+        self.put_signed(&url, idle_body(&self.udid)).await
     }
 
     /// Installs the profile at `address`, gets a certificate, authenticates and sends its push

@@ -561,6 +561,34 @@ pub async fn import_placed_iphones(
     devices
 }
 
+/// An enrollment token (valid a day) for `device_id` on `channel` with `secret`, made straight
+/// through the store.
+pub async fn store_enrollment_token(
+    store: &dyn mdm_server::store::Store,
+    device_id: i64,
+    secret: &str,
+    channel: mdm_server::domain::device::Channel,
+    now: chrono::DateTime<Utc>,
+) {
+    use mdm_server::domain::audit::AuditEvent;
+    let token = mdm_server::store::NewEnrollmentToken {
+        token_hash: mdm_server::auth::hash_token(secret),
+        device_id: Some(device_id),
+        provider_id: None,
+        created_by: None,
+        expires_at: now + chrono::Duration::days(1),
+        channel,
+    };
+    store
+        .create_enrollment_token(
+            &token,
+            now,
+            AuditEvent::unattended("test", "enrollment_token.create"),
+        )
+        .await
+        .expect("token");
+}
+
 /// An enrollment token (valid a day) for each of `devices`, made straight through the store,
 /// as simulated iPhones that present the devices' identifiers to `device_url`.
 pub async fn swarm_phones(
@@ -570,29 +598,11 @@ pub async fn swarm_phones(
     devices: Vec<mdm_server::store::Device>,
     now: chrono::DateTime<Utc>,
 ) -> Vec<agent::swarm::SwarmPhone> {
-    use mdm_server::auth::hash_token;
-    use mdm_server::domain::audit::AuditEvent;
-    use mdm_server::store::NewEnrollmentToken;
-
+    use mdm_server::domain::device::Channel;
     let mut phones = Vec::with_capacity(devices.len());
     for device in devices {
         let invite = enrollment::EnrollmentInvite::new(device_url, root_fingerprint);
-        let token = NewEnrollmentToken {
-            token_hash: hash_token(&invite.secret),
-            device_id: Some(device.id),
-            provider_id: None,
-            created_by: None,
-            expires_at: now + chrono::Duration::days(1),
-            channel: mdm_server::domain::device::Channel::Agent,
-        };
-        store
-            .create_enrollment_token(
-                &token,
-                now,
-                AuditEvent::unattended("test", "enrollment_token.create"),
-            )
-            .await
-            .expect("token");
+        store_enrollment_token(store, device.id, &invite.secret, Channel::Agent, now).await;
         phones.push(agent::swarm::SwarmPhone {
             token: invite.encode(),
             facts: agent::swarm::simulated_facts(&device.serial, &device.imei, "ios", "iPhone 16"),

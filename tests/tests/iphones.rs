@@ -219,6 +219,22 @@ async fn an_iphone_token_works_once_even_when_two_phones_use_it_at_the_same_mome
         CertRep::Failure("2".into())
     );
     assert_eq!(kit.app.count("apple_pending_enrollments").await, 1);
+    // The winner never authenticates: a day later its certificate is swept away.
+    kit.app.clock.advance(Duration::hours(25));
+    let swept = async {
+        while kit.app.count("apple_pending_enrollments").await > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(20), swept)
+        .await
+        .expect("the abandoned enrollment is swept");
+    let winner = if matches!(a, CertRep::Success(_)) {
+        &first
+    } else {
+        &second
+    };
+    assert_eq!(winner.authenticate().await.0, StatusCode::UNAUTHORIZED);
     let refused: Vec<String> = audited(&kit, "device.enroll")
         .await
         .iter()

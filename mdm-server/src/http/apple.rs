@@ -2,7 +2,8 @@
 //! certificate, and Apple's MDM check-in (`/mdm/checkin`) and connect (`/mdm/connect`)
 //! endpoints. A check-in names its sender by the `Mdm-Signature` header (a detached CMS
 //! signature over the body) and/or the TLS client certificate; either way the certificate
-//! must be one the device CA issued and, but for `Authenticate`, live in the database now.
+//! must be one the device CA issued: live in the database now, or for `Authenticate` waiting
+//! there since SCEP issued it.
 //!
 //! A broken or missing signature answers 400, never 401: a 401 makes an iPhone drop its
 //! enrollment, which a garbled message must not cause.
@@ -186,7 +187,8 @@ fn signature_problem(detail: impl Into<String>) -> ApiError {
 
 /// The fingerprint of the certificate that vouches for a message: the one that made its
 /// `Mdm-Signature`, or else the TLS client certificate. A signature must verify over the body
-/// and its certificate must come from the device CA; when both are present they must agree.
+/// (the store then says whether the device CA issued its certificate); when both are present
+/// they must agree.
 async fn sender(
     state: &AppState,
     peer: &Peer,
@@ -209,12 +211,18 @@ async fn sender(
         flows::apple::refused_message(state, source, "device.refused", &reason).await?;
         Err::<String, ApiError>(signature_problem(reason))
     };
-    let text: String = signature
-        .to_str()
-        .unwrap_or_default()
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect();
+    // Folded lines are taken apart again; a header without whitespace (the usual one) is
+    // decoded as it came.
+    let raw = signature.as_bytes();
+    let text: std::borrow::Cow<'_, [u8]> = if raw.iter().any(u8::is_ascii_whitespace) {
+        raw.iter()
+            .copied()
+            .filter(|b| !b.is_ascii_whitespace())
+            .collect::<Vec<u8>>()
+            .into()
+    } else {
+        raw.into()
+    };
     let Ok(der) = base64::engine::general_purpose::STANDARD.decode(text) else {
         return refuse("the Mdm-Signature header is not base64".into()).await;
     };
@@ -226,21 +234,8 @@ async fn sender(
         Ok((_, cert)) => enrollment::envelope::certificate_der(cert).map_err(internal)?,
         Err(e) => return refuse(format!("Mdm-Signature: {e}")).await,
     };
-    if !state.ca.issued_here(&certificate) {
-        flows::apple::refused_message(
-            state,
-            source,
-            "device.refused",
-            "a certificate from another CA",
-        )
-        .await?;
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "device-identity-refused",
-            "Device identity refused",
-            "the message is signed with a certificate this server's CA did not issue",
-        ));
-    }
+    // Whether the device CA issued it is not checked here: only certificates it issued are in
+    // the database, and the sender is looked up there next (an unknown one is refused with 401).
     let print = enrollment::fingerprint(&certificate);
     if peer.fingerprint.as_deref().is_some_and(|tls| tls != print) {
         return refuse("the TLS certificate and the message's signature differ".into()).await;

@@ -1,6 +1,7 @@
 //! Keeps the command queue from growing without bound: commands past their expiry are marked
 //! expired (also for phones that never check in again), and finished commands older than the
-//! retention period are deleted. Every node may sweep; the statements are idempotent.
+//! retention period are deleted. Certificates SCEP issued for an iPhone that never sent its
+//! `Authenticate` go too. Every node may sweep; the statements are idempotent.
 
 use chrono::Duration;
 use std::sync::Arc;
@@ -50,9 +51,16 @@ impl CommandSweeper {
             return Ok(());
         }
         let (expired, deleted) = self.store.sweep_commands(now, now - self.retention).await?;
+        let abandoned = self
+            .store
+            .sweep_pending_enrollments(now - crate::flows::apple::PENDING_FOR)
+            .await?;
         self.gate.done(now);
         if expired + deleted > 0 {
             tracing::info!(expired, deleted, "command queue swept");
+        }
+        if abandoned > 0 {
+            tracing::info!(abandoned, "iPhone enrollments never completed were dropped");
         }
         Ok(())
     }

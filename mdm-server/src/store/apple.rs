@@ -79,6 +79,9 @@ pub trait AppleStore: Send + Sync {
         now: DateTime<Utc>,
         audit: AuditEvent,
     ) -> StoreResult<()>;
+    /// Deletes pending certificates issued before `before` whose phone never authenticated
+    /// (the person gave up half-way); returns how many.
+    async fn sweep_pending_enrollments(&self, before: DateTime<Utc>) -> StoreResult<u64>;
     async fn apple_device(&self, device_id: i64) -> StoreResult<Option<AppleDevice>>;
     /// How many iPhones are enrolled through Apple's protocol and not checked out.
     async fn enrolled_apple_devices(&self) -> StoreResult<u64>;

@@ -164,6 +164,16 @@ impl AppleStore for SqlStore {
         Ok(())
     }
 
+    async fn sweep_pending_enrollments(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        Ok(
+            sqlx::query("DELETE FROM apple_pending_enrollments WHERE created_at < $1")
+                .bind(before)
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
+    }
+
     async fn apple_device(&self, device_id: i64) -> StoreResult<Option<AppleDevice>> {
         let row = sqlx::query(
             "SELECT device_id, udid, topic, push_token, push_magic, enrolled_at, \
