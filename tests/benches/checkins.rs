@@ -261,6 +261,17 @@ fn phase(label: &str, report: &agent::swarm::SwarmReport, note: &str) {
     );
 }
 
+/// The median of the pairs' ratios to the ceiling, each pair's beside it.
+fn print_ratio(label: &str, mut ratios: Vec<f64>) {
+    let listed: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "    {label} / ceiling: {:.2} (target at least 0.5; median of the pairs {})",
+        ratios[ratios.len() / 2],
+        listed.join(", ")
+    );
+}
+
 fn memory_kib(pid: u32) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
@@ -356,6 +367,16 @@ impl Bench {
         })
     }
 
+    /// Stops the server and drops a PostgreSQL database; answers the server's resident and
+    /// peak memory (KiB) just before.
+    async fn stop(&self, mut child: std::process::Child) -> (u64, u64) {
+        let memory = memory_kib(child.id());
+        let _ = child.kill();
+        let _ = child.wait();
+        self.database.drop_database().await;
+        memory
+    }
+
     /// Runs the server as a child process of this benchmark's binary, ready to answer.
     fn start(&self) -> std::process::Child {
         let mut child = std::process::Command::new(std::env::current_exe().expect("exe"))
@@ -390,7 +411,7 @@ async fn run(backend: &str, count: u32) {
     let setup = setup.elapsed();
     let database_processes = bench.database.clone();
 
-    let mut child = bench.start();
+    let child = bench.start();
     let idle = memory_kib(child.id());
 
     let enrolling = Instant::now();
@@ -424,10 +445,7 @@ async fn run(backend: &str, count: u32) {
         let checkin = checkins.add(measure(Request::Checkin).await).per_second();
         ratios.push(checkin / ping);
     }
-    let (rss, peak) = memory_kib(child.id());
-    let _ = child.kill();
-    let _ = child.wait();
-    database_processes.drop_database().await;
+    let (rss, peak) = bench.stop(child).await;
 
     println!(
         "{backend:<8} {count:>6} phones: set-up {:.1} s, enrolment {:.1} s ({:.0}/s), {} pairs of phases, {} rounds each",
@@ -466,13 +484,7 @@ async fn run(backend: &str, count: u32) {
         ceiling.cpu.per_request(ceiling_report.checkins)
     );
     let mb = |kib: u64| kib as f64 / 1024.0;
-    let listed: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
-    ratios.sort_by(f64::total_cmp);
-    println!(
-        "    check-ins / ceiling: {:.2} (target at least 0.5; median of the pairs {})",
-        ratios[ratios.len() / 2],
-        listed.join(", ")
-    );
+    print_ratio("check-ins", ratios);
     println!(
         "    server memory (target under 200 MB): {:.0} MB idle, {:.0} MB after enrolment, {:.0} MB after the first check-ins, {:.0} MB at the end, {:.0} MB peak",
         mb(idle.0),
@@ -487,7 +499,7 @@ async fn run(backend: &str, count: u32) {
 /// `Idle` (signed, over a connection presenting its certificate) against the ping ceiling.
 async fn run_iphones(backend: &str, count: u32) {
     use mdm_server::domain::device::Channel;
-    use mdm_tests::iphone::{rsa_key, InstalledProfile, SimulatedIphone};
+    use mdm_tests::iphone::{rsa_key, InstalledProfile, SignedRequest, SimulatedIphone};
     let setup = Instant::now();
     let Some(mut bench) = Bench::prepare(backend, count).await else {
         println!("{backend:<8} {count:>6} iPhones: skipped (set TEST_POSTGRES_URL)");
@@ -527,7 +539,7 @@ async fn run_iphones(backend: &str, count: u32) {
     }
     let setup = setup.elapsed();
     let database_processes = bench.database.clone();
-    let mut child = bench.start();
+    let child = bench.start();
 
     let enrolling = Instant::now();
     let enrolled: Vec<SimulatedIphone> = futures::stream::iter(phones)
@@ -544,7 +556,7 @@ async fn run_iphones(backend: &str, count: u32) {
         .collect()
         .await;
     let enrolling = enrolling.elapsed();
-    let connections: Vec<(reqwest::Client, (String, Vec<u8>, String))> = enrolled
+    let connections: Vec<(reqwest::Client, SignedRequest)> = enrolled
         .iter()
         .map(|p| (p.identity_client(), p.idle_request()))
         .collect();
@@ -556,13 +568,13 @@ async fn run_iphones(backend: &str, count: u32) {
             let started = Instant::now();
             let jobs = (0..rounds(count)).flat_map(|_| connections.iter());
             let outcomes: Vec<Option<std::time::Duration>> = futures::stream::iter(jobs)
-                .map(|(client, (url, body, signature))| async move {
+                .map(|(client, request)| async move {
                     let t = Instant::now();
                     let sent = if idle {
                         client
-                            .put(url)
-                            .header("Mdm-Signature", signature)
-                            .body(body.clone())
+                            .put(&request.url)
+                            .header("Mdm-Signature", &request.signature)
+                            .body(request.body.clone())
                             .send()
                             .await
                     } else {
@@ -599,10 +611,7 @@ async fn run_iphones(backend: &str, count: u32) {
             .per_second();
         ratios.push(idle / ping);
     }
-    let (rss, peak) = memory_kib(child.id());
-    let _ = child.kill();
-    let _ = child.wait();
-    database_processes.drop_database().await;
+    let (rss, peak) = bench.stop(child).await;
 
     println!(
         "{backend:<8} {count:>6} iPhones: set-up {:.1} s, enrolment by SCEP and Authenticate {:.1} s ({:.0}/s), {} pairs of phases, {} rounds each",
@@ -632,13 +641,7 @@ async fn run_iphones(backend: &str, count: u32) {
         idles.cpu.per_request(idle_report.checkins),
         ceiling.cpu.per_request(ceiling_report.checkins)
     );
-    let listed: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
-    ratios.sort_by(f64::total_cmp);
-    println!(
-        "    idle / ceiling: {:.2} (target at least 0.5; median of the pairs {})",
-        ratios[ratios.len() / 2],
-        listed.join(", ")
-    );
+    print_ratio("idle", ratios);
     println!(
         "    server memory: {:.0} MB at the end, {:.0} MB peak",
         rss as f64 / 1024.0,

@@ -31,6 +31,14 @@ pub struct InstalledProfile {
     pub profile: Dictionary,
 }
 
+/// A message as a phone PUTs it: where, what, and its `Mdm-Signature`.
+#[derive(Debug, Clone)]
+pub struct SignedRequest {
+    pub url: String,
+    pub body: Vec<u8>,
+    pub signature: String,
+}
+
 /// An iPhone as the server sees it: hardware facts and its keys.
 pub struct SimulatedIphone {
     pub udid: String,
@@ -235,10 +243,13 @@ impl SimulatedIphone {
 
     /// The connect URL, an `Idle` body and its `Mdm-Signature`: what the phone sends each time
     /// it is woken with nothing queued (the same bytes every time).
-    pub fn idle_request(&self) -> (String, Vec<u8>, String) {
+    pub fn idle_request(&self) -> SignedRequest {
         let body = idle_body(&self.udid);
-        let signature = self.signature(&body);
-        (self.installed().server_url.clone(), body, signature)
+        SignedRequest {
+            url: self.installed().server_url.clone(),
+            signature: self.signature(&body),
+            body,
+        }
     }
 
     /// Trusts this root for TLS to the device listener, as the profile's root payload makes

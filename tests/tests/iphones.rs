@@ -156,6 +156,21 @@ async fn an_iphone_enrolls_from_its_token_address_through_scep_and_check_in_and_
     assert_eq!(id["apple_mdm"]["topic"], TOPIC);
     assert_eq!(id["apple_mdm"]["push_token_present"], true);
 
+    // The inventory finds it by the beginning of its UDID, as by its serial.
+    let udid = phone.udid.to_lowercase();
+    let found = kit
+        .app
+        .get(&format!("/api/v1/devices?q={}", &udid[..14]), &kit.admin)
+        .await;
+    found.expect(StatusCode::OK);
+    let ids: Vec<i64> = found.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|d| d["id"].as_i64().expect("id"))
+        .collect();
+    assert_eq!(ids, vec![device]);
+
     let enrolled = audited(&kit, "device.enroll").await;
     assert_eq!(enrolled.len(), 1);
     assert_eq!(enrolled[0]["outcome"], "success");

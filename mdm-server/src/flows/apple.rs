@@ -7,7 +7,7 @@ use chrono::Duration;
 use std::net::IpAddr;
 
 use super::enrollment::{
-    contradicts, device_for_token, issue, refused_enrollment, token_used, usable_token,
+    contradicts, device_for_token, enrolled, issue, refused_enrollment, token_used, usable_token,
 };
 use super::{device_event, FlowError, FlowResult, InvalidField, RejectionClass};
 use crate::domain::audit::Outcome;
@@ -214,19 +214,12 @@ pub async fn authenticate(
         revoke_reason: None,
     };
     let (json, hash) = canonical(&facts);
-    let event = device_event(
-        Some(device.id),
-        device.provider_id,
+    let event = enrolled(
+        &device,
         source,
-        "device.enroll",
-        Outcome::Success,
-        serde_json::json!({
-            "token_id": token.id,
-            "certificate_serial": identity.serial,
-            "key": identity.key_kind,
-            "channel": Channel::AppleMdm.as_str(),
-            "udid": message.udid,
-        }),
+        token.id,
+        &identity,
+        serde_json::json!({ "channel": Channel::AppleMdm.as_str(), "udid": message.udid }),
     );
     match state
         .store

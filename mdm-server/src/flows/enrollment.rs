@@ -90,6 +90,33 @@ pub fn contradicts(detail: String) -> FlowError {
     )
 }
 
+/// The audit entry of a phone's enrollment: its token and certificate, and `more` of its
+/// channel's (an object whose fields are added).
+pub fn enrolled(
+    device: &crate::store::Device,
+    source: IpAddr,
+    token_id: i64,
+    identity: &DeviceIdentity,
+    more: serde_json::Value,
+) -> crate::domain::audit::AuditEvent {
+    let mut details = serde_json::json!({
+        "token_id": token_id,
+        "certificate_serial": identity.serial,
+        "key": identity.key_kind,
+    });
+    if let (Some(all), serde_json::Value::Object(extra)) = (details.as_object_mut(), more) {
+        all.extend(extra);
+    }
+    device_event(
+        Some(device.id),
+        device.provider_id,
+        source,
+        "device.enroll",
+        Outcome::Success,
+        details,
+    )
+}
+
 /// Signs the device's certificate and describes the identity the store keeps.
 pub fn issue(
     state: &AppState,
@@ -188,17 +215,12 @@ pub async fn enroll(
     let csr = decode_csr(csr)?;
     let (issued, identity) = issue(state, &csr, (device.id, &device.serial), now)?;
     let (json, hash) = canonical(facts);
-    let event = device_event(
-        Some(device.id),
-        device.provider_id,
+    let event = enrolled(
+        &device,
         source,
-        "device.enroll",
-        Outcome::Success,
-        serde_json::json!({
-            "token_id": token.id,
-            "certificate_serial": issued.serial,
-            "key": csr.key_kind,
-        }),
+        token.id,
+        &identity,
+        serde_json::json!({ "channel": Channel::Agent.as_str() }),
     );
     match state
         .store

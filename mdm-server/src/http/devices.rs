@@ -107,7 +107,8 @@ pub struct DeviceQuery {
     pub model_id: Option<i64>,
     /// android or ios.
     pub platform: Option<String>,
-    /// The beginning of a serial number or IMEI (case ignored).
+    /// The beginning of a serial number, IMEI or iPhone UDID, or the end of an IMEI (case
+    /// ignored).
     pub q: Option<String>,
     /// Only phones that reported another SIM than the one recorded for them.
     pub sim_mismatch: Option<bool>,

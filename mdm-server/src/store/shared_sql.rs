@@ -1081,8 +1081,9 @@ impl DeviceStore for SqlStore {
             q.push(" AND d.iccid_mismatch IS NOT NULL");
         }
         if let Some(text) = &f.text {
-            // The beginning of a serial (stored upper-case) or IMEI, or the end of an IMEI (kept
-            // reversed), each an index range scan; '\u{7f}' sorts after every character they hold.
+            // The beginning of a serial (stored upper-case), IMEI or iPhone UDID (upper-case as
+            // iPhones send it), or the end of an IMEI (kept reversed), each an index range scan;
+            // '\u{7f}' sorts after every character they hold.
             let range = |low: String| (low.clone(), format!("{low}\u{7f}"));
             let (low, high) = range(text.to_ascii_uppercase());
             let (tail_low, tail_high) = range(text.chars().rev().collect());
@@ -1091,8 +1092,12 @@ impl DeviceStore for SqlStore {
                 .push(" AND serial < ")
                 .push_bind(high.clone())
                 .push(" UNION SELECT id FROM devices WHERE imei >= ")
-                .push_bind(low)
+                .push_bind(low.clone())
                 .push(" AND imei < ")
+                .push_bind(high.clone())
+                .push(" UNION SELECT device_id FROM apple_devices WHERE udid >= ")
+                .push_bind(low)
+                .push(" AND udid < ")
                 .push_bind(high)
                 .push(" UNION SELECT id FROM devices WHERE imei_tail >= ")
                 .push_bind(tail_low)
