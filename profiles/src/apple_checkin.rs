@@ -64,6 +64,70 @@ pub struct CheckOut {
     pub topic: String,
 }
 
+/// What an iPhone PUTs to the connect URL: `Idle` when it asks for work, or its answer to the
+/// command it was last given (`CommandUUID` quotes it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ConnectMessage {
+    #[serde(rename = "UDID")]
+    pub udid: String,
+    pub status: ConnectStatus,
+    #[serde(
+        rename = "CommandUUID",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub command_uuid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_chain: Option<Vec<ErrorChainItem>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConnectStatus {
+    Idle,
+    Acknowledged,
+    Error,
+    CommandFormatError,
+    NotNow,
+}
+
+/// One link of the `ErrorChain` an iPhone sends with `Error`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ErrorChainItem {
+    #[serde(default)]
+    pub error_code: Option<i64>,
+    #[serde(default)]
+    pub error_domain: Option<String>,
+    #[serde(default)]
+    pub localized_description: Option<String>,
+    #[serde(default, rename = "USEnglishDescription")]
+    pub us_english_description: Option<String>,
+}
+
+impl ConnectMessage {
+    /// The error in words: each link's English description (or else its localised one),
+    /// with its domain and code, outermost first.
+    pub fn error_words(&self) -> Option<String> {
+        let chain = self.error_chain.as_ref()?;
+        let words: Vec<String> = chain
+            .iter()
+            .map(|e| {
+                let text = e
+                    .us_english_description
+                    .as_deref()
+                    .or(e.localized_description.as_deref())
+                    .unwrap_or("no description");
+                match (&e.error_domain, e.error_code) {
+                    (Some(domain), Some(code)) => format!("{text} ({domain} {code})"),
+                    _ => text.to_string(),
+                }
+            })
+            .collect();
+        (!words.is_empty()).then(|| words.join("; "))
+    }
+}
+
 /// Why a property list was not read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlistError {
@@ -133,6 +197,37 @@ mod tests {
             .join("tests/apple-wire")
             .join(name);
         std::fs::read(path).expect("fixture")
+    }
+
+    #[test]
+    fn a_real_command_answer_is_read_as_acknowledged_with_its_uuid() {
+        let answer: ConnectMessage =
+            read_plist(&fixture("DeviceInformation.1.plist")).expect("answer");
+        assert_eq!(answer.status, ConnectStatus::Acknowledged);
+        assert_eq!(
+            answer.command_uuid.as_deref(),
+            Some("76eda240-5488-4989-8339-f2ae160113c4")
+        );
+        assert_eq!(answer.udid, "66ADE930-5FDF-5EC4-8429-15640684C489");
+    }
+
+    #[test]
+    fn an_error_chain_is_put_in_words_outermost_first() {
+        let text = r#"<?xml version="1.0" encoding="UTF-8"?>
+<plist version="1.0"><dict>
+<key>UDID</key><string>X</string><key>Status</key><string>Error</string>
+<key>CommandUUID</key><string>7</string>
+<key>ErrorChain</key><array>
+<dict><key>ErrorCode</key><integer>12021</integer><key>ErrorDomain</key><string>MCMDMErrorDomain</string>
+<key>LocalizedDescription</key><string>Kan inte låsa</string><key>USEnglishDescription</key><string>Cannot lock</string></dict>
+<dict><key>LocalizedDescription</key><string>Busy</string></dict>
+</array></dict></plist>"#;
+        let answer: ConnectMessage = read_plist(text.as_bytes()).expect("answer");
+        assert_eq!(answer.status, ConnectStatus::Error);
+        assert_eq!(
+            answer.error_words().as_deref(),
+            Some("Cannot lock (MCMDMErrorDomain 12021); Busy")
+        );
     }
 
     #[test]

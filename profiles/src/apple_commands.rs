@@ -25,9 +25,10 @@ pub enum AppleCommand {
     /// `DisableLostMode`.
     LostModeOff,
     /// `InstallApplication` of an App Store app, as a managed app, removed with the MDM
-    /// profile (management flag 1), with its managed settings.
+    /// profile (management flag 1), with its managed settings: by its App Store id when the
+    /// catalogue knows it, else by its bundle id.
     InstallApp {
-        app_store_id: u64,
+        app: AppStoreApp,
         configuration: Option<Dictionary>,
     },
     /// `RemoveApplication` of a managed app by bundle id.
@@ -36,6 +37,15 @@ pub enum AppleCommand {
     RefreshInformation,
     /// `RestartDevice`.
     Restart,
+}
+
+/// How `InstallApplication` names an App Store app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppStoreApp {
+    /// `iTunesStoreID`.
+    StoreId(u64),
+    /// `Identifier`: the bundle id.
+    BundleId(String),
 }
 
 /// What an inventory refresh asks an iPhone for.
@@ -101,14 +111,16 @@ impl AppleCommand {
                 set_text(&mut d, "PhoneNumber", phone_number);
                 set_text(&mut d, "Footnote", footnote);
             }
-            AppleCommand::InstallApp {
-                app_store_id,
-                configuration,
-            } => {
-                d.insert(
-                    "iTunesStoreID".into(),
-                    Value::Integer(i64::try_from(*app_store_id).unwrap_or(i64::MAX).into()),
-                );
+            AppleCommand::InstallApp { app, configuration } => {
+                match app {
+                    AppStoreApp::StoreId(id) => d.insert(
+                        "iTunesStoreID".into(),
+                        Value::Integer(i64::try_from(*id).unwrap_or(i64::MAX).into()),
+                    ),
+                    AppStoreApp::BundleId(bundle) => {
+                        d.insert("Identifier".into(), Value::String(bundle.clone()))
+                    }
+                };
                 d.insert(
                     "ManagementFlags".into(),
                     Value::Integer(REMOVE_APP_WITH_PROFILE.into()),
@@ -174,7 +186,7 @@ mod tests {
         let erase = AppleCommand::Erase.command();
         assert_eq!(erase["PreserveDataPlan"].as_boolean(), Some(true));
         let install = AppleCommand::InstallApp {
-            app_store_id: 1_234_567_890,
+            app: AppStoreApp::StoreId(1_234_567_890),
             configuration: None,
         }
         .command();

@@ -7,7 +7,7 @@ use plist::{Dictionary, Value};
 use profiles::apple::{
     configuration_profile, enrollment_profile, to_xml, Enrollment, ProfileIdentity,
 };
-use profiles::apple_commands::AppleCommand;
+use profiles::apple_commands::{AppStoreApp, AppleCommand};
 use profiles::policy::{effective, PolicyLayer, Source};
 use serde::Deserialize;
 
@@ -212,7 +212,14 @@ fn every_key_of_every_command_is_in_apples_command_schemas_with_its_type() {
         (
             "application.install.yaml",
             AppleCommand::InstallApp {
-                app_store_id: 1_234_567_890,
+                app: AppStoreApp::StoreId(1_234_567_890),
+                configuration: Some(configuration.clone()),
+            },
+        ),
+        (
+            "application.install.yaml",
+            AppleCommand::InstallApp {
+                app: AppStoreApp::BundleId("se.phoniro.ios".into()),
                 configuration: Some(configuration),
             },
         ),

@@ -31,6 +31,34 @@ pub struct InstalledProfile {
     pub profile: Dictionary,
 }
 
+/// A command as the connect endpoint hands it to the phone.
+#[derive(Debug, Clone)]
+pub struct ReceivedCommand {
+    pub uuid: String,
+    pub request_type: String,
+    pub command: Dictionary,
+}
+
+impl ReceivedCommand {
+    /// The command in an answer's body; `None` for an empty body.
+    fn read(status: StatusCode, body: &str) -> Option<ReceivedCommand> {
+        if status != StatusCode::OK || body.trim().is_empty() {
+            return None;
+        }
+        let top: Dictionary = plist::from_bytes(body.as_bytes()).expect("a command plist");
+        let command = top
+            .get("Command")
+            .and_then(Value::as_dictionary)
+            .expect("Command")
+            .clone();
+        Some(ReceivedCommand {
+            uuid: string(&top, "CommandUUID"),
+            request_type: string(&command, "RequestType"),
+            command,
+        })
+    }
+}
+
 /// A message as a phone PUTs it: where, what, and its `Mdm-Signature`.
 #[derive(Debug, Clone)]
 pub struct SignedRequest {
@@ -416,6 +444,42 @@ impl SimulatedIphone {
     pub async fn idle(&self) -> (StatusCode, String) {
         let url = self.installed().server_url.clone();
         self.put_signed(&url, idle_body(&self.udid)).await
+    }
+
+    /// Answers command `uuid` with `status` (`Acknowledged`, `Error`, `NotNow`, …) and, for an
+    /// error, a chain of one link with `description`; returns the server's status and the next
+    /// command, if it sent one.
+    pub async fn answer(
+        &self,
+        uuid: &str,
+        status: &str,
+        description: Option<&str>,
+    ) -> (StatusCode, Option<ReceivedCommand>) {
+        let mut message = Dictionary::new();
+        message.insert("UDID".into(), self.udid.clone().into());
+        message.insert("Status".into(), status.into());
+        message.insert("CommandUUID".into(), uuid.into());
+        if let Some(text) = description {
+            let mut link = Dictionary::new();
+            link.insert("ErrorCode".into(), 12021.into());
+            link.insert("ErrorDomain".into(), "MCMDMErrorDomain".into());
+            link.insert("USEnglishDescription".into(), text.into());
+            message.insert(
+                "ErrorChain".into(),
+                Value::Array(vec![Value::Dictionary(link)]),
+            );
+        }
+        let mut body = Vec::new();
+        plist::to_writer_xml(&mut body, &Value::Dictionary(message)).expect("plist");
+        let url = self.installed().server_url.clone();
+        let (status, text) = self.put_signed(&url, body).await;
+        (status, ReceivedCommand::read(status, &text))
+    }
+
+    /// Asks for work (`Idle`); returns the server's status and the command it sent, if any.
+    pub async fn next_command(&self) -> (StatusCode, Option<ReceivedCommand>) {
+        let (status, text) = self.idle().await;
+        (status, ReceivedCommand::read(status, &text))
     }
 
     /// Installs the profile at `address`, gets a certificate, authenticates and sends its push

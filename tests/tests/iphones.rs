@@ -23,6 +23,7 @@ backend_tests!(
     the_push_certificate_is_checked_kept_shown_and_the_service_desk_reminded_30_and_7_days_before,
     debians_scepclient_gets_a_certificate_and_a_wrong_challenge_is_refused_with_failure,
     the_enrollment_profile_verifies_with_openssl_and_parses_with_python_plistlib,
+    an_iphone_gets_each_queued_command_on_connect_and_its_answers_move_the_queue,
 );
 
 const TOPIC: &str = "com.apple.mgmt.External.5f8e7c2a-1b3d-4e6f-9a0b-2c4d6e8f0a1b";
@@ -779,4 +780,149 @@ async fn the_enrollment_profile_verifies_with_openssl_and_parses_with_python_pli
         plist::Value::Dictionary(profile),
         plist::Value::from_file(&plain).expect("plain")
     );
+}
+
+async fn queue(kit: &Fleet, device: i64, body: Value) -> i64 {
+    let r = kit
+        .app
+        .post(
+            &format!("/api/v1/devices/{device}/commands"),
+            &kit.admin,
+            body,
+        )
+        .await;
+    r.expect(StatusCode::CREATED);
+    r.body["id"].as_i64().expect("id")
+}
+
+async fn command_state(kit: &Fleet, id: i64) -> Value {
+    let r = kit
+        .app
+        .get(&format!("/api/v1/commands/{id}"), &kit.admin)
+        .await;
+    r.expect(StatusCode::OK);
+    r.body
+}
+
+async fn an_iphone_gets_each_queued_command_on_connect_and_its_answers_move_the_queue(
+    backend: Backend,
+) {
+    let kit = ready(backend).await;
+    let (device, mut phone) = registered(&kit, "F2LXK0ABHG7F", 1).await;
+    phone.enroll(&token_for_device(&kit, device).await).await;
+    assert!(phone.next_command().await.1.is_none(), "nothing queued yet");
+
+    // A lock: handed out on the next connect as DeviceLock with its words, then acknowledged.
+    let lock = queue(
+        &kit,
+        device,
+        json!({ "kind": "lock", "message": "Ring IT-supporten", "phone_number": "+46 8 123 456 78" }),
+    )
+    .await;
+    let (status, given) = phone.next_command().await;
+    assert_eq!(status, StatusCode::OK);
+    let given = given.expect("the lock");
+    assert_eq!(given.request_type, "DeviceLock");
+    assert_eq!(given.uuid, lock.to_string());
+    assert_eq!(
+        given.command["Message"].as_string(),
+        Some("Ring IT-supporten")
+    );
+    assert_eq!(
+        given.command["PhoneNumber"].as_string(),
+        Some("+46812345678")
+    );
+    assert_eq!(command_state(&kit, lock).await["state"], "sent");
+    let (status, next) = phone.answer(&given.uuid, "Acknowledged", None).await;
+    assert_eq!((status, next.is_none()), (StatusCode::OK, true));
+    assert_eq!(command_state(&kit, lock).await["state"], "acknowledged");
+    // The same answer again changes nothing.
+    assert_eq!(
+        phone.answer(&given.uuid, "Acknowledged", None).await.0,
+        StatusCode::OK
+    );
+
+    // Not now: the restart waits and comes again after the pause; an error keeps its words.
+    let restart = queue(&kit, device, json!({ "kind": "restart" })).await;
+    let given = phone.next_command().await.1.expect("the restart");
+    assert_eq!(given.request_type, "RestartDevice");
+    let (status, next) = phone.answer(&given.uuid, "NotNow", None).await;
+    assert_eq!((status, next.is_none()), (StatusCode::OK, true));
+    assert_eq!(command_state(&kit, restart).await["state"], "not_now");
+    assert!(phone.next_command().await.1.is_none(), "not again at once");
+    kit.app.clock.advance(Duration::minutes(6));
+    let again = phone.next_command().await.1.expect("the restart again");
+    assert_eq!(again.uuid, restart.to_string());
+    let (status, _) = phone
+        .answer(
+            &again.uuid,
+            "Error",
+            Some("The device is in Single App Mode"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let failed = command_state(&kit, restart).await;
+    assert_eq!(failed["state"], "error");
+    assert!(
+        failed["result"]
+            .as_str()
+            .is_some_and(|r| r.contains("Single App Mode")),
+        "{failed}"
+    );
+
+    // Answers for a command never sent, or without a usable CommandUUID, are refused.
+    let (status, _) = phone.answer("999999", "Acknowledged", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = phone.answer("not-ours", "Acknowledged", None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Returned from its lease, the phone is queued for wipe: EraseDevice keeps the data plan;
+    // its acknowledgement ends the identity, and the wipe gate waits for the phone to enroll
+    // again with a fresh one.
+    kit.app
+        .post(
+            "/api/v1/leases",
+            &kit.admin,
+            json!({ "device_id": device, "provider_id": kit.provider_a, "monthly_price_sek": 249.5, "ends_on": "2029-11-30" }),
+        )
+        .await
+        .expect(StatusCode::CREATED);
+    kit.app.clock.advance(Duration::minutes(5));
+    let returned = kit
+        .app
+        .post(
+            &format!("/api/v1/devices/{device}/return"),
+            &kit.admin,
+            json!({}),
+        )
+        .await;
+    returned.expect(StatusCode::OK);
+    let wipe = returned.body["wipe_command_id"].as_i64().expect("wipe");
+    let given = phone.next_command().await.1.expect("the erase");
+    assert_eq!(given.request_type, "EraseDevice");
+    assert_eq!(given.command["PreserveDataPlan"].as_boolean(), Some(true));
+    assert_eq!(
+        phone.answer(&given.uuid, "Acknowledged", None).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(command_state(&kit, wipe).await["state"], "acknowledged");
+    assert_eq!(phone.idle().await.0, StatusCode::UNAUTHORIZED);
+    assert!(identity(&kit, device).await["certificate"].is_null());
+    let history = kit
+        .app
+        .get(&format!("/api/v1/devices/{device}/history"), &kit.admin)
+        .await;
+    assert_eq!(
+        history.body["wipe_gate"]["missing"], "not_reenrolled",
+        "{}",
+        history.text
+    );
+    kit.app.clock.advance(Duration::minutes(1));
+    let mut erased = SimulatedIphone::new("F2LXK0ABHG7F", Some(&imei(1)));
+    erased.enroll(&token_for_device(&kit, device).await).await;
+    let history = kit
+        .app
+        .get(&format!("/api/v1/devices/{device}/history"), &kit.admin)
+        .await;
+    assert_eq!(history.body["wipe_gate"]["ready"], true, "{}", history.text);
 }

@@ -16,8 +16,9 @@ use crate::domain::facts::{canonical, check_facts, contradiction};
 use crate::state::AppState;
 use crate::store::apple::{PendingEnrollment, PushDetails};
 use crate::store::{DeviceIdentity, DeviceSession, ReportedFacts, StoreError};
-use agent_protocol::DeviceFacts;
-use profiles::apple_checkin::{Authenticate, TokenUpdate};
+use agent_protocol::{CommandAction, CommandResult, CommandStatus, DeviceFacts};
+use profiles::apple_checkin::{Authenticate, ConnectMessage, ConnectStatus, TokenUpdate};
+use profiles::apple_commands::{AppStoreApp, AppleCommand};
 
 /// How long a certificate SCEP issued waits for the phone's `Authenticate`: the phone sends it
 /// moments after SCEP, within the same profile installation.
@@ -340,11 +341,116 @@ pub async fn profile_grant(
     }
 }
 
-/// An iPhone asks for work on the connect endpoint: its check-in time is noted.
-pub fn connect(state: &AppState, session: &DeviceSession) {
-    state
-        .checkin_times
-        .note(session.device_id, state.clock.now());
+/// An iPhone on the connect endpoint: its answer to the command it was last given is recorded
+/// through the same flow as an agent's (idempotent by `CommandUUID`, which is the command's id),
+/// and it is given its next command, one per request as Apple's protocol has it, rendered as
+/// Apple's plist; `None` when nothing waits (or it just said "not now"). An `Idle` with nothing
+/// queued writes nothing but its check-in time, in the next batch.
+pub async fn connect(
+    state: &AppState,
+    session: &DeviceSession,
+    source: IpAddr,
+    message: &ConnectMessage,
+) -> FlowResult<Option<Vec<u8>>> {
+    // The certificate names the phone; the UDID in the message is not looked up on this, the
+    // busiest request (`TokenUpdate` and `CheckOut` check it).
+    let now = state.clock.now();
+    state.checkin_times.note(session.device_id, now);
+    if let Some(result) = command_result(message)? {
+        let id = command_id(message)?;
+        super::command_result::record(state, session, source, id, &result).await?;
+        if result.status == CommandStatus::NotNow {
+            return Ok(None);
+        }
+    }
+    if !state.command_board.may_have(session.device_id) {
+        return Ok(None);
+    }
+    let taken = state.store.take_commands(session.device_id, now, 1).await?;
+    let Some((id, payload)) = taken.into_iter().next() else {
+        return Ok(None);
+    };
+    match serde_json::from_str::<CommandAction>(&payload) {
+        Ok(action) => Ok(Some(
+            apple_command(state, &action).to_plist(&id.to_string()),
+        )),
+        Err(e) => {
+            tracing::error!(command = id, error = %e, "stored command is not readable");
+            Ok(None)
+        }
+    }
+}
+
+/// The queue's answer for a connect message; `None` for `Idle`.
+fn command_result(message: &ConnectMessage) -> FlowResult<Option<CommandResult>> {
+    let (status, error) = match message.status {
+        ConnectStatus::Idle => return Ok(None),
+        ConnectStatus::Acknowledged => (CommandStatus::Acknowledged, None),
+        ConnectStatus::NotNow => (CommandStatus::NotNow, None),
+        ConnectStatus::Error => (
+            CommandStatus::Error,
+            Some(
+                message
+                    .error_words()
+                    .unwrap_or_else(|| "the iPhone reported an error without a reason".into()),
+            ),
+        ),
+        ConnectStatus::CommandFormatError => (
+            CommandStatus::Error,
+            Some("the iPhone could not read the command (CommandFormatError)".into()),
+        ),
+    };
+    Ok(Some(CommandResult { status, error }))
+}
+
+/// The queue's id of the command an answer quotes.
+fn command_id(message: &ConnectMessage) -> FlowResult<i64> {
+    message
+        .command_uuid
+        .as_deref()
+        .and_then(|uuid| uuid.parse().ok())
+        .ok_or_else(|| {
+            FlowError::invalid(
+                "CommandUUID",
+                "an answer quotes the CommandUUID of a command this server sent",
+            )
+        })
+}
+
+/// A queued command as Apple's protocol says it. What a lost phone's lock screen shows is
+/// decided where the command was queued; here only the words change.
+pub fn apple_command(state: &AppState, action: &CommandAction) -> AppleCommand {
+    match action.clone() {
+        CommandAction::Lock {
+            message,
+            phone_number,
+        } => AppleCommand::Lock {
+            message,
+            phone_number,
+        },
+        CommandAction::Wipe => AppleCommand::Erase,
+        CommandAction::LostModeOn {
+            message,
+            phone_number,
+        } => AppleCommand::LostModeOn {
+            message,
+            phone_number,
+            footnote: Some(state.config.operator_name.clone()),
+        },
+        CommandAction::LostModeOff => AppleCommand::LostModeOff,
+        CommandAction::InstallApp { app, identifier } => AppleCommand::InstallApp {
+            app: match state.policy_board.app_store_id(&app) {
+                Some(id) => AppStoreApp::StoreId(id),
+                None => AppStoreApp::BundleId(identifier),
+            },
+            configuration: None,
+        },
+        CommandAction::RemoveApp { identifier, .. } => AppleCommand::RemoveApp {
+            bundle_id: identifier,
+        },
+        CommandAction::RefreshInformation => AppleCommand::RefreshInformation,
+        CommandAction::Restart => AppleCommand::Restart,
+    }
 }
 
 /// A SCEP or check-in message that failed before any token or identity was looked at (a bad

@@ -16,7 +16,7 @@ use axum::routing::{get, put};
 use axum::Router;
 use base64::Engine;
 use enrollment::scep::{self, FailInfo, MessageType};
-use profiles::apple_checkin::{read_plist, CheckinMessage, PlistError};
+use profiles::apple_checkin::{read_plist, CheckinMessage, ConnectMessage, PlistError};
 use serde::Deserialize;
 use std::net::IpAddr;
 
@@ -290,17 +290,23 @@ async fn checkin(
     Ok(StatusCode::OK)
 }
 
-/// The phone asks for its next command. Until commands reach iPhones this answers every
-/// `Idle` with an empty 200, which keeps a phone enrolled and quiet.
+/// The phone answers its last command and asks for the next: an empty 200 when nothing waits,
+/// else the command as Apple's plist.
 async fn connect(
     State(state): State<AppState>,
     peer: Peer,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Response, ApiError> {
     let print = sender(&state, &peer, &headers, &body).await?;
-    let _: plist::Dictionary = read_plist(&body).map_err(plist_problem)?;
+    let message: ConnectMessage = read_plist(&body).map_err(plist_problem)?;
     let session = identified(&state, &peer, &print).await?;
-    flows::apple::connect(&state, &session);
-    Ok(StatusCode::OK)
+    match flows::apple::connect(&state, &session, peer.addr.ip(), &message).await? {
+        Some(command) => Ok((
+            [(header::CONTENT_TYPE, "application/xml; charset=utf-8")],
+            command,
+        )
+            .into_response()),
+        None => Ok(StatusCode::OK.into_response()),
+    }
 }

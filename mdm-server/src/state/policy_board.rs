@@ -74,6 +74,20 @@ impl PolicyBoard {
         Ok(())
     }
 
+    /// The App Store id of a catalogue app, if the catalogue has one.
+    pub fn app_store_id(&self, key: &str) -> Option<u64> {
+        let snapshot = self
+            .snapshot
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        snapshot
+            .apps
+            .iter()
+            .find(|a| a.key == key)
+            .and_then(|a| a.app_store_id)
+    }
+
     /// The document for a phone.
     /// Judges phones' compliance against what this node holds in memory (layers, catalogue,
     /// models), so that neither a check-in nor a fleet summary reads them again. One judge
