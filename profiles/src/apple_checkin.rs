@@ -3,6 +3,7 @@
 //! phones send. Fields Apple marks required but real phones leave out (`Model`, `ModelName`)
 //! are optional here; the server decides what it needs.
 
+use agent_protocol::DeviceFacts;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 /// The largest property list a phone may send.
@@ -80,6 +81,55 @@ pub struct ConnectMessage {
     pub command_uuid: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_chain: Option<Vec<ErrorChainItem>>,
+    /// A `DeviceInformation` answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_responses: Option<plist::Dictionary>,
+}
+
+/// Folds an iPhone's `DeviceInformation` answer (`QueryResponses`) into the facts the server
+/// keeps for every phone; what the answer leaves out stays as it was. Apple writes the IMEI
+/// and ICCID in groups with spaces, the battery as a fraction and capacities in gigabytes.
+pub fn information_into_facts(responses: &plist::Dictionary, facts: &mut DeviceFacts) {
+    use plist::Value;
+    let text = |key: &str| {
+        responses
+            .get(key)
+            .and_then(Value::as_string)
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+    };
+    let number = |key: &str| {
+        responses.get(key).and_then(|v| {
+            v.as_real()
+                .or_else(|| v.as_signed_integer().map(|i| i as f64))
+        })
+    };
+    let compact = |t: &str| t.chars().filter(|c| !c.is_whitespace()).collect::<String>();
+    if let Some(v) = text("OSVersion") {
+        facts.os_version = v.to_string();
+    }
+    if let Some(v) = text("ProductName") {
+        facts.model = v.to_string();
+    }
+    if let Some(v) = text("SerialNumber") {
+        facts.serial = v.to_string();
+    }
+    if let Some(v) = text("IMEI") {
+        facts.imei = compact(v);
+    }
+    if responses.contains_key("ICCID") {
+        facts.iccid = text("ICCID").map(compact);
+    }
+    if let Some(level) = number("BatteryLevel").filter(|l| (0.0..=1.0).contains(l)) {
+        facts.battery_percent = Some((level * 100.0).round() as u8);
+    }
+    let bytes = |gb: f64| (gb.max(0.0) * 1e9) as u64;
+    if let Some(gb) = number("AvailableDeviceCapacity") {
+        facts.storage_free_bytes = Some(bytes(gb));
+    }
+    if let Some(gb) = number("DeviceCapacity") {
+        facts.storage_total_bytes = Some(bytes(gb));
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -209,6 +259,40 @@ mod tests {
             Some("76eda240-5488-4989-8339-f2ae160113c4")
         );
         assert_eq!(answer.udid, "66ADE930-5FDF-5EC4-8429-15640684C489");
+    }
+
+    #[test]
+    fn an_information_answer_updates_the_facts_it_holds_and_keeps_the_rest() {
+        let text = r#"<?xml version="1.0" encoding="UTF-8"?>
+<plist version="1.0"><dict>
+<key>UDID</key><string>X</string><key>Status</key><string>Acknowledged</string>
+<key>CommandUUID</key><string>7</string>
+<key>QueryResponses</key><dict>
+<key>OSVersion</key><string>18.2</string><key>ProductName</key><string>iPhone14,6</string>
+<key>IMEI</key><string>35 000000 000001 5</string><key>ICCID</key><string>8946 0000 0000 0000 0019</string>
+<key>BatteryLevel</key><real>0.87</real><key>AvailableDeviceCapacity</key><real>41.5</real>
+<key>DeviceCapacity</key><real>64</real>
+</dict></dict></plist>"#;
+        let answer: ConnectMessage = read_plist(text.as_bytes()).expect("answer");
+        let mut facts: DeviceFacts = serde_json::from_value(serde_json::json!({
+            "platform": "ios", "model": "iPhone", "os_version": "18.1", "serial": "F2LXK0ABHG7F",
+            "imei": "350000000000015", "iccid": null, "phone_number": null, "battery_percent": null,
+            "storage_free_bytes": null, "storage_total_bytes": null, "mobile_data_bytes_this_month": null,
+            "agent_version": ""
+        }))
+        .expect("facts");
+        information_into_facts(
+            answer.query_responses.as_ref().expect("responses"),
+            &mut facts,
+        );
+        assert_eq!(facts.os_version, "18.2");
+        assert_eq!(facts.model, "iPhone14,6");
+        assert_eq!(facts.serial, "F2LXK0ABHG7F");
+        assert_eq!(facts.imei, "350000000000015");
+        assert_eq!(facts.iccid.as_deref(), Some("89460000000000000019"));
+        assert_eq!(facts.battery_percent, Some(87));
+        assert_eq!(facts.storage_free_bytes, Some(41_500_000_000));
+        assert_eq!(facts.storage_total_bytes, Some(64_000_000_000));
     }
 
     #[test]

@@ -49,16 +49,18 @@ pub enum AppStoreApp {
 }
 
 /// What an inventory refresh asks an iPhone for.
-pub const INFORMATION_QUERIES: [&str; 9] = [
+pub const INFORMATION_QUERIES: [&str; 11] = [
     "DeviceName",
     "Model",
     "ModelName",
+    "ProductName",
     "OSVersion",
     "SerialNumber",
     "IMEI",
     "ICCID",
     "BatteryLevel",
     "AvailableDeviceCapacity",
+    "DeviceCapacity",
 ];
 
 /// Removes the managed app when the MDM profile is removed.

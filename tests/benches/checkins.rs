@@ -11,7 +11,8 @@
 //! that a noisy moment on the machine spoils one pair, not the figure. Nothing is asserted about
 //! time.
 //!
-//! Then 1,000 simulated iPhones enroll through SCEP and `Authenticate` and send `Idle` to the
+//! Then 1,000 simulated iPhones enroll through SCEP and `Authenticate` (and answer the inventory
+//! query the server sends a new phone) and send `Idle` to the
 //! connect endpoint, each message signed (`Mdm-Signature` verified, the certificate checked
 //! against the device CA, the identity looked up) over a connection that presents the phone's
 //! certificate; their ceiling is the same ping over the same connections.
@@ -550,6 +551,10 @@ async fn run_iphones(backend: &str, count: u32) {
             }
             let (status, body) = phone.authenticate().await;
             assert!(status.is_success(), "Authenticate: {body}");
+            // The server's first question to a new phone: its inventory.
+            let asked = phone.next_command().await.1.expect("inventory query");
+            let (status, _) = phone.answer_information(&asked.uuid).await;
+            assert!(status.is_success(), "inventory answer");
             phone
         })
         .buffer_unordered(32)
@@ -614,7 +619,7 @@ async fn run_iphones(backend: &str, count: u32) {
     let (rss, peak) = bench.stop(child).await;
 
     println!(
-        "{backend:<8} {count:>6} iPhones: set-up {:.1} s, enrolment by SCEP and Authenticate {:.1} s ({:.0}/s), {} pairs of phases, {} rounds each",
+        "{backend:<8} {count:>6} iPhones: set-up {:.1} s, enrolment by SCEP, Authenticate and the inventory answer {:.1} s ({:.0}/s), {} pairs of phases, {} rounds each",
         setup.as_secs_f64(),
         enrolling.as_secs_f64(),
         f64::from(count) / enrolling.as_secs_f64(),

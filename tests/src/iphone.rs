@@ -74,6 +74,8 @@ pub struct SimulatedIphone {
     pub imei: Option<String>,
     pub product_name: String,
     pub os_version: String,
+    /// The SIM it holds, as an inventory answer gives it.
+    pub iccid: Option<String>,
     pub key: RsaPrivateKey,
     pub profile: Option<InstalledProfile>,
     /// The certificate SCEP issued, DER.
@@ -191,6 +193,7 @@ impl SimulatedIphone {
             imei: imei.map(str::to_string),
             product_name: "iPhone14,6".into(),
             os_version: "18.1".into(),
+            iccid: None,
             key,
             profile: None,
             identity: None,
@@ -476,6 +479,43 @@ impl SimulatedIphone {
         (status, ReceivedCommand::read(status, &text))
     }
 
+    /// Answers a `DeviceInformation` command with this phone's inventory, as iPhones write it
+    /// (IMEI and ICCID in groups, battery as a fraction, capacities in GB); returns the next
+    /// command, if any.
+    pub async fn answer_information(&self, uuid: &str) -> (StatusCode, Option<ReceivedCommand>) {
+        let mut responses = Dictionary::new();
+        responses.insert("OSVersion".into(), self.os_version.clone().into());
+        responses.insert("ProductName".into(), self.product_name.clone().into());
+        responses.insert("SerialNumber".into(), self.serial.clone().into());
+        if let Some(imei) = &self.imei {
+            let grouped = format!(
+                "{} {} {} {}",
+                &imei[..2],
+                &imei[2..8],
+                &imei[8..14],
+                &imei[14..]
+            );
+            responses.insert("IMEI".into(), grouped.into());
+        }
+        if let Some(iccid) = &self.iccid {
+            responses.insert("ICCID".into(), iccid.clone().into());
+        }
+        responses.insert("BatteryLevel".into(), Value::Real(0.87));
+        responses.insert("AvailableDeviceCapacity".into(), Value::Real(41.5));
+        responses.insert("DeviceCapacity".into(), Value::Real(64.0));
+        let mut message = Dictionary::new();
+        message.insert("UDID".into(), self.udid.clone().into());
+        message.insert("Status".into(), "Acknowledged".into());
+        message.insert("CommandUUID".into(), uuid.into());
+        message.insert("RequestType".into(), "DeviceInformation".into());
+        message.insert("QueryResponses".into(), Value::Dictionary(responses));
+        let mut body = Vec::new();
+        plist::to_writer_xml(&mut body, &Value::Dictionary(message)).expect("plist");
+        let url = self.installed().server_url.clone();
+        let (status, text) = self.put_signed(&url, body).await;
+        (status, ReceivedCommand::read(status, &text))
+    }
+
     /// Asks for work (`Idle`); returns the server's status and the command it sent, if any.
     pub async fn next_command(&self) -> (StatusCode, Option<ReceivedCommand>) {
         let (status, text) = self.idle().await;
@@ -494,6 +534,14 @@ impl SimulatedIphone {
         assert_eq!(status, StatusCode::OK, "Authenticate: {body}");
         let (status, body) = self.token_update().await;
         assert_eq!(status, StatusCode::OK, "TokenUpdate: {body}");
+        // The server asks a new phone for its inventory first.
+        let (status, asked) = self.next_command().await;
+        assert_eq!(status, StatusCode::OK);
+        let asked = asked.expect("an inventory query after enrollment");
+        assert_eq!(asked.request_type, "DeviceInformation");
+        let (status, next) = self.answer_information(&asked.uuid).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(next.is_none(), "nothing else waits for a new phone");
     }
 
     /// The identity's SHA-256 fingerprint, lower-case hex.

@@ -133,6 +133,20 @@ async fn an_iphone_enrolls_from_its_token_address_through_scep_and_check_in_and_
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = phone.token_update().await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    let after_authenticate = kit
+        .app
+        .get(&format!("/api/v1/devices/{device}"), &kit.admin)
+        .await;
+    assert_eq!(after_authenticate.body["reported"]["os_version"], "18.1");
+    // The server asks the new phone for its inventory; the answer becomes its facts.
+    phone.os_version = "18.2".into();
+    phone.iccid = Some("8946 0000 0000 0000 0019".into());
+    let (status, asked) = phone.next_command().await;
+    assert_eq!(status, StatusCode::OK);
+    let asked = asked.expect("the inventory query");
+    assert_eq!(asked.request_type, "DeviceInformation");
+    let (status, next) = phone.answer_information(&asked.uuid).await;
+    assert_eq!((status, next.is_none()), (StatusCode::OK, true));
     let (status, body) = phone.idle().await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body.is_empty(), "an empty answer to Idle");
@@ -145,8 +159,14 @@ async fn an_iphone_enrolls_from_its_token_address_through_scep_and_check_in_and_
     assert!(view.body["enrolled_at"].is_string());
     assert_eq!(view.body["reported"]["serial"], "F2LXK0ABHG7F");
     assert_eq!(view.body["reported"]["imei"], imei(1));
-    assert_eq!(view.body["reported"]["os_version"], "18.1");
+    assert_eq!(view.body["reported"]["os_version"], "18.2");
     assert_eq!(view.body["reported"]["model"], "iPhone14,6");
+    assert_eq!(view.body["reported"]["iccid"], "89460000000000000019");
+    assert_eq!(view.body["reported"]["battery_percent"], 87);
+    assert_eq!(
+        view.body["reported"]["storage_total_bytes"],
+        64_000_000_000u64
+    );
     assert_eq!(view.body["reported"]["platform"], "ios");
 
     let id = identity(&kit, device).await;

@@ -233,7 +233,7 @@ pub async fn authenticate(
         )
         .await
     {
-        Ok(()) => Ok(()),
+        Ok(()) => ask_for_inventory(state, device.id).await,
         Err(StoreError::Conflict(what)) => Err(contradicts(what)),
         Err(e) => Err(e.into()),
     }
@@ -349,7 +349,7 @@ pub async fn profile_grant(
 pub async fn connect(
     state: &AppState,
     session: &DeviceSession,
-    source: IpAddr,
+    peer: std::net::SocketAddr,
     message: &ConnectMessage,
 ) -> FlowResult<Option<Vec<u8>>> {
     // The certificate names the phone; the UDID in the message is not looked up on this, the
@@ -358,9 +358,12 @@ pub async fn connect(
     state.checkin_times.note(session.device_id, now);
     if let Some(result) = command_result(message)? {
         let id = command_id(message)?;
-        super::command_result::record(state, session, source, id, &result).await?;
+        super::command_result::record(state, session, peer.ip(), id, &result).await?;
         if result.status == CommandStatus::NotNow {
             return Ok(None);
+        }
+        if let Some(responses) = &message.query_responses {
+            information(state, session, peer, responses, now).await?;
         }
     }
     if !state.command_board.may_have(session.device_id) {
@@ -379,6 +382,54 @@ pub async fn connect(
             Ok(None)
         }
     }
+}
+
+/// A `DeviceInformation` answer: folded into the phone's last facts, which then go through the
+/// same steps as an agent's report (record check, SIM, lost case, compliance).
+async fn information(
+    state: &AppState,
+    session: &DeviceSession,
+    peer: std::net::SocketAddr,
+    responses: &plist::Dictionary,
+    now: chrono::DateTime<chrono::Utc>,
+) -> FlowResult<()> {
+    let device = state
+        .store
+        .device(crate::domain::role::Scope::Everything, session.device_id)
+        .await?;
+    let Some(mut facts) = device
+        .facts
+        .as_deref()
+        .and_then(|json| serde_json::from_str::<DeviceFacts>(json).ok())
+    else {
+        tracing::warn!(
+            device = session.device_id,
+            "no facts to fold an inventory answer into"
+        );
+        return Ok(());
+    };
+    profiles::apple_checkin::information_into_facts(responses, &mut facts);
+    super::checkin::take_facts(state, session, peer, &mut facts, false, now).await
+}
+
+/// Asks a newly enrolled iPhone for its inventory (OS, model, IMEI, SIM, battery, storage):
+/// what `Authenticate` says is not all the server keeps.
+async fn ask_for_inventory(state: &AppState, device_id: i64) -> FlowResult<()> {
+    use crate::domain::command::{CommandKind, DEFAULT_EXPIRY_HOURS};
+    let now = state.clock.now();
+    let command = crate::store::commands::NewCommand {
+        device_id,
+        kind: CommandKind::RefreshInformation,
+        payload: serde_json::to_string(&CommandAction::RefreshInformation).unwrap_or_default(),
+        priority: 1,
+        expires_at: now + Duration::hours(i64::from(DEFAULT_EXPIRY_HOURS)),
+        created_by: None,
+    };
+    let event = crate::domain::audit::AuditEvent::unattended("server", "command.queue")
+        .details(serde_json::json!({ "device_id": device_id, "kind": "refresh_information" }));
+    state.store.queue_command(&command, now, event).await?;
+    state.command_board.mark(device_id);
+    Ok(())
 }
 
 /// The queue's answer for a connect message; `None` for `Idle`.

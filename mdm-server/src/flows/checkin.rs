@@ -4,7 +4,7 @@
 //! commands waiting for it. Check-ins are the busiest requests: a check-in that changes nothing
 //! writes only its time, in the next batch.
 
-use agent_protocol::{CheckinRequest, CheckinResponse, CommandAction, DeviceCommand};
+use agent_protocol::{CheckinRequest, CheckinResponse, CommandAction, DeviceCommand, DeviceFacts};
 use chrono::{DateTime, Utc};
 use std::net::SocketAddr;
 
@@ -23,8 +23,47 @@ pub async fn check_in(
     mut req: CheckinRequest,
 ) -> FlowResult<CheckinResponse> {
     let now = state.clock.now();
-    check_reported_facts(&req.facts)?;
-    if let Some(reason) = contradiction(&device.serial, &device.imei, device.platform, &req.facts) {
+    if req.report_id.is_empty() || req.report_id.len() > 64 {
+        return Err(FlowError::invalid(
+            "report_id",
+            "must be 1 to 64 characters",
+        ));
+    }
+    let policy = state
+        .policy_board
+        .document(device.platform, device.provider_id, device.device_id)
+        .filter(|doc| req.policy_hash.as_deref() != Some(doc.hash.as_str()))
+        .map(|doc| agent_protocol::PolicyUpdate {
+            hash: doc.hash.clone(),
+            document: doc.json.clone(),
+        });
+    take_facts(state, device, peer, &mut req.facts, policy.is_some(), now).await?;
+    let commands = next_commands(state, device.device_id, now).await?;
+    Ok(CheckinResponse {
+        acknowledged: req.report_id,
+        next_checkin_seconds: state.config.checkin_interval_seconds,
+        server_time: now,
+        notices: state.notice_board.for_provider(device.provider_id, now),
+        policy,
+        commands,
+    })
+}
+
+/// What a phone reports about itself, whichever way it reached us (an agent's check-in, an
+/// iPhone's answer to an inventory query): checked against its record (a contradiction is
+/// refused and audited), stored when it changed, with what its SIM and a lost case make of it,
+/// and its compliance judged when the facts or (`policy_changed`) its policy changed. Unchanged
+/// facts write only the check-in time, in the next batch.
+pub async fn take_facts(
+    state: &AppState,
+    device: &DeviceSession,
+    peer: SocketAddr,
+    facts: &mut DeviceFacts,
+    policy_changed: bool,
+    now: DateTime<Utc>,
+) -> FlowResult<()> {
+    check_reported_facts(facts)?;
+    if let Some(reason) = contradiction(&device.serial, &device.imei, device.platform, facts) {
         let event = device_event(
             Some(device.device_id),
             device.provider_id,
@@ -36,38 +75,22 @@ pub async fn check_in(
         state.store.append_audit(event, now).await?;
         return Err(contradicts(reason));
     }
-    if req.report_id.is_empty() || req.report_id.len() > 64 {
-        return Err(FlowError::invalid(
-            "report_id",
-            "must be 1 to 64 characters",
-        ));
-    }
-    let hash = canonical_hash(&mut req.facts);
-    // Changed facts are stored before the report is acknowledged; unchanged ones are not
-    // written again, and the time of the check-in goes out in the next batch.
+    let hash = canonical_hash(facts);
     let facts_changed = device.facts_hash.as_deref() != Some(hash.as_str());
     if !facts_changed {
         state.checkin_times.note(device.device_id, now);
     } else {
-        let (json, hash) = canonical(&req.facts);
-        let facts = ReportedFacts { json, hash };
+        let (json, hash) = canonical(facts);
+        let stored = ReportedFacts { json, hash };
         state
             .store
-            .record_checkin(device.device_id, Some(&facts), now)
+            .record_checkin(device.device_id, Some(&stored), now)
             .await?;
-        super::sim_report::on_checkin(state, device, &req.facts, now).await?;
+        super::sim_report::on_checkin(state, device, facts, now).await?;
     }
-    super::loss::on_checkin(state, device, peer, &req.facts, now).await?;
-    let policy = state
-        .policy_board
-        .document(device.platform, device.provider_id, device.device_id)
-        .filter(|doc| req.policy_hash.as_deref() != Some(doc.hash.as_str()))
-        .map(|doc| agent_protocol::PolicyUpdate {
-            hash: doc.hash.clone(),
-            document: doc.json.clone(),
-        });
+    super::loss::on_checkin(state, device, peer, facts, now).await?;
     // Compliance can only change with new facts or a new policy; most check-ins bring neither.
-    if facts_changed || policy.is_some() {
+    if facts_changed || policy_changed {
         let phone = crate::state::policy_board::Phone {
             device_id: device.device_id,
             platform: device.platform,
@@ -76,7 +99,7 @@ pub async fn check_in(
             // It presented a live certificate, or it would not have got this far.
             certificate_valid: true,
         };
-        let reasons = state.judge().reasons(phone, &req.facts);
+        let reasons = state.judge().reasons(phone, facts);
         let assessment = crate::domain::compliance::Assessment::of(&reasons);
         if let Err(e) = state
             .store
@@ -86,15 +109,7 @@ pub async fn check_in(
             tracing::warn!(device = device.device_id, error = %e, "compliance not recorded");
         }
     }
-    let commands = next_commands(state, device.device_id, now).await?;
-    Ok(CheckinResponse {
-        acknowledged: req.report_id,
-        next_checkin_seconds: state.config.checkin_interval_seconds,
-        server_time: now,
-        notices: state.notice_board.for_provider(device.provider_id, now),
-        policy,
-        commands,
-    })
+    Ok(())
 }
 
 /// The phone's next commands, marked sent.
