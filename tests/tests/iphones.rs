@@ -17,7 +17,7 @@ backend_tests!(
     an_iphone_enrolls_from_its_token_address_through_scep_and_check_in_and_shows_enrolled_with_its_facts,
     an_iphone_token_works_once_even_when_two_phones_use_it_at_the_same_moment,
     an_iphone_whose_serial_contradicts_its_record_is_refused_audited_and_its_certificate_dropped,
-    a_revoked_or_checked_out_iphone_is_refused_and_enrolling_again_revokes_the_old_identity,
+    a_revoked_or_checked_out_iphone_is_refused_a_checkout_alerts_its_provider_and_enrolling_again_revokes_the_old_identity,
     check_ins_with_a_bad_missing_or_foreign_signature_or_a_broken_plist_are_refused,
     the_push_certificate_is_checked_kept_shown_and_the_service_desk_reminded_30_and_7_days_before,
     debians_scepclient_gets_a_certificate_and_a_wrong_challenge_is_refused_with_failure,
@@ -317,7 +317,7 @@ async fn an_iphone_whose_serial_contradicts_its_record_is_refused_audited_and_it
     assert!(identity(&kit, device).await["certificate"].is_null());
 }
 
-async fn a_revoked_or_checked_out_iphone_is_refused_and_enrolling_again_revokes_the_old_identity(
+async fn a_revoked_or_checked_out_iphone_is_refused_a_checkout_alerts_its_provider_and_enrolling_again_revokes_the_old_identity(
     backend: Backend,
 ) {
     let kit = ready(backend).await;
@@ -364,6 +364,32 @@ async fn a_revoked_or_checked_out_iphone_is_refused_and_enrolling_again_revokes_
     assert!(id["certificate"].is_null());
     assert!(id["apple_mdm"]["checked_out_at"].is_string());
     assert_eq!(audited(&kit, "device.check_out").await.len(), 1);
+    // Nobody manages it now: not enrolled, non-compliant ("must enroll again"), and its
+    // provider's IT contact is told at once through the outbox.
+    let view = kit
+        .app
+        .get(&format!("/api/v1/devices/{device}"), &kit.admin)
+        .await;
+    assert!(view.body["enrolled_at"].is_null(), "{}", view.text);
+    let compliance = kit
+        .app
+        .get(&format!("/api/v1/devices/{device}/compliance"), &kit.admin)
+        .await;
+    assert_eq!(compliance.body["status"], "non_compliant");
+    assert!(
+        compliance.text.contains("certificate_invalid"),
+        "{}",
+        compliance.text
+    );
+    assert_eq!(
+        kit.app
+            .count(&format!(
+                "deliveries WHERE topic = 'compliance' AND device_id = {device}"
+            ))
+            .await,
+        1
+    );
+    assert_eq!(audited(&kit, "compliance.checked_out").await.len(), 1);
 
     // The same iPhone (its UDID) cannot be enrolled as a second record.
     let (other, _) = registered(&kit, "G0NZK1CDHG7F", 2).await;

@@ -271,7 +271,10 @@ pub async fn token_update(
 }
 
 /// A `CheckOut`: the person removed the MDM profile, so the phone's identity is revoked at once
-/// (as municipal IT revoking it would) and it must enroll again to be managed.
+/// (as municipal IT revoking it would) and it counts as not enrolled; the compliance judge,
+/// seeing no valid certificate, finds it non-compliant ("it must enroll again"), and its
+/// provider's IT contacts are told at once, like any compliance alert, without waiting for the
+/// grace period: nobody manages that phone any more.
 pub async fn check_out(
     state: &AppState,
     source: IpAddr,
@@ -292,6 +295,34 @@ pub async fn check_out(
         .store
         .check_out_apple_device(session.device_id, now, event)
         .await?;
+    let device = state
+        .store
+        .device(crate::domain::role::Scope::Everything, session.device_id)
+        .await?;
+    let Some(facts) = device
+        .facts
+        .as_deref()
+        .and_then(|json| serde_json::from_str::<DeviceFacts>(json).ok())
+    else {
+        return Ok(());
+    };
+    let phone = crate::state::policy_board::Phone {
+        device_id: device.id,
+        platform: device.platform,
+        provider_id: device.provider_id,
+        model_id: device.model_id,
+        certificate_valid: false,
+    };
+    let reasons = state.judge().reasons(phone, &facts);
+    let assessment = crate::domain::compliance::Assessment::of(&reasons);
+    state
+        .store
+        .record_compliance(device.id, &assessment, now)
+        .await?;
+    if let Some(record) = state.store.compliance_record(device.id).await? {
+        let language = state.language().await?;
+        super::compliance::alert(state, &record, language, now, "compliance.checked_out").await?;
+    }
     Ok(())
 }
 

@@ -28,7 +28,7 @@ pub async fn alert_overdue(state: &AppState, now: DateTime<Utc>) -> FlowResult<(
         }
         let language = state.language().await?;
         for record in overdue {
-            alert(state, &record, language, now).await?;
+            alert(state, &record, language, now, "compliance.overdue").await?;
         }
         if done {
             return Ok(());
@@ -36,11 +36,14 @@ pub async fn alert_overdue(state: &AppState, now: DateTime<Utc>) -> FlowResult<(
     }
 }
 
-async fn alert(
+/// Tells the provider of the phone with this record that it is non-compliant (once per stretch
+/// of non-compliance: the store marks it); `action` names the occasion in the audit trail.
+pub async fn alert(
     state: &AppState,
     record: &ComplianceRecord,
     language: Language,
     now: DateTime<Utc>,
+    action: &str,
 ) -> FlowResult<()> {
     let device = state
         .store
@@ -66,7 +69,7 @@ async fn alert(
     let messages = to_it_contacts(&contacts, device.provider_id, &text, |to| {
         compliance_key(device.id, record.since, to)
     });
-    let mut event = AuditEvent::unattended("compliance", "compliance.overdue");
+    let mut event = AuditEvent::unattended("compliance", action);
     event.org_id = device.provider_id;
     event.target_kind = Some("device".into());
     event.details = serde_json::json!({

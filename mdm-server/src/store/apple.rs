@@ -92,8 +92,8 @@ pub trait AppleStore: Send + Sync {
         push: &PushDetails,
         now: DateTime<Utc>,
     ) -> StoreResult<()>;
-    /// The phone's MDM profile was removed: its live identities are revoked and its push
-    /// token forgotten; returns how many identities were revoked.
+    /// The phone's MDM profile was removed: its live identities are revoked, it counts as not
+    /// enrolled and its push token is forgotten; returns how many identities were revoked.
     async fn check_out_apple_device(
         &self,
         device_id: i64,

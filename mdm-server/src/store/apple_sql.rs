@@ -241,6 +241,11 @@ impl AppleStore for SqlStore {
         let mut tx = self.write().await?;
         lock_device(&mut tx, device_id).await?;
         let revoked = revoke_live_identities(&mut tx, device_id, "checked out", now).await?;
+        sqlx::query("UPDATE devices SET enrolled_at = NULL, updated_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(device_id)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(
             "UPDATE apple_devices SET push_token = NULL, push_magic = NULL, checked_out_at = $1 \
              WHERE device_id = $2",
