@@ -262,6 +262,34 @@ fn phase(label: &str, report: &agent::swarm::SwarmReport, note: &str) {
     );
 }
 
+/// The measured phases' line (`label`, `note`), the ceiling's, the CPU each request cost
+/// (`short` names the measured one) and the ratio to the ceiling.
+fn against_ceiling(
+    (label, short, note): (&str, &str, &str),
+    measured: &Phase,
+    ceiling: &Phase,
+    ratios: Vec<f64>,
+) {
+    let report = measured.report();
+    phase(
+        label,
+        &report,
+        &format!("{} failed; {note}", report.failures),
+    );
+    let ceiling_report = ceiling.report();
+    phase(
+        "ceiling",
+        &ceiling_report,
+        "ping after the TLS handshake, no database",
+    );
+    println!(
+        "    CPU per request: {short} {}; ping {}",
+        measured.cpu.per_request(report.checkins),
+        ceiling.cpu.per_request(ceiling_report.checkins)
+    );
+    print_ratio(label, ratios);
+}
+
 /// The median of the pairs' ratios to the ceiling, each pair's beside it.
 fn print_ratio(label: &str, mut ratios: Vec<f64>) {
     let listed: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
@@ -464,28 +492,17 @@ async fn run(backend: &str, count: u32) {
             first.failures
         ),
     );
-    let checkins_report = checkins.report();
-    phase(
-        "check-ins",
-        &checkins_report,
-        &format!(
-            "{} failed; the check-ins of every interval after",
-            checkins_report.failures
+    against_ceiling(
+        (
+            "check-ins",
+            "check-in",
+            "the check-ins of every interval after",
         ),
-    );
-    let ceiling_report = ceiling.report();
-    phase(
-        "ceiling",
-        &ceiling_report,
-        "ping after the TLS handshake, no database",
-    );
-    println!(
-        "    CPU per request: check-in {}; ping {}",
-        checkins.cpu.per_request(checkins_report.checkins),
-        ceiling.cpu.per_request(ceiling_report.checkins)
+        &checkins,
+        &ceiling,
+        ratios,
     );
     let mb = |kib: u64| kib as f64 / 1024.0;
-    print_ratio("check-ins", ratios);
     println!(
         "    server memory (target under 200 MB): {:.0} MB idle, {:.0} MB after enrolment, {:.0} MB after the first check-ins, {:.0} MB at the end, {:.0} MB peak",
         mb(idle.0),
@@ -626,27 +643,16 @@ async fn run_iphones(backend: &str, count: u32) {
         ratios.len(),
         rounds(count)
     );
-    let idle_report = idles.report();
-    phase(
-        "idle",
-        &idle_report,
-        &format!(
-            "{} failed; signed Idle on the connect endpoint: signature verified, identity looked up",
-            idle_report.failures
+    against_ceiling(
+        (
+            "idle",
+            "idle",
+            "signed Idle on the connect endpoint: signature verified, identity looked up",
         ),
+        &idles,
+        &ceiling,
+        ratios,
     );
-    let ceiling_report = ceiling.report();
-    phase(
-        "ceiling",
-        &ceiling_report,
-        "ping after the TLS handshake, no database",
-    );
-    println!(
-        "    CPU per request: idle {}; ping {}",
-        idles.cpu.per_request(idle_report.checkins),
-        ceiling.cpu.per_request(ceiling_report.checkins)
-    );
-    print_ratio("idle", ratios);
     println!(
         "    server memory: {:.0} MB at the end, {:.0} MB peak",
         rss as f64 / 1024.0,

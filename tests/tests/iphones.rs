@@ -97,6 +97,13 @@ async fn audited(kit: &Fleet, action: &str) -> Vec<Value> {
         .collect()
 }
 
+/// `phone` installs the profile at `address` and gets its certificate by SCEP, but has not
+/// authenticated yet.
+async fn certified(phone: &mut SimulatedIphone, address: &str) {
+    phone.install_profile(address).await.expect("profile");
+    assert!(matches!(phone.scep().await, CertRep::Success(_)));
+}
+
 fn secret_of(address: &str) -> String {
     address.rsplit('/').next().expect("secret").to_string()
 }
@@ -286,8 +293,7 @@ async fn an_iphone_whose_serial_contradicts_its_record_is_refused_audited_and_it
     let (device, _) = registered(&kit, "F2LXK0ABHG7F", 1).await;
     let address = token_for_device(&kit, device).await;
     let mut phone = SimulatedIphone::new("DIFFERENT999", Some(&imei(1)));
-    phone.install_profile(&address).await.expect("profile");
-    assert!(matches!(phone.scep().await, CertRep::Success(_)));
+    certified(&mut phone, &address).await;
     let (status, body) = phone.authenticate().await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert!(body.contains("facts-contradict-record"), "{body}");
@@ -310,8 +316,7 @@ async fn an_iphone_whose_serial_contradicts_its_record_is_refused_audited_and_it
     // An IMEI that is another phone's is refused the same way.
     let address = token_for_device(&kit, device).await;
     let mut other = SimulatedIphone::new("F2LXK0ABHG7F", Some(&imei(7)));
-    other.install_profile(&address).await.expect("profile");
-    assert!(matches!(other.scep().await, CertRep::Success(_)));
+    certified(&mut other, &address).await;
     let (status, _) = other.authenticate().await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert!(identity(&kit, device).await["certificate"].is_null());
@@ -395,10 +400,7 @@ async fn a_revoked_or_checked_out_iphone_is_refused_a_checkout_alerts_its_provid
     let (other, _) = registered(&kit, "G0NZK1CDHG7F", 2).await;
     let mut twin = SimulatedIphone::new("G0NZK1CDHG7F", Some(&imei(2)));
     twin.udid = third.udid.clone();
-    twin.install_profile(&token_for_device(&kit, other).await)
-        .await
-        .expect("profile");
-    assert!(matches!(twin.scep().await, CertRep::Success(_)));
+    certified(&mut twin, &token_for_device(&kit, other).await).await;
     let (status, body) = twin.authenticate().await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert!(identity(&kit, other).await["certificate"].is_null());

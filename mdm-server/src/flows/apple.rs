@@ -299,11 +299,7 @@ pub async fn check_out(
         .store
         .device(crate::domain::role::Scope::Everything, session.device_id)
         .await?;
-    let Some(facts) = device
-        .facts
-        .as_deref()
-        .and_then(|json| serde_json::from_str::<DeviceFacts>(json).ok())
-    else {
+    let Some(facts) = device.reported_facts() else {
         return Ok(());
     };
     let phone = crate::state::policy_board::Phone {
@@ -313,12 +309,7 @@ pub async fn check_out(
         model_id: device.model_id,
         certificate_valid: false,
     };
-    let reasons = state.judge().reasons(phone, &facts);
-    let assessment = crate::domain::compliance::Assessment::of(&reasons);
-    state
-        .store
-        .record_compliance(device.id, &assessment, now)
-        .await?;
+    super::compliance::judge_and_record(state, phone, &facts, now).await?;
     if let Some(record) = state.store.compliance_record(device.id).await? {
         let language = state.language().await?;
         super::compliance::alert(state, &record, language, now, "compliance.checked_out").await?;
@@ -428,11 +419,7 @@ async fn information(
         .store
         .device(crate::domain::role::Scope::Everything, session.device_id)
         .await?;
-    let Some(mut facts) = device
-        .facts
-        .as_deref()
-        .and_then(|json| serde_json::from_str::<DeviceFacts>(json).ok())
-    else {
+    let Some(mut facts) = device.reported_facts() else {
         tracing::warn!(
             device = session.device_id,
             "no facts to fold an inventory answer into"

@@ -99,13 +99,7 @@ pub async fn take_facts(
             // It presented a live certificate, or it would not have got this far.
             certificate_valid: true,
         };
-        let reasons = state.judge().reasons(phone, facts);
-        let assessment = crate::domain::compliance::Assessment::of(&reasons);
-        if let Err(e) = state
-            .store
-            .record_compliance(device.device_id, &assessment, now)
-            .await
-        {
+        if let Err(e) = super::compliance::judge_and_record(state, phone, facts, now).await {
             tracing::warn!(device = device.device_id, error = %e, "compliance not recorded");
         }
     }

@@ -17,6 +17,22 @@ use crate::store::compliance::ComplianceRecord;
 /// Phones handled per query.
 const BATCH: u32 = 500;
 
+/// Judges `phone` on `facts` by the node's judge and records the assessment (a history entry
+/// only when it changed).
+pub async fn judge_and_record(
+    state: &AppState,
+    phone: crate::state::policy_board::Phone,
+    facts: &agent_protocol::DeviceFacts,
+    now: DateTime<Utc>,
+) -> crate::store::StoreResult<bool> {
+    let reasons = state.judge().reasons(phone, facts);
+    let assessment = crate::domain::compliance::Assessment::of(&reasons);
+    state
+        .store
+        .record_compliance(phone.device_id, &assessment, now)
+        .await
+}
+
 /// Alerts the providers of every phone non-compliant for longer than the grace period.
 pub async fn alert_overdue(state: &AppState, now: DateTime<Utc>) -> FlowResult<()> {
     let grace = Duration::hours(i64::from(state.config.compliance_grace_hours));

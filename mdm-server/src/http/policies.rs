@@ -337,10 +337,6 @@ async fn device_profile(
 }
 
 /// What a phone last reported, if anything.
-fn reported_facts(device: &Device) -> Option<agent_protocol::DeviceFacts> {
-    serde_json::from_str(device.facts.as_deref()?).ok()
-}
-
 /// Calls `each` with the provider and the record of every phone in service placed with a
 /// provider (only `own`'s when given), reading the inventory a page at a time.
 async fn placed_phones(
@@ -414,7 +410,7 @@ async fn compliance_summary(
                 reasons: BTreeMap::new(),
             });
         entry.devices += 1;
-        let Some(facts) = reported_facts(device) else {
+        let Some(facts) = device.reported_facts() else {
             entry.unknown += 1;
             return;
         };
@@ -461,7 +457,7 @@ pub async fn assess(
     state: &AppState,
     device: &Device,
 ) -> Result<Option<Vec<crate::domain::compliance::Reason>>, ApiError> {
-    let Some(facts) = reported_facts(device) else {
+    let Some(facts) = device.reported_facts() else {
         return Ok(None);
     };
     let now = state.clock.now();
@@ -713,7 +709,9 @@ async fn app_licences(
     }
     placed_phones(&state, None, |provider, device| {
         let using = app.id_on(device.platform.into()).is_some_and(|id| {
-            reported_facts(device).is_some_and(|f| f.installed_apps.iter().any(|i| i.id == id))
+            device
+                .reported_facts()
+                .is_some_and(|f| f.installed_apps.iter().any(|i| i.id == id))
         });
         if using {
             *in_use.entry(provider).or_default() += 1;

@@ -304,6 +304,13 @@ pub struct Device {
     pub iccid_mismatch: Option<String>,
 }
 
+impl Device {
+    /// The facts the phone last reported, if it has reported any.
+    pub fn reported_facts(&self) -> Option<agent_protocol::DeviceFacts> {
+        serde_json::from_str(self.facts.as_deref()?).ok()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct NewDevice {
     pub serial: Serial,
