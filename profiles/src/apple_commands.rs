@@ -49,7 +49,7 @@ pub enum AppStoreApp {
 }
 
 /// What an inventory refresh asks an iPhone for.
-pub const INFORMATION_QUERIES: [&str; 11] = [
+pub const INFORMATION_QUERIES: [&str; 12] = [
     "DeviceName",
     "Model",
     "ModelName",
@@ -61,6 +61,7 @@ pub const INFORMATION_QUERIES: [&str; 11] = [
     "BatteryLevel",
     "AvailableDeviceCapacity",
     "DeviceCapacity",
+    "IsSupervised",
 ];
 
 /// Removes the managed app when the MDM profile is removed.

@@ -76,6 +76,8 @@ pub struct SimulatedIphone {
     pub os_version: String,
     /// The SIM it holds, as an inventory answer gives it.
     pub iccid: Option<String>,
+    /// Whether it is supervised (set up through Apple Configurator or Apple Business Manager).
+    pub supervised: bool,
     pub key: RsaPrivateKey,
     pub profile: Option<InstalledProfile>,
     /// The certificate SCEP issued, DER.
@@ -194,6 +196,7 @@ impl SimulatedIphone {
             product_name: "iPhone14,6".into(),
             os_version: "18.1".into(),
             iccid: None,
+            supervised: false,
             key,
             profile: None,
             identity: None,
@@ -503,6 +506,7 @@ impl SimulatedIphone {
         responses.insert("BatteryLevel".into(), Value::Real(0.87));
         responses.insert("AvailableDeviceCapacity".into(), Value::Real(41.5));
         responses.insert("DeviceCapacity".into(), Value::Real(64.0));
+        responses.insert("IsSupervised".into(), Value::Boolean(self.supervised));
         let mut message = Dictionary::new();
         message.insert("UDID".into(), self.udid.clone().into());
         message.insert("Status".into(), "Acknowledged".into());

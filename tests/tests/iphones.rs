@@ -23,6 +23,7 @@ backend_tests!(
     debians_scepclient_gets_a_certificate_and_a_wrong_challenge_is_refused_with_failure,
     the_enrollment_profile_verifies_with_openssl_and_parses_with_python_plistlib,
     an_iphone_gets_each_queued_command_on_connect_its_answers_move_the_queue_and_an_erase_holds_the_wipe_gate_until_it_enrolls_again,
+    a_lost_iphone_gets_lost_mode_when_supervised_and_a_lock_with_the_same_words_when_not,
 );
 
 const TOPIC: &str = "com.apple.mgmt.External.5f8e7c2a-1b3d-4e6f-9a0b-2c4d6e8f0a1b";
@@ -932,4 +933,98 @@ async fn an_iphone_gets_each_queued_command_on_connect_its_answers_move_the_queu
         .get(&format!("/api/v1/devices/{device}/history"), &kit.admin)
         .await;
     assert_eq!(history.body["wipe_gate"]["ready"], true, "{}", history.text);
+}
+
+async fn a_lost_iphone_gets_lost_mode_when_supervised_and_a_lock_with_the_same_words_when_not(
+    backend: Backend,
+) {
+    let kit = ready(backend).await;
+    // Supervised (its inventory answer said so): lost mode, with the operator as footnote.
+    let (supervised_id, mut supervised) = registered(&kit, "F2LXK0ABHG7F", 1).await;
+    supervised.supervised = true;
+    supervised
+        .enroll(&token_for_device(&kit, supervised_id).await)
+        .await;
+    assert_eq!(
+        identity(&kit, supervised_id).await["apple_mdm"]["supervised"],
+        true
+    );
+    let case = report_lost(&kit, supervised_id).await;
+    let given = supervised.next_command().await.1.expect("lost mode");
+    assert_eq!(given.request_type, "EnableLostMode");
+    assert!(given.command["Message"]
+        .as_string()
+        .is_some_and(|m| !m.is_empty()));
+    assert!(!timeline_kinds(&kit, case)
+        .await
+        .contains(&"locked_instead_of_lost_mode".to_string()));
+
+    // Not supervised: a lock with the same message, and the timeline says why.
+    let (plain_id, mut plain) = registered(&kit, "G0NZK1CDHG7F", 2).await;
+    plain.enroll(&token_for_device(&kit, plain_id).await).await;
+    assert_eq!(
+        identity(&kit, plain_id).await["apple_mdm"]["supervised"],
+        false
+    );
+    let case = report_lost(&kit, plain_id).await;
+    let given = plain.next_command().await.1.expect("a lock");
+    assert_eq!(given.request_type, "DeviceLock");
+    assert_eq!(
+        given.command["Message"].as_string(),
+        queued_lost_mode_message(&kit, plain_id).await.as_deref()
+    );
+    assert!(timeline_kinds(&kit, case)
+        .await
+        .contains(&"locked_instead_of_lost_mode".to_string()));
+    assert_eq!(
+        plain.answer(&given.uuid, "Acknowledged", None).await.0,
+        StatusCode::OK
+    );
+}
+
+/// The lost-mode message the queue holds for the phone (the words the lock must carry).
+async fn queued_lost_mode_message(kit: &Fleet, device: i64) -> Option<String> {
+    let r = kit
+        .app
+        .get(&format!("/api/v1/devices/{device}/commands"), &kit.admin)
+        .await;
+    r.expect(StatusCode::OK);
+    r.body
+        .as_array()
+        .and_then(|commands| {
+            commands
+                .iter()
+                .find(|c| c["kind"] == "lost_mode_on")
+                .and_then(|c| c["payload"]["message"].as_str())
+        })
+        .map(str::to_string)
+}
+
+/// Reports the phone lost through the API; the lost case's id.
+async fn report_lost(kit: &Fleet, device: i64) -> i64 {
+    let r = kit
+        .app
+        .post(
+            &format!("/api/v1/devices/{device}/lost-cases"),
+            &kit.admin,
+            json!({ "kind": "lost", "discovered_at": kit.app.clock.now().to_rfc3339(), "circumstances": "Tappad på bussen" }),
+        )
+        .await;
+    r.expect(StatusCode::CREATED);
+    r.body["id"].as_i64().expect("case")
+}
+
+/// The kinds of a lost case's timeline entries, oldest first.
+async fn timeline_kinds(kit: &Fleet, case: i64) -> Vec<String> {
+    let r = kit
+        .app
+        .get(&format!("/api/v1/lost-cases/{case}"), &kit.admin)
+        .await;
+    r.expect(StatusCode::OK);
+    r.body["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .map(|e| e["kind"].as_str().expect("kind").to_string())
+        .collect()
 }

@@ -397,7 +397,9 @@ pub async fn connect(
     };
     match serde_json::from_str::<CommandAction>(&payload) {
         Ok(action) => Ok(Some(
-            apple_command(state, &action).to_plist(&id.to_string()),
+            for_this_iphone(state, session, id, &action, now)
+                .await?
+                .to_plist(&id.to_string()),
         )),
         Err(e) => {
             tracing::error!(command = id, error = %e, "stored command is not readable");
@@ -426,6 +428,15 @@ async fn information(
         );
         return Ok(());
     };
+    if let Some(supervised) = responses
+        .get("IsSupervised")
+        .and_then(plist::Value::as_boolean)
+    {
+        state
+            .store
+            .set_apple_supervised(session.device_id, supervised)
+            .await?;
+    }
     profiles::apple_checkin::information_into_facts(responses, &mut facts);
     super::checkin::take_facts(state, session, peer, &mut facts, false, now).await
 }
@@ -448,6 +459,51 @@ async fn ask_for_inventory(state: &AppState, device_id: i64) -> FlowResult<()> {
     state.store.queue_command(&command, now, event).await?;
     state.command_board.mark(device_id);
     Ok(())
+}
+
+/// The command as this iPhone can take it: lost mode needs a supervised iPhone, so one that is
+/// not (or has not said) gets a lock with the same message and number, and the lost case's
+/// timeline says so.
+async fn for_this_iphone(
+    state: &AppState,
+    session: &DeviceSession,
+    id: i64,
+    action: &CommandAction,
+    now: chrono::DateTime<chrono::Utc>,
+) -> FlowResult<AppleCommand> {
+    let command = apple_command(state, action);
+    let AppleCommand::LostModeOn {
+        message,
+        phone_number,
+        ..
+    } = &command
+    else {
+        return Ok(command);
+    };
+    let supervised = state
+        .store
+        .apple_device(session.device_id)
+        .await?
+        .and_then(|d| d.supervised);
+    if supervised == Some(true) {
+        return Ok(command);
+    }
+    state
+        .store
+        .note_on_open_case(
+            session.device_id,
+            "locked_instead_of_lost_mode",
+            &serde_json::json!({
+                "command_id": id,
+                "reason": "the iPhone is not supervised, and lost mode needs supervision: it was locked with the same message and number",
+            }),
+            now,
+        )
+        .await?;
+    Ok(AppleCommand::Lock {
+        message: message.clone(),
+        phone_number: phone_number.clone(),
+    })
 }
 
 /// The queue's answer for a connect message; `None` for `Idle`.

@@ -299,6 +299,8 @@ pub struct AppleMdmView {
     pub token_updated_at: Option<DateTime<FixedOffset>>,
     /// When the person removed the MDM profile, if they did.
     pub checked_out_at: Option<DateTime<FixedOffset>>,
+    /// Whether it is supervised (lost mode needs it); unknown until its inventory answer.
+    pub supervised: Option<bool>,
 }
 
 fn certificate_view(state: &AppState, i: DeviceIdentity) -> CertificateView {
@@ -346,6 +348,7 @@ async fn device_identity(
             push_token_present: a.push_token.is_some(),
             token_updated_at: a.token_updated_at.map(|t| state.local(t)),
             checked_out_at: a.checked_out_at.map(|t| state.local(t)),
+            supervised: a.supervised,
         }),
         certificate: live,
         history: identities

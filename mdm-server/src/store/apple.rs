@@ -34,6 +34,8 @@ pub struct AppleDevice {
     pub enrolled_at: DateTime<Utc>,
     pub token_updated_at: Option<DateTime<Utc>>,
     pub checked_out_at: Option<DateTime<Utc>>,
+    /// Whether it is supervised, once its inventory answer said so.
+    pub supervised: Option<bool>,
 }
 
 /// What a `TokenUpdate` brings.
@@ -83,6 +85,8 @@ pub trait AppleStore: Send + Sync {
     /// (the person gave up half-way); returns how many.
     async fn sweep_pending_enrollments(&self, before: DateTime<Utc>) -> StoreResult<u64>;
     async fn apple_device(&self, device_id: i64) -> StoreResult<Option<AppleDevice>>;
+    /// Keeps whether the iPhone is supervised, as its inventory answer says.
+    async fn set_apple_supervised(&self, device_id: i64, supervised: bool) -> StoreResult<()>;
     /// How many iPhones are enrolled through Apple's protocol and not checked out.
     async fn enrolled_apple_devices(&self) -> StoreResult<u64>;
     /// Keeps what a `TokenUpdate` brought.

@@ -136,7 +136,7 @@ impl AppleStore for SqlStore {
             "INSERT INTO apple_devices (device_id, udid, enrolled_at) VALUES ($1, $2, $3) \
              ON CONFLICT (device_id) DO UPDATE SET udid = excluded.udid, \
              enrolled_at = excluded.enrolled_at, topic = NULL, push_token = NULL, \
-             push_magic = NULL, token_updated_at = NULL, checked_out_at = NULL",
+             push_magic = NULL, token_updated_at = NULL, checked_out_at = NULL, supervised = NULL",
         )
         .bind(identity.device_id)
         .bind(udid)
@@ -177,7 +177,7 @@ impl AppleStore for SqlStore {
     async fn apple_device(&self, device_id: i64) -> StoreResult<Option<AppleDevice>> {
         let row = sqlx::query(
             "SELECT device_id, udid, topic, push_token, push_magic, enrolled_at, \
-             token_updated_at, checked_out_at FROM apple_devices WHERE device_id = $1",
+             token_updated_at, checked_out_at, supervised FROM apple_devices WHERE device_id = $1",
         )
         .bind(device_id)
         .fetch_optional(&self.pool)
@@ -195,7 +195,17 @@ impl AppleStore for SqlStore {
             enrolled_at: row.try_get("enrolled_at")?,
             token_updated_at: row.try_get("token_updated_at")?,
             checked_out_at: row.try_get("checked_out_at")?,
+            supervised: row.try_get("supervised")?,
         }))
+    }
+
+    async fn set_apple_supervised(&self, device_id: i64, supervised: bool) -> StoreResult<()> {
+        sqlx::query("UPDATE apple_devices SET supervised = $1 WHERE device_id = $2")
+            .bind(supervised)
+            .bind(device_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn enrolled_apple_devices(&self) -> StoreResult<u64> {

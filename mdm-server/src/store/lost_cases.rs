@@ -115,6 +115,15 @@ pub trait LostCaseStore: Send + Sync {
         now: DateTime<Utc>,
         audit: AuditEvent,
     ) -> StoreResult<Option<i64>>;
+    /// Notes `kind` with `details` on the timeline of the phone's open case, if it has one.
+    /// Whether it was noted.
+    async fn note_on_open_case(
+        &self,
+        device_id: i64,
+        kind: &str,
+        details: &serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
     /// Notes on the timeline of the phone's open case, if it has one, that it checked in
     /// (time and network facts only), at most once per `quiet` period. Whether it was noted.
     async fn note_lost_checkin(

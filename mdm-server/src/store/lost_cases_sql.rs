@@ -524,6 +524,25 @@ impl LostCaseStore for SqlStore {
         Ok(Some(command))
     }
 
+    async fn note_on_open_case(
+        &self,
+        device_id: i64,
+        kind: &str,
+        details: &serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let mut tx = self.write().await?;
+        let case: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM lost_cases WHERE device_id = $1 AND state = 'open'")
+                .bind(device_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(case) = case else { return Ok(false) };
+        event(&mut tx, case, kind, None, details.clone(), now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     async fn note_lost_checkin(
         &self,
         device_id: i64,
