@@ -57,6 +57,72 @@ pub struct Config {
     /// Phone requests, support hours, lost phones.
     #[serde(default)]
     pub leasing: Leasing,
+    /// iPhones: waking them through Apple's push service.
+    #[serde(default)]
+    pub apple: Apple,
+}
+
+/// Waking iPhones through Apple's push service (APNs) with the operator's push certificate.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Apple {
+    /// APNs' address: Apple's production host unless a proxy (or a test's stand-in) is used.
+    pub push_url: String,
+    /// A PEM file of certificate authorities to trust for `push_url` besides the system's (a
+    /// TLS-inspecting proxy, or a test's stand-in).
+    pub push_ca_file: Option<PathBuf>,
+    /// Pushes handed to APNs per second at most (a fan-out to every phone is spread out).
+    pub push_rate_per_second: u32,
+    /// Pushes in flight at once on the one HTTP/2 connection.
+    pub push_concurrency: usize,
+    /// Commands queued for a phone within this many milliseconds share one push.
+    pub push_coalesce_ms: u64,
+    /// A push APNs has not answered within this many seconds has failed (and is tried again).
+    pub push_timeout_seconds: u64,
+    /// Tries per push when APNs is busy or unreachable; the first retry waits
+    /// `push_retry_base_ms`, each further one twice as long.
+    pub push_attempts: u32,
+    pub push_retry_base_ms: u64,
+    /// An iPhone not heard from in this many hours is pushed (once per period) so it connects.
+    pub wake_silent_after_hours: u32,
+}
+
+impl Default for Apple {
+    fn default() -> Self {
+        Apple {
+            push_url: "https://api.push.apple.com".to_string(),
+            push_ca_file: None,
+            push_rate_per_second: 500,
+            push_concurrency: 200,
+            push_coalesce_ms: 250,
+            push_timeout_seconds: 10,
+            push_attempts: 5,
+            push_retry_base_ms: 1000,
+            wake_silent_after_hours: 24,
+        }
+    }
+}
+
+impl Apple {
+    fn check(&self) -> Result<(), String> {
+        let url = url::Url::parse(&self.push_url)
+            .map_err(|e| format!("apple.push_url does not parse: {e}"))?;
+        if url.scheme() != "https" {
+            return Err("apple.push_url: APNs is reached over https only".into());
+        }
+        if self.push_rate_per_second == 0 || self.push_concurrency == 0 || self.push_attempts == 0 {
+            return Err(
+                "apple: push_rate_per_second, push_concurrency and push_attempts must be at least 1"
+                    .into(),
+            );
+        }
+        if self.push_timeout_seconds == 0 || self.wake_silent_after_hours == 0 {
+            return Err(
+                "apple: push_timeout_seconds and wake_silent_after_hours must be at least 1".into(),
+            );
+        }
+        Ok(())
+    }
 }
 
 /// Leasing operations: the deadlines the contracts set and what happens to a lost phone.
@@ -268,6 +334,7 @@ impl Config {
             ConfigError(msgs.join("; "))
         })?;
         config.leasing.check().map_err(ConfigError)?;
+        config.apple.check().map_err(ConfigError)?;
         Ok(config)
     }
 

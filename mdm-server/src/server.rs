@@ -371,7 +371,13 @@ fn spawn_background(
         .command_board
         .clone()
         .run(state.store.clone(), stopped.clone());
+    let pusher = crate::jobs::push::Pusher::new(state);
+    let pushing = stopped.clone();
     Ok(vec![
+        tokio::spawn(async move {
+            pusher.run(pushing).await;
+            Ok(())
+        }),
         tokio::spawn(async move {
             sweeper.run(sweeping).await;
             Ok(())

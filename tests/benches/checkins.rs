@@ -365,6 +365,8 @@ impl Bench {
             "device_listen": format!("127.0.0.1:{device_port}"),
             "data_dir": dir.path(),
             "database_url": database_url,
+            // Pushes never leave loopback (this benchmark does not measure them).
+            "apple": { "push_url": "https://127.0.0.1:9", "push_attempts": 1 },
         })
         .to_string();
         let config = Config::from_overrides(

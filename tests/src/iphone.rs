@@ -82,6 +82,9 @@ pub struct SimulatedIphone {
     pub profile: Option<InstalledProfile>,
     /// The certificate SCEP issued, DER.
     pub identity: Option<Vec<u8>>,
+    /// What its `TokenUpdate` gives the server to push it with.
+    pub push_token: [u8; 32],
+    pub push_magic: String,
     http: Option<reqwest::Client>,
 }
 
@@ -200,8 +203,15 @@ impl SimulatedIphone {
             key,
             profile: None,
             identity: None,
+            push_token: rand::random(),
+            push_magic: format!("{:X}", rand::random::<u64>()),
             http: None,
         }
+    }
+
+    /// Its push token as pushes name it (lower-case hex).
+    pub fn push_token_hex(&self) -> String {
+        self.push_token.iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// Opens the token's address and installs the profile it gets: afterwards the phone trusts
@@ -429,8 +439,8 @@ impl SimulatedIphone {
         let message = to_plist(&CheckinMessage::TokenUpdate(TokenUpdate {
             udid: self.udid.clone(),
             topic: self.installed().topic.clone(),
-            token: vec![0xA5; 32].into(),
-            push_magic: format!("{:X}", rand::random::<u64>()),
+            token: self.push_token.to_vec().into(),
+            push_magic: self.push_magic.clone(),
             awaiting_configuration: Some(false),
         }));
         let url = self.installed().checkin_url.clone();

@@ -10,6 +10,7 @@ use mdm_server::clock::Clock;
 use mdm_server::config::Config;
 use mdm_server::server::{self, RunningServer, StartOptions};
 
+pub mod apns;
 pub mod iphone;
 pub mod sinks;
 
@@ -169,9 +170,15 @@ impl TestApp {
         extra_config: String,
     ) -> TestApp {
         let config_file = dir.path().join("mdm.toml");
+        // Pushes never leave loopback: a server not pointed at a stand-in pushes to a closed port.
+        let apple = if extra_config.contains("[apple]") {
+            ""
+        } else {
+            "[apple]\npush_url = \"https://127.0.0.1:9\"\npush_attempts = 1\n"
+        };
         let toml = format!(
             "listen = \"{listen}\"\ndevice_listen = \"{device_listen}\"\ndata_dir = \"{}\"\n\
-             database_url = \"{}\"\nmax_body_bytes = 65536\n{extra_config}",
+             database_url = \"{}\"\nmax_body_bytes = 65536\n{extra_config}\n{apple}",
             dir.path().display(),
             database_url
         );

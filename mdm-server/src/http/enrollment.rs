@@ -301,6 +301,15 @@ pub struct AppleMdmView {
     pub checked_out_at: Option<DateTime<FixedOffset>>,
     /// Whether it is supervised (lost mode needs it); unknown until its inventory answer.
     pub supervised: Option<bool>,
+    /// Whether a push can wake it: it has a token, is not checked out, and APNs has not
+    /// refused the token. When it cannot, it collects its commands only when it connects by
+    /// itself.
+    pub can_be_woken: bool,
+    /// When APNs last took a push for it.
+    pub pushed_at: Option<DateTime<FixedOffset>>,
+    /// When APNs refused its push token for good, and why (`Unregistered`, `BadDeviceToken`).
+    pub push_token_refused_at: Option<DateTime<FixedOffset>>,
+    pub push_token_refused_reason: Option<String>,
 }
 
 fn certificate_view(state: &AppState, i: DeviceIdentity) -> CertificateView {
@@ -349,6 +358,12 @@ async fn device_identity(
             token_updated_at: a.token_updated_at.map(|t| state.local(t)),
             checked_out_at: a.checked_out_at.map(|t| state.local(t)),
             supervised: a.supervised,
+            can_be_woken: a.push_token.is_some()
+                && a.checked_out_at.is_none()
+                && a.push_dead.is_none(),
+            pushed_at: a.pushed_at.map(|t| state.local(t)),
+            push_token_refused_at: a.push_dead.as_ref().map(|(t, _)| state.local(*t)),
+            push_token_refused_reason: a.push_dead.map(|(_, reason)| reason),
         }),
         certificate: live,
         history: identities

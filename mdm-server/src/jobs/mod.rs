@@ -4,5 +4,6 @@ pub mod commands;
 pub mod compliance;
 pub mod leasing;
 pub mod notices;
+pub mod push;
 
 pub use crate::clock::{repeat, ClockGate};

@@ -1,5 +1,6 @@
 //! The channels notices go out through: e-mail over SMTP, SMS through an HTTP gateway, and a
-//! signed webhook. Each sends one outbox row and says whether it was handed over.
+//! signed webhook. Each sends one outbox row and says whether it was handed over. And Apple's
+//! push service, which wakes iPhones.
 
 use std::time::Duration;
 
@@ -7,6 +8,7 @@ use crate::config::Notifications;
 use crate::domain::maintenance::Channel;
 use crate::store::notices::Delivery;
 
+pub mod apns;
 pub mod email;
 pub mod sms;
 pub mod webhook;

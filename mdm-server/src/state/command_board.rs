@@ -22,12 +22,16 @@ struct Board {
     marked_during_refresh: Vec<i64>,
     /// The board has been read at least once.
     loaded: bool,
+    /// Marked since the pusher last looked: iPhones among them are woken through APNs (phones
+    /// of other kinds are skipped there). A set, so a burst of commands makes one push.
+    to_wake: HashSet<i64>,
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct CommandBoard {
     board: Arc<Mutex<Board>>,
     refreshing: Arc<tokio::sync::Mutex<()>>,
+    woken: Arc<tokio::sync::Notify>,
 }
 
 impl CommandBoard {
@@ -47,6 +51,19 @@ impl CommandBoard {
         let mut board = self.lock();
         board.devices.insert(device_id);
         board.marked_during_refresh.push(device_id);
+        board.to_wake.insert(device_id);
+        drop(board);
+        self.woken.notify_one();
+    }
+
+    /// Waits until a phone has been marked since the last [`CommandBoard::take_wakes`].
+    pub async fn marked(&self) {
+        self.woken.notified().await;
+    }
+
+    /// The phones marked since the last call, to be woken.
+    pub fn take_wakes(&self) -> Vec<i64> {
+        self.lock().to_wake.drain().collect()
     }
 
     /// Reads the board from the database.
@@ -88,5 +105,17 @@ mod tests {
         assert!(!board.may_have(7));
         board.mark(7);
         assert!(board.may_have(7));
+    }
+
+    #[test]
+    fn a_burst_of_marks_for_one_phone_is_one_wake() {
+        let board = CommandBoard::default();
+        board.mark(7);
+        board.mark(7);
+        board.mark(8);
+        let mut wakes = board.take_wakes();
+        wakes.sort_unstable();
+        assert_eq!(wakes, vec![7, 8]);
+        assert!(board.take_wakes().is_empty());
     }
 }

@@ -19,10 +19,16 @@ struct RouteLabels {
     route: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PushLabels {
+    outcome: &'static str,
+}
+
 pub struct Metrics {
     registry: Mutex<Registry>,
     requests: Family<RequestLabels, Counter>,
     durations: Family<RouteLabels, Histogram>,
+    pushes: Family<PushLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -48,10 +54,17 @@ impl Default for Metrics {
             "HTTP request durations by route",
             durations.clone(),
         );
+        let pushes = Family::<PushLabels, Counter>::default();
+        registry.register(
+            "apns_pushes",
+            "Pushes to Apple's push service by outcome (delivered, token_dead, refused, gave_up, no_certificate, certificate_expired)",
+            pushes.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             requests,
             durations,
+            pushes,
         }
     }
 }
@@ -70,6 +83,11 @@ impl Metrics {
                 route: route.to_string(),
             })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts `n` pushes that ended this way.
+    pub fn pushed(&self, outcome: &'static str, n: u64) {
+        self.pushes.get_or_create(&PushLabels { outcome }).inc_by(n);
     }
 
     /// Lends the registry, to render it.

@@ -36,6 +36,21 @@ pub struct AppleDevice {
     pub checked_out_at: Option<DateTime<Utc>>,
     /// Whether it is supervised, once its inventory answer said so.
     pub supervised: Option<bool>,
+    /// When APNs last took a push for it.
+    pub pushed_at: Option<DateTime<Utc>>,
+    /// When APNs said its push token is no longer valid, and APNs' reason: it cannot be woken
+    /// until it sends a new token.
+    pub push_dead: Option<(DateTime<Utc>, String)>,
+}
+
+/// Where a push for an iPhone goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushTarget {
+    pub device_id: i64,
+    /// The APNs device token, lower-case hex as it goes in the push's path.
+    pub push_token: String,
+    pub push_magic: String,
+    pub topic: String,
 }
 
 /// What a `TokenUpdate` brings.
@@ -89,7 +104,28 @@ pub trait AppleStore: Send + Sync {
     async fn set_apple_supervised(&self, device_id: i64, supervised: bool) -> StoreResult<()>;
     /// How many iPhones are enrolled through Apple's protocol and not checked out.
     async fn enrolled_apple_devices(&self) -> StoreResult<u64>;
-    /// Keeps what a `TokenUpdate` brought.
+    /// Where to push the phones among `device_ids` that can be woken: enrolled through Apple's
+    /// protocol, not checked out, with a token APNs has not refused.
+    async fn push_targets(&self, device_ids: &[i64]) -> StoreResult<Vec<PushTarget>>;
+    /// iPhones that can be woken, not heard from since `silent_since` and not pushed since then
+    /// either; at most `limit`.
+    async fn silent_apple_devices(
+        &self,
+        silent_since: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<Vec<i64>>;
+    /// APNs took a push for each of these phones at `now`.
+    async fn note_pushed(&self, device_ids: &[i64], now: DateTime<Utc>) -> StoreResult<()>;
+    /// APNs refused the phone's token for good; ignored if the phone has since sent another
+    /// token. Whether it was marked.
+    async fn mark_push_token_dead(
+        &self,
+        device_id: i64,
+        push_token: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// Keeps what a `TokenUpdate` brought (a new token is live again).
     async fn update_apple_push(
         &self,
         device_id: i64,

@@ -136,7 +136,8 @@ impl AppleStore for SqlStore {
             "INSERT INTO apple_devices (device_id, udid, enrolled_at) VALUES ($1, $2, $3) \
              ON CONFLICT (device_id) DO UPDATE SET udid = excluded.udid, \
              enrolled_at = excluded.enrolled_at, topic = NULL, push_token = NULL, \
-             push_magic = NULL, token_updated_at = NULL, checked_out_at = NULL, supervised = NULL",
+             push_magic = NULL, token_updated_at = NULL, checked_out_at = NULL, supervised = NULL, \
+             pushed_at = NULL, push_dead_at = NULL, push_dead_reason = NULL",
         )
         .bind(identity.device_id)
         .bind(udid)
@@ -177,7 +178,8 @@ impl AppleStore for SqlStore {
     async fn apple_device(&self, device_id: i64) -> StoreResult<Option<AppleDevice>> {
         let row = sqlx::query(
             "SELECT device_id, udid, topic, push_token, push_magic, enrolled_at, \
-             token_updated_at, checked_out_at, supervised FROM apple_devices WHERE device_id = $1",
+             token_updated_at, checked_out_at, supervised, pushed_at, push_dead_at, \
+             push_dead_reason FROM apple_devices WHERE device_id = $1",
         )
         .bind(device_id)
         .fetch_optional(&self.pool)
@@ -186,6 +188,8 @@ impl AppleStore for SqlStore {
             return Ok(None);
         };
         let push_token: Option<String> = row.try_get("push_token")?;
+        let dead_at: Option<DateTime<Utc>> = row.try_get("push_dead_at")?;
+        let dead_reason: Option<String> = row.try_get("push_dead_reason")?;
         Ok(Some(AppleDevice {
             device_id: row.try_get("device_id")?,
             udid: row.try_get("udid")?,
@@ -196,6 +200,8 @@ impl AppleStore for SqlStore {
             token_updated_at: row.try_get("token_updated_at")?,
             checked_out_at: row.try_get("checked_out_at")?,
             supervised: row.try_get("supervised")?,
+            pushed_at: row.try_get("pushed_at")?,
+            push_dead: dead_at.map(|at| (at, dead_reason.unwrap_or_default())),
         }))
     }
 
@@ -216,6 +222,84 @@ impl AppleStore for SqlStore {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
+    async fn push_targets(&self, device_ids: &[i64]) -> StoreResult<Vec<PushTarget>> {
+        let mut targets = Vec::new();
+        for chunk in device_ids.chunks(500) {
+            let mut q = sqlx::QueryBuilder::<Db>::new(
+                "SELECT device_id, push_token, push_magic, topic FROM apple_devices \
+                 WHERE push_token IS NOT NULL AND push_magic IS NOT NULL AND topic IS NOT NULL \
+                 AND push_dead_at IS NULL AND checked_out_at IS NULL AND device_id IN (",
+            );
+            let mut ids = q.separated(", ");
+            for id in chunk {
+                ids.push_bind(*id);
+            }
+            q.push(")");
+            for row in q.build().fetch_all(&self.pool).await? {
+                targets.push(PushTarget {
+                    device_id: row.try_get("device_id")?,
+                    push_token: row.try_get("push_token")?,
+                    push_magic: row.try_get("push_magic")?,
+                    topic: row.try_get("topic")?,
+                });
+            }
+        }
+        Ok(targets)
+    }
+
+    async fn silent_apple_devices(
+        &self,
+        silent_since: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<Vec<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT a.device_id FROM apple_devices a \
+             LEFT JOIN device_checkins c ON c.device_id = a.device_id \
+             WHERE a.push_token IS NOT NULL AND a.push_dead_at IS NULL \
+             AND a.checked_out_at IS NULL AND (c.at IS NULL OR c.at < $1) \
+             AND (a.pushed_at IS NULL OR a.pushed_at < $1) ORDER BY a.device_id LIMIT $2",
+        )
+        .bind(silent_since)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn note_pushed(&self, device_ids: &[i64], now: DateTime<Utc>) -> StoreResult<()> {
+        for chunk in device_ids.chunks(500) {
+            let mut q = sqlx::QueryBuilder::<Db>::new("UPDATE apple_devices SET pushed_at = ");
+            q.push_bind(now).push(" WHERE device_id IN (");
+            let mut ids = q.separated(", ");
+            for id in chunk {
+                ids.push_bind(*id);
+            }
+            q.push(")");
+            q.build().execute(&self.pool).await?;
+        }
+        Ok(())
+    }
+
+    async fn mark_push_token_dead(
+        &self,
+        device_id: i64,
+        push_token: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        Ok(sqlx::query(
+            "UPDATE apple_devices SET push_dead_at = $1, push_dead_reason = $2 \
+             WHERE device_id = $3 AND push_token = $4 AND push_dead_at IS NULL",
+        )
+        .bind(now)
+        .bind(reason)
+        .bind(device_id)
+        .bind(push_token)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            > 0)
+    }
+
     async fn update_apple_push(
         &self,
         device_id: i64,
@@ -225,7 +309,8 @@ impl AppleStore for SqlStore {
         let mut tx = self.write().await?;
         let changed = sqlx::query(
             "UPDATE apple_devices SET topic = $1, push_token = $2, push_magic = $3, \
-             token_updated_at = $4 WHERE device_id = $5",
+             token_updated_at = $4, push_dead_at = NULL, push_dead_reason = NULL \
+             WHERE device_id = $5",
         )
         .bind(&push.topic)
         .bind(hex::encode(&push.push_token))

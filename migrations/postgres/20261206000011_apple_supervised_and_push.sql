@@ -1,0 +1,9 @@
+-- From DeviceInformation's IsSupervised; unknown (NULL) until the phone answers. Lost mode needs
+-- supervision: an unsupervised phone gets a lock with the same message and number instead.
+ALTER TABLE apple_devices ADD COLUMN supervised BOOLEAN;
+-- When APNs last took a push for the phone (a silent phone is woken once per period).
+ALTER TABLE apple_devices ADD COLUMN pushed_at TIMESTAMPTZ;
+-- APNs said the push token is no longer valid (410 Unregistered, BadDeviceToken): the phone
+-- cannot be woken until it sends a new token.
+ALTER TABLE apple_devices ADD COLUMN push_dead_at TIMESTAMPTZ;
+ALTER TABLE apple_devices ADD COLUMN push_dead_reason TEXT;

@@ -1,0 +1,294 @@
+//! Waking iPhones through Apple's push service, against a stand-in that speaks APNs' HTTP/2
+//! wire format over TLS with the push certificate as client certificate: a command is followed
+//! by one push per phone however many commands a burst holds, APNs' answers are acted on (a
+//! dead token, tries again while busy, a refusal not tried again), and nothing is pushed with a
+//! push certificate that has run out, while the commands wait for the phone. Both backends.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use mdm_tests::apns::{Answer, ApnsStandIn};
+use mdm_tests::iphone::{push_certificate, SimulatedIphone};
+use mdm_tests::{backend_tests, imei, Backend, Fleet};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+backend_tests!(
+    a_burst_of_commands_is_one_push_over_one_connection_with_apns_headers_and_the_iphone_collects_every_command,
+    apns_busy_answers_are_tried_again_a_refusal_is_not_and_unregistered_marks_the_token_dead_until_the_next_token_update,
+    with_the_push_certificate_run_out_nothing_is_pushed_and_the_commands_wait_for_the_phone,
+);
+
+const TOPIC: &str = "com.apple.mgmt.External.0a6b1c5e-7d2f-4e8a-9b3c-4d5e6f708192";
+
+/// A fleet whose server pushes to a stand-in that accepts exactly this push certificate.
+struct Pushed {
+    kit: Fleet,
+    apns: ApnsStandIn,
+}
+
+async fn pushed_fleet(backend: Backend, certificate_days: i64) -> Pushed {
+    let (certificate_pem, key_pem) = push_certificate(TOPIC, certificate_days);
+    let apns = ApnsStandIn::start(&certificate_pem, TOPIC).await;
+    let kit = Fleet::start(backend, &apns.config(), &Utc::now().to_rfc3339()).await;
+    kit.app
+        .request(
+            Method::PUT,
+            "/api/v1/push-certificate",
+            Some(&kit.admin),
+            Some(json!({ "certificate_pem": certificate_pem, "key_pem": key_pem })),
+        )
+        .await
+        .expect(StatusCode::OK);
+    Pushed { kit, apns }
+}
+
+/// A registered, enrolled iPhone whose enrollment's push (for the inventory query) has come and
+/// gone.
+async fn enrolled(p: &Pushed, serial: &str, n: u32) -> (i64, SimulatedIphone) {
+    let kit = &p.kit;
+    let id = kit
+        .app
+        .register_device(&kit.admin, serial, &imei(n), Some(kit.provider_a))
+        .await;
+    let token = kit
+        .app
+        .post(
+            "/api/v1/enrollment-tokens",
+            &kit.admin,
+            json!({ "device_id": id, "channel": "apple_mdm" }),
+        )
+        .await;
+    token.expect(StatusCode::CREATED);
+    let mut phone = SimulatedIphone::new(serial, Some(&imei(n)));
+    phone
+        .enroll(token.body["token"].as_str().expect("token"))
+        .await;
+    quiet().await;
+    (id, phone)
+}
+
+/// Longer than the server's coalescing wait and a round of pushes.
+async fn quiet() {
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+}
+
+async fn queue(kit: &Fleet, device: i64, body: Value) -> i64 {
+    let r = kit
+        .app
+        .post(
+            &format!("/api/v1/devices/{device}/commands"),
+            &kit.admin,
+            body,
+        )
+        .await;
+    r.expect(StatusCode::CREATED);
+    r.body["id"].as_i64().expect("id")
+}
+
+async fn apple_mdm(kit: &Fleet, device: i64) -> Value {
+    let r = kit
+        .app
+        .get(&format!("/api/v1/devices/{device}/identity"), &kit.admin)
+        .await;
+    r.expect(StatusCode::OK);
+    r.body["apple_mdm"].clone()
+}
+
+async fn command_state(kit: &Fleet, id: i64) -> String {
+    let r = kit
+        .app
+        .get(&format!("/api/v1/commands/{id}"), &kit.admin)
+        .await;
+    r.expect(StatusCode::OK);
+    r.body["state"].as_str().expect("state").to_string()
+}
+
+async fn a_burst_of_commands_is_one_push_over_one_connection_with_apns_headers_and_the_iphone_collects_every_command(
+    backend: Backend,
+) {
+    let p = pushed_fleet(backend, 365).await;
+    let (device, phone) = enrolled(&p, "F2LXK0PUSH01", 1).await;
+    let token = phone.push_token_hex();
+    let before = p.apns.received_for(&token).len();
+
+    let commands = [
+        queue(
+            &p.kit,
+            device,
+            json!({ "kind": "lock", "message": "Ring IT-supporten" }),
+        )
+        .await,
+        queue(&p.kit, device, json!({ "kind": "refresh_information" })).await,
+        queue(&p.kit, device, json!({ "kind": "restart" })).await,
+    ];
+    let pushes = p.apns.wait_for(&token, before + 1).await;
+    quiet().await;
+    assert_eq!(
+        p.apns.received_for(&token).len(),
+        before + 1,
+        "one push for the burst"
+    );
+
+    let push = pushes.last().expect("a push");
+    assert_eq!(push.answered, 200);
+    assert_eq!(push.headers["apns-topic"], TOPIC);
+    assert_eq!(push.headers["apns-push-type"], "mdm");
+    assert_eq!(push.headers["apns-priority"], "10");
+    let expires: i64 = push.headers["apns-expiration"].parse().expect("unix time");
+    assert!(expires > p.kit.app.clock.now().timestamp());
+    assert_eq!(push.body, json!({ "mdm": phone.push_magic }));
+    assert_eq!(
+        p.apns.connections(),
+        1,
+        "every push on one multiplexed connection"
+    );
+    let seen = apple_mdm(&p.kit, device).await;
+    assert_eq!(seen["can_be_woken"], true);
+    assert!(seen["pushed_at"].is_string(), "{seen}");
+
+    // The push said "connect": the phone collects the three commands in the queue's order.
+    let mut given = Vec::new();
+    let mut next = phone.next_command().await.1;
+    while let Some(command) = next {
+        given.push(command.request_type.clone());
+        next = if command.request_type == "DeviceInformation" {
+            phone.answer_information(&command.uuid).await.1
+        } else {
+            phone.answer(&command.uuid, "Acknowledged", None).await.1
+        };
+    }
+    assert_eq!(given, ["DeviceLock", "DeviceInformation", "RestartDevice"]);
+    for id in commands {
+        assert_eq!(command_state(&p.kit, id).await, "acknowledged");
+    }
+
+    // The stand-in takes only the push certificate: a client without it is turned away.
+    let stranger = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(p.apns.ca_pem.as_bytes()).expect("ca"))
+        .http2_prior_knowledge()
+        .build()
+        .expect("client");
+    assert!(stranger
+        .post(format!("{}/3/device/{token}", p.apns.url))
+        .send()
+        .await
+        .is_err());
+}
+
+async fn apns_busy_answers_are_tried_again_a_refusal_is_not_and_unregistered_marks_the_token_dead_until_the_next_token_update(
+    backend: Backend,
+) {
+    let p = pushed_fleet(backend, 365).await;
+    let (busy_id, busy) = enrolled(&p, "F2LXK0BUSY01", 1).await;
+    let (slow_id, slow) = enrolled(&p, "F2LXK0SLOW01", 2).await;
+    let (refused_id, refused) = enrolled(&p, "F2LXK0REFU01", 3).await;
+    let (gone_id, gone) = enrolled(&p, "F2LXK0GONE01", 4).await;
+    let before = |phone: &SimulatedIphone| p.apns.received_for(&phone.push_token_hex()).len();
+    let (b_busy, b_slow, b_refused, b_gone) = (
+        before(&busy),
+        before(&slow),
+        before(&refused),
+        before(&gone),
+    );
+
+    p.apns.script(
+        &busy.push_token_hex(),
+        [
+            Answer::Status(500, "InternalServerError"),
+            Answer::Status(429, "TooManyRequests"),
+            Answer::Status(503, "ServiceUnavailable"),
+        ],
+    );
+    p.apns.script(&slow.push_token_hex(), [Answer::Hang]);
+    p.apns.script(
+        &refused.push_token_hex(),
+        [Answer::Status(403, "BadCertificate")],
+    );
+    p.apns.script(
+        &gone.push_token_hex(),
+        [Answer::Status(410, "Unregistered")],
+    );
+    for device in [busy_id, slow_id, refused_id, gone_id] {
+        queue(&p.kit, device, json!({ "kind": "restart" })).await;
+    }
+
+    // Busy three times, then taken: four tries, the last answered 200.
+    let tries = p.apns.wait_for(&busy.push_token_hex(), b_busy + 4).await;
+    assert_eq!(
+        tries[b_busy..]
+            .iter()
+            .map(|t| t.answered)
+            .collect::<Vec<_>>(),
+        [500, 429, 503, 200]
+    );
+    // No answer in time: tried again, and taken.
+    let tries = p.apns.wait_for(&slow.push_token_hex(), b_slow + 2).await;
+    assert_eq!(tries.last().expect("a try").answered, 200);
+    quiet().await;
+    // A refusal another try will not fix is not tried again.
+    assert_eq!(
+        p.apns.received_for(&refused.push_token_hex()).len(),
+        b_refused + 1
+    );
+    assert_eq!(apple_mdm(&p.kit, refused_id).await["can_be_woken"], true);
+
+    // Unregistered: the token is dead, the device view says the phone cannot be woken, and
+    // further commands are not pushed but wait in the queue.
+    assert_eq!(
+        p.apns.received_for(&gone.push_token_hex()).len(),
+        b_gone + 1
+    );
+    let seen = apple_mdm(&p.kit, gone_id).await;
+    assert_eq!(seen["can_be_woken"], false, "{seen}");
+    assert_eq!(seen["push_token_refused_reason"], "Unregistered");
+    let waiting = queue(&p.kit, gone_id, json!({ "kind": "lock" })).await;
+    quiet().await;
+    assert_eq!(
+        p.apns.received_for(&gone.push_token_hex()).len(),
+        b_gone + 1
+    );
+    assert_eq!(command_state(&p.kit, waiting).await, "queued");
+
+    // Its next TokenUpdate makes it reachable again.
+    let (status, body) = gone.token_update().await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let seen = apple_mdm(&p.kit, gone_id).await;
+    assert_eq!(seen["can_be_woken"], true, "{seen}");
+    assert!(seen["push_token_refused_reason"].is_null());
+    queue(&p.kit, gone_id, json!({ "kind": "refresh_information" })).await;
+    p.apns.wait_for(&gone.push_token_hex(), b_gone + 2).await;
+}
+
+async fn with_the_push_certificate_run_out_nothing_is_pushed_and_the_commands_wait_for_the_phone(
+    backend: Backend,
+) {
+    let p = pushed_fleet(backend, 30).await;
+    let (device, phone) = enrolled(&p, "F2LXK0EXPD01", 1).await;
+    let token = phone.push_token_hex();
+    let before = p.apns.received_for(&token).len();
+    p.kit.app.clock.advance(chrono::Duration::days(31));
+
+    let lock = queue(&p.kit, device, json!({ "kind": "lock" })).await;
+    quiet().await;
+    assert_eq!(p.apns.received_for(&token).len(), before, "no push");
+    let metrics = p
+        .kit
+        .app
+        .http
+        .get(format!("{}/metrics", p.kit.app.base))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("mdm_apns_pushes_total{outcome=\"certificate_expired\"} 1"),
+        "{metrics}"
+    );
+    assert_eq!(command_state(&p.kit, lock).await, "queued");
+    // The phone connects by itself and gets the lock all the same.
+    let given = phone.next_command().await.1.expect("the lock");
+    assert_eq!(given.request_type, "DeviceLock");
+}
