@@ -72,7 +72,7 @@ impl DeviceDescription {
             storage_free_bytes: self.storage_free_bytes,
             storage_total_bytes: self.storage_total_bytes,
             installed_apps: self.apps.clone(),
-            pin: self.pin,
+            pin: self.pin.clone(),
             disk_encrypted: self.disk_encrypted,
             mobile_data_bytes_this_month: self.mobile_data_bytes_this_month,
             agent_version: AGENT_VERSION.to_string(),

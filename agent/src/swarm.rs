@@ -70,6 +70,7 @@ pub fn simulated_facts(serial: &str, imei: &str, platform: &str, model: &str) ->
             set: true,
             length: Some(6),
             numeric: Some(true),
+            by_profile: None,
         },
         disk_encrypted: true,
         mobile_data_bytes_this_month: Some(1_500_000_000),

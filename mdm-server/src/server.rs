@@ -88,6 +88,7 @@ pub async fn build_state_for(
         notice_wake: Default::default(),
         policy_board,
         command_board,
+        profile_ledger: Default::default(),
         store,
     })
 }

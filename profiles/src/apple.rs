@@ -115,6 +115,31 @@ pub fn configuration_profile(policy: &EffectivePolicy, id: ProfileIdentity<'_>) 
     )
 }
 
+/// The identifier of the standard profile every managed iPhone carries: a new version
+/// replaces the old one, and `ProfileList` finds it by this.
+pub const STANDARD_PROFILE: &str = "se.kommun.mdm.standard";
+
+/// The standard profile of `policy` for the operator `organisation`: what the API serves and
+/// what `InstallProfile` sends. Its `PayloadUUID` changes with its content.
+pub fn standard_profile(policy: &EffectivePolicy, organisation: &str) -> Dictionary {
+    configuration_profile(
+        policy,
+        ProfileIdentity {
+            identifier: STANDARD_PROFILE,
+            organisation,
+            display_name: "Tjänstetelefon",
+        },
+    )
+}
+
+/// A profile's `PayloadUUID`.
+pub fn profile_uuid(profile: &Dictionary) -> &str {
+    profile
+        .get("PayloadUUID")
+        .and_then(Value::as_string)
+        .unwrap_or_default()
+}
+
 /// What an iPhone's enrollment profile carries: the root it must trust, where and how it gets
 /// its identity by SCEP, and where its MDM check-ins go.
 #[derive(Debug, Clone, Copy)]

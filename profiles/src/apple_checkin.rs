@@ -84,6 +84,77 @@ pub struct ConnectMessage {
     /// A `DeviceInformation` answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query_responses: Option<plist::Dictionary>,
+    /// A `SecurityInfo` answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_info: Option<plist::Dictionary>,
+    /// A `ProfileList` answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile_list: Option<Vec<plist::Dictionary>>,
+    /// An `InstalledApplicationList` answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installed_application_list: Option<Vec<plist::Dictionary>>,
+}
+
+/// Folds a `SecurityInfo` answer into the facts: whether a passcode is set and meets the
+/// installed profiles (Apple reports neither its length nor its kind), and data protection,
+/// which needs a passcode and both block- and file-level hardware encryption
+/// (`HardwareEncryptionCaps` 3).
+pub fn security_into_facts(info: &plist::Dictionary, facts: &mut DeviceFacts) {
+    let flag = |key: &str| info.get(key).and_then(plist::Value::as_boolean);
+    let present = flag("PasscodePresent").unwrap_or(false);
+    facts.pin.set = present;
+    facts.pin.length = None;
+    facts.pin.numeric = None;
+    facts
+        .pin
+        .by_profile
+        .get_or_insert_with(Default::default)
+        .compliant_with_profiles = flag("PasscodeCompliantWithProfiles");
+    let caps = info
+        .get("HardwareEncryptionCaps")
+        .and_then(plist::Value::as_signed_integer);
+    facts.disk_encrypted = present && caps == Some(3);
+}
+
+/// Folds a `ProfileList` answer into the facts: the `PayloadUUID` of the standard profile the
+/// phone has installed, if it has it.
+pub fn profiles_into_facts(list: &[plist::Dictionary], facts: &mut DeviceFacts) {
+    let installed = list
+        .iter()
+        .find(|p| {
+            p.get("PayloadIdentifier").and_then(plist::Value::as_string)
+                == Some(crate::apple::STANDARD_PROFILE)
+        })
+        .and_then(|p| p.get("PayloadUUID").and_then(plist::Value::as_string))
+        .map(str::to_string);
+    facts
+        .pin
+        .by_profile
+        .get_or_insert_with(Default::default)
+        .installed_profile = installed;
+}
+
+/// Folds an `InstalledApplicationList` answer into the facts: each app's bundle id and its
+/// version as people know it (`ShortVersion`, else the build `Version`).
+pub fn apps_into_facts(list: &[plist::Dictionary], facts: &mut DeviceFacts) {
+    let text = |app: &plist::Dictionary, key: &str| {
+        app.get(key)
+            .and_then(plist::Value::as_string)
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+    };
+    facts.installed_apps = list
+        .iter()
+        .filter_map(|app| {
+            Some(agent_protocol::InstalledApp {
+                id: text(app, "Identifier")?,
+                version: text(app, "ShortVersion")
+                    .or_else(|| text(app, "Version"))
+                    .unwrap_or_default(),
+            })
+        })
+        .collect();
 }
 
 /// Folds an iPhone's `DeviceInformation` answer (`QueryResponses`) into the facts the server
@@ -293,6 +364,63 @@ mod tests {
         assert_eq!(facts.battery_percent, Some(87));
         assert_eq!(facts.storage_free_bytes, Some(41_500_000_000));
         assert_eq!(facts.storage_total_bytes, Some(64_000_000_000));
+    }
+
+    #[test]
+    fn security_profile_and_app_answers_become_passcode_evidence_encryption_and_apps() {
+        let text = r#"<?xml version="1.0" encoding="UTF-8"?>
+<plist version="1.0"><dict>
+<key>UDID</key><string>X</string><key>Status</key><string>Acknowledged</string>
+<key>CommandUUID</key><string>7.security</string>
+<key>SecurityInfo</key><dict>
+<key>HardwareEncryptionCaps</key><integer>3</integer><key>PasscodePresent</key><true/>
+<key>PasscodeCompliant</key><true/><key>PasscodeCompliantWithProfiles</key><false/>
+</dict>
+<key>ProfileList</key><array>
+<dict><key>PayloadIdentifier</key><string>com.example.wifi</string><key>PayloadUUID</key><string>W</string></dict>
+<dict><key>PayloadIdentifier</key><string>se.kommun.mdm.standard</string><key>PayloadUUID</key><string>S</string></dict>
+</array>
+<key>InstalledApplicationList</key><array>
+<dict><key>Identifier</key><string>se.phoniro.ios</string><key>ShortVersion</key><string>5.3.1</string><key>Version</key><string>531</string></dict>
+<dict><key>Identifier</key><string>se.kommun.build</string><key>Version</key><string>17</string></dict>
+<dict><key>Name</key><string>No identifier</string></dict>
+</array>
+</dict></plist>"#;
+        let answer: ConnectMessage = read_plist(text.as_bytes()).expect("answer");
+        let mut facts: DeviceFacts = serde_json::from_value(serde_json::json!({
+            "platform": "ios", "model": "iPhone", "os_version": "18.1", "serial": "F2LXK0ABHG7F",
+            "imei": "350000000000015", "iccid": null, "phone_number": null, "battery_percent": null,
+            "storage_free_bytes": null, "storage_total_bytes": null, "mobile_data_bytes_this_month": null,
+            "agent_version": ""
+        }))
+        .expect("facts");
+        security_into_facts(answer.security_info.as_ref().expect("info"), &mut facts);
+        profiles_into_facts(answer.profile_list.as_deref().expect("list"), &mut facts);
+        apps_into_facts(
+            answer.installed_application_list.as_deref().expect("apps"),
+            &mut facts,
+        );
+        assert!(facts.pin.set && facts.disk_encrypted);
+        assert_eq!(facts.pin.length, None, "Apple does not say");
+        let evidence = facts.pin.by_profile.clone().expect("evidence");
+        assert_eq!(evidence.installed_profile.as_deref(), Some("S"));
+        assert_eq!(evidence.compliant_with_profiles, Some(false));
+        let apps: Vec<(&str, &str)> = facts
+            .installed_apps
+            .iter()
+            .map(|a| (a.id.as_str(), a.version.as_str()))
+            .collect();
+        assert_eq!(
+            apps,
+            [("se.phoniro.ios", "5.3.1"), ("se.kommun.build", "17")]
+        );
+
+        // Without a passcode there is no data protection, whatever the hardware.
+        let mut bare = plist::Dictionary::new();
+        bare.insert("HardwareEncryptionCaps".into(), 3.into());
+        bare.insert("PasscodePresent".into(), false.into());
+        security_into_facts(&bare, &mut facts);
+        assert!(!facts.pin.set && !facts.disk_encrypted);
     }
 
     #[test]

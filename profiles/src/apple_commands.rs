@@ -37,6 +37,15 @@ pub enum AppleCommand {
     RefreshInformation,
     /// `RestartDevice`.
     Restart,
+    /// `SecurityInfo`: whether a passcode is set and meets the installed profiles, and the
+    /// hardware encryption.
+    SecurityInfo,
+    /// `ProfileList` of the profiles this server installed.
+    ProfileList,
+    /// `InstalledApplicationList`.
+    InstalledApplicationList,
+    /// `InstallProfile` of a signed configuration profile (`.mobileconfig` bytes).
+    InstallProfile { payload: Vec<u8> },
 }
 
 /// How `InstallApplication` names an App Store app.
@@ -84,6 +93,10 @@ impl AppleCommand {
             AppleCommand::RemoveApp { .. } => "RemoveApplication",
             AppleCommand::RefreshInformation => "DeviceInformation",
             AppleCommand::Restart => "RestartDevice",
+            AppleCommand::SecurityInfo => "SecurityInfo",
+            AppleCommand::ProfileList => "ProfileList",
+            AppleCommand::InstalledApplicationList => "InstalledApplicationList",
+            AppleCommand::InstallProfile { .. } => "InstallProfile",
         }
     }
 
@@ -149,7 +162,16 @@ impl AppleCommand {
                     ),
                 );
             }
-            AppleCommand::LostModeOff | AppleCommand::Restart => {}
+            AppleCommand::ProfileList => {
+                d.insert("ManagedOnly".into(), Value::Boolean(true));
+            }
+            AppleCommand::InstallProfile { payload } => {
+                d.insert("Payload".into(), Value::Data(payload.clone()));
+            }
+            AppleCommand::LostModeOff
+            | AppleCommand::Restart
+            | AppleCommand::SecurityInfo
+            | AppleCommand::InstalledApplicationList => {}
         }
         d
     }

@@ -231,6 +231,18 @@ fn every_key_of_every_command_is_in_apples_command_schemas_with_its_type() {
         ),
         ("information.device.yaml", AppleCommand::RefreshInformation),
         ("device.restart.yaml", AppleCommand::Restart),
+        ("information.security.yaml", AppleCommand::SecurityInfo),
+        ("profile.list.yaml", AppleCommand::ProfileList),
+        (
+            "application.installed.list.yaml",
+            AppleCommand::InstalledApplicationList,
+        ),
+        (
+            "profile.install.yaml",
+            AppleCommand::InstallProfile {
+                payload: b"<signed profile>".to_vec(),
+            },
+        ),
     ];
     for (file, command) in commands {
         let schema = schema(&format!("commands/{file}"));

@@ -375,3 +375,54 @@ async fn answer(shared: &Shared, request: Request<hyper::body::Incoming>) -> Res
     }
     reply(status, reason)
 }
+
+/// The push topic of the tests' push certificate.
+pub const TOPIC: &str = "com.apple.mgmt.External.0a6b1c5e-7d2f-4e8a-9b3c-4d5e6f708192";
+
+/// A fleet whose server pushes to a stand-in that accepts exactly this push certificate.
+#[derive(Debug)]
+pub struct Pushed {
+    pub kit: crate::Fleet,
+    pub apns: ApnsStandIn,
+}
+
+pub async fn pushed_fleet(backend: crate::Backend, certificate_days: i64) -> Pushed {
+    let (certificate_pem, key_pem) = crate::iphone::push_certificate(TOPIC, certificate_days);
+    let apns = ApnsStandIn::start(&certificate_pem, TOPIC).await;
+    let kit = crate::Fleet::start(backend, &apns.config(), &chrono::Utc::now().to_rfc3339()).await;
+    kit.app
+        .request(
+            reqwest::Method::PUT,
+            "/api/v1/push-certificate",
+            Some(&kit.admin),
+            Some(serde_json::json!({ "certificate_pem": certificate_pem, "key_pem": key_pem })),
+        )
+        .await
+        .expect(reqwest::StatusCode::OK);
+    Pushed { kit, apns }
+}
+
+/// A registered, enrolled iPhone whose enrollment's push (for the inventory query) has come and
+/// gone.
+pub async fn enrolled(p: &Pushed, serial: &str, n: u32) -> (i64, crate::iphone::SimulatedIphone) {
+    let kit = &p.kit;
+    let id = kit
+        .app
+        .register_device(&kit.admin, serial, &crate::imei(n), Some(kit.provider_a))
+        .await;
+    let token = kit
+        .app
+        .post(
+            "/api/v1/enrollment-tokens",
+            &kit.admin,
+            serde_json::json!({ "device_id": id, "channel": "apple_mdm" }),
+        )
+        .await;
+    token.expect(reqwest::StatusCode::CREATED);
+    let mut phone = crate::iphone::SimulatedIphone::new(serial, Some(&crate::imei(n)));
+    phone
+        .enroll(token.body["token"].as_str().expect("token"))
+        .await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    (id, phone)
+}

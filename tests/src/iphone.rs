@@ -85,6 +85,14 @@ pub struct SimulatedIphone {
     /// What its `TokenUpdate` gives the server to push it with.
     pub push_token: [u8; 32],
     pub push_magic: String,
+    /// The passcode the person set, if any (iOS tells a server only whether it meets the
+    /// installed profiles).
+    pub passcode: Option<String>,
+    /// Configuration profiles installed through MDM: identifier, `PayloadUUID`, and the
+    /// passcode's least length the profile requires.
+    pub profiles: Vec<(String, String, Option<u64>)>,
+    /// Installed apps: bundle id and version.
+    pub apps: Vec<(String, String)>,
     http: Option<reqwest::Client>,
 }
 
@@ -205,6 +213,9 @@ impl SimulatedIphone {
             identity: None,
             push_token: rand::random(),
             push_magic: format!("{:X}", rand::random::<u64>()),
+            passcode: Some("482915".into()),
+            profiles: Vec::new(),
+            apps: Vec::new(),
             http: None,
         }
     }
@@ -471,25 +482,146 @@ impl SimulatedIphone {
         status: &str,
         description: Option<&str>,
     ) -> (StatusCode, Option<ReceivedCommand>) {
-        let mut message = Dictionary::new();
-        message.insert("UDID".into(), self.udid.clone().into());
-        message.insert("Status".into(), status.into());
-        message.insert("CommandUUID".into(), uuid.into());
+        let mut extra = Dictionary::new();
         if let Some(text) = description {
             let mut link = Dictionary::new();
             link.insert("ErrorCode".into(), 12021.into());
             link.insert("ErrorDomain".into(), "MCMDMErrorDomain".into());
             link.insert("USEnglishDescription".into(), text.into());
-            message.insert(
+            extra.insert(
                 "ErrorChain".into(),
                 Value::Array(vec![Value::Dictionary(link)]),
             );
         }
+        self.respond(uuid, status, extra).await
+    }
+
+    /// PUTs an answer to command `uuid` with these keys besides `UDID`, `Status` and
+    /// `CommandUUID`; returns the server's status and the next command, if any.
+    pub async fn respond(
+        &self,
+        uuid: &str,
+        status: &str,
+        extra: Dictionary,
+    ) -> (StatusCode, Option<ReceivedCommand>) {
+        let mut message = extra;
+        message.insert("UDID".into(), self.udid.clone().into());
+        message.insert("Status".into(), status.into());
+        message.insert("CommandUUID".into(), uuid.into());
         let mut body = Vec::new();
         plist::to_writer_xml(&mut body, &Value::Dictionary(message)).expect("plist");
         let url = self.installed().server_url.clone();
         let (status, text) = self.put_signed(&url, body).await;
         (status, ReceivedCommand::read(status, &text))
+    }
+
+    /// Whether the passcode meets every installed profile, as iOS works it out.
+    pub fn passcode_meets_profiles(&self) -> bool {
+        let least = self.profiles.iter().filter_map(|(_, _, l)| *l).max();
+        match (&self.passcode, least) {
+            (_, None) => true,
+            (None, Some(_)) => false,
+            (Some(code), Some(least)) => code.chars().count() as u64 >= least,
+        }
+    }
+
+    /// Answers `command` as an iPhone does: installs a profile (checking its signature), tells
+    /// its security, profiles, apps and inventory, and acknowledges the rest; returns the next
+    /// command, if any.
+    pub async fn carry_out(
+        &mut self,
+        command: &ReceivedCommand,
+    ) -> (StatusCode, Option<ReceivedCommand>) {
+        let mut extra = Dictionary::new();
+        match command.request_type.as_str() {
+            "DeviceInformation" => return self.answer_information(&command.uuid).await,
+            "InstallProfile" => {
+                let payload = command
+                    .command
+                    .get("Payload")
+                    .and_then(Value::as_data)
+                    .expect("Payload");
+                let profile = read_signed_profile(payload);
+                let identifier = string(&profile, "PayloadIdentifier");
+                let least = profile
+                    .get("PayloadContent")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_dictionary)
+                    .filter_map(|p| p.get("minLength").and_then(Value::as_unsigned_integer))
+                    .max();
+                self.profiles.retain(|(id, _, _)| *id != identifier);
+                self.profiles
+                    .push((identifier, string(&profile, "PayloadUUID"), least));
+            }
+            "SecurityInfo" => {
+                let mut info = Dictionary::new();
+                info.insert("HardwareEncryptionCaps".into(), 3.into());
+                info.insert(
+                    "PasscodePresent".into(),
+                    Value::Boolean(self.passcode.is_some()),
+                );
+                let meets = self.passcode_meets_profiles();
+                info.insert("PasscodeCompliant".into(), Value::Boolean(meets));
+                info.insert(
+                    "PasscodeCompliantWithProfiles".into(),
+                    Value::Boolean(meets),
+                );
+                extra.insert("SecurityInfo".into(), Value::Dictionary(info));
+            }
+            "ProfileList" => {
+                let list = self
+                    .profiles
+                    .iter()
+                    .map(|(identifier, uuid, _)| {
+                        let mut p = Dictionary::new();
+                        p.insert("PayloadIdentifier".into(), identifier.clone().into());
+                        p.insert("PayloadUUID".into(), uuid.clone().into());
+                        p.insert("PayloadVersion".into(), 1.into());
+                        p.insert("IsManaged".into(), Value::Boolean(true));
+                        Value::Dictionary(p)
+                    })
+                    .collect();
+                extra.insert("ProfileList".into(), Value::Array(list));
+            }
+            "InstalledApplicationList" => {
+                let list = self
+                    .apps
+                    .iter()
+                    .map(|(id, version)| {
+                        let mut a = Dictionary::new();
+                        a.insert("Identifier".into(), id.clone().into());
+                        a.insert("ShortVersion".into(), version.clone().into());
+                        a.insert("Version".into(), "1".into());
+                        a.insert("Name".into(), id.clone().into());
+                        Value::Dictionary(a)
+                    })
+                    .collect();
+                extra.insert("InstalledApplicationList".into(), Value::Array(list));
+            }
+            _ => {}
+        }
+        self.respond(&command.uuid, "Acknowledged", extra).await
+    }
+
+    /// Connects and carries out whatever the server hands out until it has nothing more;
+    /// returns the request types in the order they came.
+    pub async fn work(&mut self) -> Vec<String> {
+        let mut done = Vec::new();
+        let (status, mut next) = self.next_command().await;
+        assert_eq!(status, StatusCode::OK);
+        while let Some(command) = next {
+            done.push(command.request_type.clone());
+            assert!(
+                done.len() < 50,
+                "the server keeps handing out work: {done:?}"
+            );
+            let (status, after) = self.carry_out(&command).await;
+            assert_eq!(status, StatusCode::OK, "answering {}", command.request_type);
+            next = after;
+        }
+        done
     }
 
     /// Answers a `DeviceInformation` command with this phone's inventory, as iPhones write it
@@ -517,17 +649,10 @@ impl SimulatedIphone {
         responses.insert("AvailableDeviceCapacity".into(), Value::Real(41.5));
         responses.insert("DeviceCapacity".into(), Value::Real(64.0));
         responses.insert("IsSupervised".into(), Value::Boolean(self.supervised));
-        let mut message = Dictionary::new();
-        message.insert("UDID".into(), self.udid.clone().into());
-        message.insert("Status".into(), "Acknowledged".into());
-        message.insert("CommandUUID".into(), uuid.into());
-        message.insert("RequestType".into(), "DeviceInformation".into());
-        message.insert("QueryResponses".into(), Value::Dictionary(responses));
-        let mut body = Vec::new();
-        plist::to_writer_xml(&mut body, &Value::Dictionary(message)).expect("plist");
-        let url = self.installed().server_url.clone();
-        let (status, text) = self.put_signed(&url, body).await;
-        (status, ReceivedCommand::read(status, &text))
+        let mut extra = Dictionary::new();
+        extra.insert("RequestType".into(), "DeviceInformation".into());
+        extra.insert("QueryResponses".into(), Value::Dictionary(responses));
+        self.respond(uuid, "Acknowledged", extra).await
     }
 
     /// Asks for work (`Idle`); returns the server's status and the command it sent, if any.
@@ -548,14 +673,17 @@ impl SimulatedIphone {
         assert_eq!(status, StatusCode::OK, "Authenticate: {body}");
         let (status, body) = self.token_update().await;
         assert_eq!(status, StatusCode::OK, "TokenUpdate: {body}");
-        // The server asks a new phone for its inventory first.
-        let (status, asked) = self.next_command().await;
-        assert_eq!(status, StatusCode::OK);
-        let asked = asked.expect("an inventory query after enrollment");
-        assert_eq!(asked.request_type, "DeviceInformation");
-        let (status, next) = self.answer_information(&asked.uuid).await;
-        assert_eq!(status, StatusCode::OK);
-        assert!(next.is_none(), "nothing else waits for a new phone");
+        // The server sends a new phone its standard profile and asks for its inventory.
+        let done = self.work().await;
+        for wanted in [
+            "InstallProfile",
+            "DeviceInformation",
+            "SecurityInfo",
+            "ProfileList",
+            "InstalledApplicationList",
+        ] {
+            assert!(done.iter().any(|d| d == wanted), "{wanted} in {done:?}");
+        }
     }
 
     /// The identity's SHA-256 fingerprint, lower-case hex.

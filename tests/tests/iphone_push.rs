@@ -6,11 +6,10 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
-use mdm_tests::apns::{Answer, ApnsStandIn};
-use mdm_tests::iphone::{push_certificate, SimulatedIphone};
-use mdm_tests::{backend_tests, imei, Backend, Fleet};
-use reqwest::{Method, StatusCode};
+use mdm_tests::apns::{enrolled, pushed_fleet, Answer};
+use mdm_tests::iphone::SimulatedIphone;
+use mdm_tests::{backend_tests, Backend, Fleet};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 backend_tests!(
@@ -19,54 +18,7 @@ backend_tests!(
     with_the_push_certificate_run_out_nothing_is_pushed_and_the_commands_wait_for_the_phone,
 );
 
-const TOPIC: &str = "com.apple.mgmt.External.0a6b1c5e-7d2f-4e8a-9b3c-4d5e6f708192";
-
-/// A fleet whose server pushes to a stand-in that accepts exactly this push certificate.
-struct Pushed {
-    kit: Fleet,
-    apns: ApnsStandIn,
-}
-
-async fn pushed_fleet(backend: Backend, certificate_days: i64) -> Pushed {
-    let (certificate_pem, key_pem) = push_certificate(TOPIC, certificate_days);
-    let apns = ApnsStandIn::start(&certificate_pem, TOPIC).await;
-    let kit = Fleet::start(backend, &apns.config(), &Utc::now().to_rfc3339()).await;
-    kit.app
-        .request(
-            Method::PUT,
-            "/api/v1/push-certificate",
-            Some(&kit.admin),
-            Some(json!({ "certificate_pem": certificate_pem, "key_pem": key_pem })),
-        )
-        .await
-        .expect(StatusCode::OK);
-    Pushed { kit, apns }
-}
-
-/// A registered, enrolled iPhone whose enrollment's push (for the inventory query) has come and
-/// gone.
-async fn enrolled(p: &Pushed, serial: &str, n: u32) -> (i64, SimulatedIphone) {
-    let kit = &p.kit;
-    let id = kit
-        .app
-        .register_device(&kit.admin, serial, &imei(n), Some(kit.provider_a))
-        .await;
-    let token = kit
-        .app
-        .post(
-            "/api/v1/enrollment-tokens",
-            &kit.admin,
-            json!({ "device_id": id, "channel": "apple_mdm" }),
-        )
-        .await;
-    token.expect(StatusCode::CREATED);
-    let mut phone = SimulatedIphone::new(serial, Some(&imei(n)));
-    phone
-        .enroll(token.body["token"].as_str().expect("token"))
-        .await;
-    quiet().await;
-    (id, phone)
-}
+use mdm_tests::apns::TOPIC;
 
 /// Longer than the server's coalescing wait and a round of pushes.
 async fn quiet() {
@@ -147,18 +99,20 @@ async fn a_burst_of_commands_is_one_push_over_one_connection_with_apns_headers_a
     assert_eq!(seen["can_be_woken"], true);
     assert!(seen["pushed_at"].is_string(), "{seen}");
 
-    // The push said "connect": the phone collects the three commands in the queue's order.
-    let mut given = Vec::new();
-    let mut next = phone.next_command().await.1;
-    while let Some(command) = next {
-        given.push(command.request_type.clone());
-        next = if command.request_type == "DeviceInformation" {
-            phone.answer_information(&command.uuid).await.1
-        } else {
-            phone.answer(&command.uuid, "Acknowledged", None).await.1
-        };
-    }
-    assert_eq!(given, ["DeviceLock", "DeviceInformation", "RestartDevice"]);
+    // The push said "connect": the phone collects the three commands in the queue's order
+    // (the inventory refresh is four questions to an iPhone).
+    let mut phone = phone;
+    assert_eq!(
+        phone.work().await,
+        [
+            "DeviceLock",
+            "DeviceInformation",
+            "SecurityInfo",
+            "ProfileList",
+            "InstalledApplicationList",
+            "RestartDevice"
+        ]
+    );
     for id in commands {
         assert_eq!(command_state(&p.kit, id).await, "acknowledged");
     }

@@ -145,15 +145,21 @@ async fn an_iphone_enrolls_from_its_token_address_through_scep_and_check_in_and_
         .get(&format!("/api/v1/devices/{device}"), &kit.admin)
         .await;
     assert_eq!(after_authenticate.body["reported"]["os_version"], "18.1");
-    // The server asks the new phone for its inventory; the answer becomes its facts.
+    // The server sends the new phone the standard profile of its policy, asks whether its
+    // passcode meets it, and asks for its inventory; the answers become its facts.
     phone.os_version = "18.2".into();
     phone.iccid = Some("8946 0000 0000 0000 0019".into());
-    let (status, asked) = phone.next_command().await;
-    assert_eq!(status, StatusCode::OK);
-    let asked = asked.expect("the inventory query");
-    assert_eq!(asked.request_type, "DeviceInformation");
-    let (status, next) = phone.answer_information(&asked.uuid).await;
-    assert_eq!((status, next.is_none()), (StatusCode::OK, true));
+    assert_eq!(
+        phone.work().await,
+        [
+            "InstallProfile",
+            "SecurityInfo",
+            "DeviceInformation",
+            "SecurityInfo",
+            "ProfileList",
+            "InstalledApplicationList"
+        ]
+    );
     let (status, body) = phone.idle().await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body.is_empty(), "an empty answer to Idle");

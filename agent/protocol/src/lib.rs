@@ -19,12 +19,28 @@ pub struct InstalledApp {
 }
 
 /// The phone's screen lock as the phone reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct PinState {
     pub set: bool,
     pub length: Option<u8>,
     pub numeric: Option<bool>,
+    /// iPhones: Apple reports neither the passcode's length nor its kind, only whether it meets
+    /// the installed profiles; what stands in for them. Never sent by the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by_profile: Option<PasscodeByProfile>,
+}
+
+/// An iPhone's evidence for its passcode: the MDM passcode profile it has installed and
+/// whether it says its passcode meets it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PasscodeByProfile {
+    /// The `PayloadUUID` of the server's standard profile on the phone (it changes with the
+    /// profile's content), from `ProfileList`; `None` when it is not installed.
+    pub installed_profile: Option<String>,
+    /// `PasscodeCompliantWithProfiles` from `SecurityInfo`; `None` until it answered.
+    pub compliant_with_profiles: Option<bool>,
 }
 
 /// Everything a phone reports about itself at enrollment and check-in.

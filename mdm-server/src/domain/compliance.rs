@@ -22,23 +22,34 @@ fn reason(code: &'static str, message: String) -> Reason {
 
 /// What is known of a phone besides what it reports.
 #[derive(Debug, Clone, Copy)]
-pub struct DeviceContext {
+pub struct DeviceContext<'a> {
     pub platform: Platform,
     /// Its model is on the supported list.
     pub model_supported: bool,
     /// It holds a certificate that is neither revoked nor expired.
     pub certificate_valid: bool,
+    /// The `PayloadUUID` of the standard profile of its effective policy as it stands (for a
+    /// phone whose passcode is evidenced by the profile: iPhones).
+    pub current_profile: Option<&'a str>,
 }
 
 /// Every reason the phone with these facts breaks `policy`; none means compliant.
 pub fn evaluate(
     policy: &EffectivePolicy,
     catalogue: &[CatalogueApp],
-    device: DeviceContext,
+    device: DeviceContext<'_>,
     facts: &DeviceFacts,
 ) -> Vec<Reason> {
     let mut out = Vec::new();
     let min_pin = policy.pin_min_length.value;
+    if let (true, Some(evidence)) = (facts.pin.set, &facts.pin.by_profile) {
+        out.extend(passcode_by_profile(
+            policy,
+            evidence,
+            device.current_profile,
+        ));
+        return rest(policy, catalogue, device, facts, out);
+    }
     match (facts.pin.set, facts.pin.length) {
         (false, _) => out.push(reason(
             "pin_missing",
@@ -71,6 +82,57 @@ pub fn evaluate(
             )),
         }
     }
+    rest(policy, catalogue, device, facts, out)
+}
+
+/// An iPhone's passcode, which Apple does not measure for a server: it meets the policy when
+/// the phone has the standard profile of the policy as it stands (which makes iOS require the
+/// policy's length and kind) and says its passcode meets its profiles.
+fn passcode_by_profile(
+    policy: &EffectivePolicy,
+    evidence: &agent_protocol::PasscodeByProfile,
+    current_profile: Option<&str>,
+) -> Option<Reason> {
+    let min_pin = policy.pin_min_length.value;
+    let wanted = if policy.pin_numeric_allowed.value {
+        format!("at least {min_pin} digits")
+    } else {
+        format!("at least {min_pin} characters with letters")
+    };
+    let installed = evidence.installed_profile.as_deref();
+    if installed.is_none() {
+        return Some(reason(
+            "passcode_profile_missing",
+            format!("The passcode profile ({wanted}) is not installed on the iPhone; Apple does not report a passcode's length, so the profile is what enforces it"),
+        ));
+    }
+    if installed != current_profile {
+        return Some(reason(
+            "passcode_profile_outdated",
+            format!("The iPhone has an older version of the passcode profile; the current one ({wanted}) is being sent"),
+        ));
+    }
+    match evidence.compliant_with_profiles {
+        Some(true) => None,
+        Some(false) => Some(reason(
+            "pin_not_compliant",
+            format!("The iPhone reports that its passcode does not meet the passcode profile ({wanted}); Apple does not report the length"),
+        )),
+        None => Some(reason(
+            "pin_unverified",
+            format!("The iPhone has not yet said whether its passcode meets the passcode profile ({wanted})"),
+        )),
+    }
+}
+
+/// Every reason besides the PIN.
+fn rest(
+    policy: &EffectivePolicy,
+    catalogue: &[CatalogueApp],
+    device: DeviceContext<'_>,
+    facts: &DeviceFacts,
+    mut out: Vec<Reason>,
+) -> Vec<Reason> {
     let minimum = match device.platform {
         Platform::Android => &policy.min_os_android.value,
         Platform::Ios => &policy.min_os_ios.value,
@@ -218,6 +280,7 @@ mod tests {
                 set: pin.is_some(),
                 length: pin,
                 numeric: Some(true),
+                by_profile: None,
             },
             disk_encrypted: true,
             mobile_data_bytes_this_month: None,
@@ -245,6 +308,7 @@ mod tests {
         platform: Platform::Android,
         model_supported: true,
         certificate_valid: true,
+        current_profile: None,
     };
 
     fn messages(reasons: &[Reason]) -> Vec<String> {
@@ -259,6 +323,60 @@ mod tests {
         assert!(evaluate(&p, &[], ANDROID, &facts(Some(4), "14", &[])).is_empty());
         let r = evaluate(&p, &[], ANDROID, &facts(None, "14", &[]));
         assert_eq!(r[0].code, "pin_missing");
+    }
+
+    #[test]
+    fn an_iphones_passcode_meets_the_policy_only_with_the_current_profile_installed_and_complied_with(
+    ) {
+        let p = policy(serde_json::json!({ "pin_min_length": 6 }));
+        let iphone = |installed: Option<&str>, compliant: Option<bool>| {
+            let mut f = facts(None, "18", &[]);
+            f.pin = PinState {
+                set: true,
+                length: None,
+                numeric: None,
+                by_profile: Some(agent_protocol::PasscodeByProfile {
+                    installed_profile: installed.map(str::to_string),
+                    compliant_with_profiles: compliant,
+                }),
+            };
+            f
+        };
+        let ios = DeviceContext {
+            platform: Platform::Ios,
+            current_profile: Some("NEW"),
+            ..ANDROID
+        };
+        let code = |f: &DeviceFacts| {
+            evaluate(&p, &[], ios, f)
+                .into_iter()
+                .map(|r| r.code)
+                .collect::<Vec<_>>()
+        };
+        assert!(code(&iphone(Some("NEW"), Some(true))).is_empty());
+        assert_eq!(
+            code(&iphone(Some("NEW"), Some(false))),
+            ["pin_not_compliant"]
+        );
+        assert_eq!(code(&iphone(Some("NEW"), None)), ["pin_unverified"]);
+        assert_eq!(
+            code(&iphone(Some("OLD"), Some(true))),
+            ["passcode_profile_outdated"]
+        );
+        assert_eq!(
+            code(&iphone(None, Some(true))),
+            ["passcode_profile_missing"]
+        );
+        let r = evaluate(&p, &[], ios, &iphone(Some("NEW"), Some(false)));
+        assert!(
+            r[0].message.contains("at least 6 digits"),
+            "{}",
+            r[0].message
+        );
+        // No passcode at all is no passcode, whatever the profile.
+        let mut none = iphone(Some("NEW"), Some(false));
+        none.pin.set = false;
+        assert_eq!(code(&none), ["pin_missing"]);
     }
 
     #[test]

@@ -193,6 +193,7 @@ mod tests {
                 set: true,
                 length: Some(6),
                 numeric: Some(true),
+                by_profile: None,
             },
             disk_encrypted: true,
             mobile_data_bytes_this_month: Some(1),

@@ -16,9 +16,8 @@ use crate::domain::facts::{canonical, check_facts, contradiction};
 use crate::state::AppState;
 use crate::store::apple::{PendingEnrollment, PushDetails};
 use crate::store::{DeviceIdentity, DeviceSession, ReportedFacts, StoreError};
-use agent_protocol::{CommandAction, CommandResult, CommandStatus, DeviceFacts};
-use profiles::apple_checkin::{Authenticate, ConnectMessage, ConnectStatus, TokenUpdate};
-use profiles::apple_commands::{AppStoreApp, AppleCommand};
+use agent_protocol::DeviceFacts;
+use profiles::apple_checkin::{Authenticate, TokenUpdate};
 
 /// How long a certificate SCEP issued waits for the phone's `Authenticate`: the phone sends it
 /// moments after SCEP, within the same profile installation.
@@ -233,7 +232,11 @@ pub async fn authenticate(
         )
         .await
     {
-        Ok(()) => ask_for_inventory(state, device.id).await,
+        Ok(()) => {
+            // A phone enrolled again (after an erase, say) has none of the profiles it had.
+            state.profile_ledger.forget(device.id);
+            super::apple_connect::ask_for_inventory(state, device.id).await
+        }
         Err(StoreError::Conflict(what)) => Err(contradicts(what)),
         Err(e) => Err(e.into()),
     }
@@ -295,6 +298,7 @@ pub async fn check_out(
         .store
         .check_out_apple_device(session.device_id, now, event)
         .await?;
+    state.profile_ledger.forget(session.device_id);
     let device = state
         .store
         .device(crate::domain::role::Scope::Everything, session.device_id)
@@ -363,219 +367,24 @@ pub async fn profile_grant(
     }
 }
 
-/// An iPhone on the connect endpoint: its answer to the command it was last given is recorded
-/// through the same flow as an agent's (idempotent by `CommandUUID`, which is the command's id),
-/// and it is given its next command, one per request as Apple's protocol has it, rendered as
-/// Apple's plist; `None` when nothing waits (or it just said "not now"). An `Idle` with nothing
-/// queued writes nothing but its check-in time, in the next batch.
-pub async fn connect(
-    state: &AppState,
-    session: &DeviceSession,
-    peer: std::net::SocketAddr,
-    message: &ConnectMessage,
-) -> FlowResult<Option<Vec<u8>>> {
-    // The certificate names the phone; the UDID in the message is not looked up on this, the
-    // busiest request (`TokenUpdate` and `CheckOut` check it).
-    let now = state.clock.now();
-    state.checkin_times.note(session.device_id, now);
-    if let Some(result) = command_result(message)? {
-        let id = command_id(message)?;
-        super::command_result::record(state, session, peer.ip(), id, &result).await?;
-        if result.status == CommandStatus::NotNow {
-            return Ok(None);
-        }
-        if let Some(responses) = &message.query_responses {
-            information(state, session, peer, responses, now).await?;
-        }
-    }
-    if !state.command_board.may_have(session.device_id) {
-        return Ok(None);
-    }
-    let taken = state.store.take_commands(session.device_id, now, 1).await?;
-    let Some((id, payload)) = taken.into_iter().next() else {
-        return Ok(None);
+/// A configuration profile signed by the device CA's profile signer (CMS SignedData), as an
+/// iPhone installs it.
+pub fn sign_profile(state: &AppState, profile: &plist::Dictionary) -> FlowResult<Vec<u8>> {
+    let failed = |e: String| {
+        FlowError::Store(StoreError::Unsupported(format!(
+            "the profile cannot be signed: {e}"
+        )))
     };
-    match serde_json::from_str::<CommandAction>(&payload) {
-        Ok(action) => Ok(Some(
-            for_this_iphone(state, session, id, &action, now)
-                .await?
-                .to_plist(&id.to_string()),
-        )),
-        Err(e) => {
-            tracing::error!(command = id, error = %e, "stored command is not readable");
-            Ok(None)
-        }
-    }
-}
-
-/// A `DeviceInformation` answer: folded into the phone's last facts, which then go through the
-/// same steps as an agent's report (record check, SIM, lost case, compliance).
-async fn information(
-    state: &AppState,
-    session: &DeviceSession,
-    peer: std::net::SocketAddr,
-    responses: &plist::Dictionary,
-    now: chrono::DateTime<chrono::Utc>,
-) -> FlowResult<()> {
-    let device = state
-        .store
-        .device(crate::domain::role::Scope::Everything, session.device_id)
-        .await?;
-    let Some(mut facts) = device.reported_facts() else {
-        tracing::warn!(
-            device = session.device_id,
-            "no facts to fold an inventory answer into"
-        );
-        return Ok(());
-    };
-    if let Some(supervised) = responses
-        .get("IsSupervised")
-        .and_then(plist::Value::as_boolean)
-    {
-        state
-            .store
-            .set_apple_supervised(session.device_id, supervised)
-            .await?;
-    }
-    profiles::apple_checkin::information_into_facts(responses, &mut facts);
-    super::checkin::take_facts(state, session, peer, &mut facts, false, now).await
-}
-
-/// Asks a newly enrolled iPhone for its inventory (OS, model, IMEI, SIM, battery, storage):
-/// what `Authenticate` says is not all the server keeps.
-async fn ask_for_inventory(state: &AppState, device_id: i64) -> FlowResult<()> {
-    use crate::domain::command::{CommandKind, DEFAULT_EXPIRY_HOURS};
-    let now = state.clock.now();
-    let command = crate::store::commands::NewCommand {
-        device_id,
-        kind: CommandKind::RefreshInformation,
-        payload: serde_json::to_string(&CommandAction::RefreshInformation).unwrap_or_default(),
-        priority: 1,
-        expires_at: now + Duration::hours(i64::from(DEFAULT_EXPIRY_HOURS)),
-        created_by: None,
-    };
-    let event = crate::domain::audit::AuditEvent::unattended("server", "command.queue")
-        .details(serde_json::json!({ "device_id": device_id, "kind": "refresh_information" }));
-    state.store.queue_command(&command, now, event).await?;
-    state.command_board.mark(device_id);
-    Ok(())
-}
-
-/// The command as this iPhone can take it: lost mode needs a supervised iPhone, so one that is
-/// not (or has not said) gets a lock with the same message and number, and the lost case's
-/// timeline says so.
-async fn for_this_iphone(
-    state: &AppState,
-    session: &DeviceSession,
-    id: i64,
-    action: &CommandAction,
-    now: chrono::DateTime<chrono::Utc>,
-) -> FlowResult<AppleCommand> {
-    let command = apple_command(state, action);
-    let AppleCommand::LostModeOn {
-        message,
-        phone_number,
-        ..
-    } = &command
-    else {
-        return Ok(command);
-    };
-    let supervised = state
-        .store
-        .apple_device(session.device_id)
-        .await?
-        .and_then(|d| d.supervised);
-    if supervised == Some(true) {
-        return Ok(command);
-    }
-    state
-        .store
-        .note_on_open_case(
-            session.device_id,
-            "locked_instead_of_lost_mode",
-            &serde_json::json!({
-                "command_id": id,
-                "reason": "the iPhone is not supervised, and lost mode needs supervision: it was locked with the same message and number",
-            }),
-            now,
-        )
-        .await?;
-    Ok(AppleCommand::Lock {
-        message: message.clone(),
-        phone_number: phone_number.clone(),
-    })
-}
-
-/// The queue's answer for a connect message; `None` for `Idle`.
-fn command_result(message: &ConnectMessage) -> FlowResult<Option<CommandResult>> {
-    let (status, error) = match message.status {
-        ConnectStatus::Idle => return Ok(None),
-        ConnectStatus::Acknowledged => (CommandStatus::Acknowledged, None),
-        ConnectStatus::NotNow => (CommandStatus::NotNow, None),
-        ConnectStatus::Error => (
-            CommandStatus::Error,
-            Some(
-                message
-                    .error_words()
-                    .unwrap_or_else(|| "the iPhone reported an error without a reason".into()),
-            ),
-        ),
-        ConnectStatus::CommandFormatError => (
-            CommandStatus::Error,
-            Some("the iPhone could not read the command (CommandFormatError)".into()),
-        ),
-    };
-    Ok(Some(CommandResult { status, error }))
-}
-
-/// The queue's id of the command an answer quotes.
-fn command_id(message: &ConnectMessage) -> FlowResult<i64> {
-    message
-        .command_uuid
-        .as_deref()
-        .and_then(|uuid| uuid.parse().ok())
-        .ok_or_else(|| {
-            FlowError::invalid(
-                "CommandUUID",
-                "an answer quotes the CommandUUID of a command this server sent",
-            )
-        })
-}
-
-/// A queued command as Apple's protocol says it. What a lost phone's lock screen shows is
-/// decided where the command was queued; here only the words change.
-pub fn apple_command(state: &AppState, action: &CommandAction) -> AppleCommand {
-    match action.clone() {
-        CommandAction::Lock {
-            message,
-            phone_number,
-        } => AppleCommand::Lock {
-            message,
-            phone_number,
-        },
-        CommandAction::Wipe => AppleCommand::Erase,
-        CommandAction::LostModeOn {
-            message,
-            phone_number,
-        } => AppleCommand::LostModeOn {
-            message,
-            phone_number,
-            footnote: Some(state.config.operator_name.clone()),
-        },
-        CommandAction::LostModeOff => AppleCommand::LostModeOff,
-        CommandAction::InstallApp { app, identifier } => AppleCommand::InstallApp {
-            app: match state.policy_board.app_store_id(&app) {
-                Some(id) => AppStoreApp::StoreId(id),
-                None => AppStoreApp::BundleId(identifier),
-            },
-            configuration: None,
-        },
-        CommandAction::RemoveApp { identifier, .. } => AppleCommand::RemoveApp {
-            bundle_id: identifier,
-        },
-        CommandAction::RefreshInformation => AppleCommand::RefreshInformation,
-        CommandAction::Restart => AppleCommand::Restart,
-    }
+    let signer = state
+        .ca
+        .profile_signer(&format!("{} profile signing", state.config.operator_name))
+        .map_err(|e| failed(e.to_string()))?;
+    profiles::apple::sign(
+        &profiles::apple::to_xml(profile),
+        &signer.chain_pem,
+        &signer.key_der,
+    )
+    .map_err(|e| failed(e.to_string()))
 }
 
 /// A SCEP or check-in message that failed before any token or identity was looked at (a bad

@@ -20,6 +20,7 @@
 //! - [`messages`]: who gets each outbox message, and the key that names it.
 
 pub mod apple;
+pub mod apple_connect;
 pub mod checkin;
 pub mod command_result;
 pub mod commands;

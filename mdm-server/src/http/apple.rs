@@ -301,7 +301,7 @@ async fn connect(
     let print = sender(&state, &peer, &headers, &body).await?;
     let message: ConnectMessage = read_plist(&body).map_err(plist_problem)?;
     let session = identified(&state, &peer, &print).await?;
-    match flows::apple::connect(&state, &session, peer.addr, &message).await? {
+    match flows::apple_connect::connect(&state, &session, peer.addr, &message).await? {
         Some(command) => Ok((
             [(header::CONTENT_TYPE, "application/xml; charset=utf-8")],
             command,

@@ -111,26 +111,9 @@ pub fn signed_profile(
     profile: &plist::Dictionary,
     file_name: &str,
 ) -> Result<axum::response::Response, ApiError> {
-    use axum::http::{header, StatusCode};
+    use axum::http::header;
     use axum::response::IntoResponse;
-    let internal = |e: String| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "Internal error",
-            e,
-        )
-    };
-    let signer = state
-        .ca
-        .profile_signer(&format!("{} profile signing", state.config.operator_name))
-        .map_err(|e| internal(e.to_string()))?;
-    let signed = profiles::apple::sign(
-        &profiles::apple::to_xml(profile),
-        &signer.chain_pem,
-        &signer.key_der,
-    )
-    .map_err(|e| internal(e.to_string()))?;
+    let signed = crate::flows::apple::sign_profile(state, profile)?;
     Ok((
         [
             (

@@ -121,6 +121,7 @@ async fn set_layer(
         .set_policy_layer(scope, layer.as_ref(), state.clock.now(), event)
         .await?;
     state.refresh_policy_board().await;
+    crate::flows::apple_connect::policy_changed(state, scope).await?;
     Ok(layer_view(scope, layer))
 }
 
@@ -320,15 +321,7 @@ async fn device_profile(
 ) -> Result<axum::response::Response, ApiError> {
     let device = state.store.device(caller.actor.scope(), id).await?;
     let policy = effective_for(&state, &device).await?;
-    let identifier = "se.kommun.mdm.standard";
-    let profile = profiles::apple::configuration_profile(
-        &policy,
-        profiles::apple::ProfileIdentity {
-            identifier,
-            organisation: &state.config.operator_name,
-            display_name: "Tjänstetelefon",
-        },
-    );
+    let profile = profiles::apple::standard_profile(&policy, &state.config.operator_name);
     signed_profile(
         &state,
         &profile,

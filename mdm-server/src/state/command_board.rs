@@ -56,6 +56,13 @@ impl CommandBoard {
         self.woken.notify_one();
     }
 
+    /// Asks for these phones to be woken (they have something to collect that the queue does
+    /// not hold, such as a new profile).
+    pub fn wake(&self, device_ids: impl IntoIterator<Item = i64>) {
+        self.lock().to_wake.extend(device_ids);
+        self.woken.notify_one();
+    }
+
     /// Waits until a phone has been marked since the last [`CommandBoard::take_wakes`].
     pub async fn marked(&self) {
         self.woken.notified().await;

@@ -17,6 +17,7 @@ pub mod device_lookups;
 pub mod metrics;
 pub mod notice_board;
 pub mod policy_board;
+pub mod profile_ledger;
 
 /// What every front end, flow and job of a node can reach.
 #[derive(Clone)]
@@ -46,6 +47,8 @@ pub struct AppState {
     pub policy_board: policy_board::PolicyBoard,
     /// Which phones have commands waiting.
     pub command_board: command_board::CommandBoard,
+    /// Which standard profile each iPhone has.
+    pub profile_ledger: profile_ledger::ProfileLedger,
 }
 
 impl std::fmt::Debug for AppState {
@@ -81,6 +84,7 @@ impl AppState {
         self.policy_board.judge(
             self.clock.today(self.config.time_zone),
             self.config.supported_generations_back,
+            self.config.operator_name.as_str().into(),
         )
     }
 

@@ -39,8 +39,21 @@ type Key = (Platform, Option<i64>, Option<i64>);
 /// Documents made from the snapshot of one generation.
 type Rendered = (u64, HashMap<Key, Option<Arc<Document>>>);
 
+/// The standard configuration profile of a phone's policy, for iPhones.
+#[derive(Debug)]
+pub struct StandardProfile {
+    /// Its `PayloadUUID`, which changes with its content.
+    pub uuid: String,
+    pub profile: plist::Dictionary,
+}
+
+/// Profiles made from the snapshot of one generation.
+type RenderedProfiles = (u64, HashMap<Key, Arc<StandardProfile>>);
+
 #[derive(Debug, Clone, Default)]
 pub struct PolicyBoard {
+    /// Standard profiles, kept like the documents.
+    profiles: Arc<Mutex<RenderedProfiles>>,
     snapshot: Arc<RwLock<Arc<Snapshot>>>,
     /// Documents by platform, provider with a layer, and device with a layer; `None` when the
     /// policy cannot be rendered for the phone (an app missing on its platform).
@@ -92,7 +105,12 @@ impl PolicyBoard {
     /// Judges phones' compliance against what this node holds in memory (layers, catalogue,
     /// models), so that neither a check-in nor a fleet summary reads them again. One judge
     /// serves many phones.
-    pub fn judge(&self, today: chrono::NaiveDate, generations_back: usize) -> Judge {
+    pub fn judge(
+        &self,
+        today: chrono::NaiveDate,
+        generations_back: usize,
+        organisation: Arc<str>,
+    ) -> Judge {
         let snapshot = self
             .snapshot
             .read()
@@ -102,6 +120,7 @@ impl PolicyBoard {
         Judge {
             snapshot,
             supported,
+            organisation,
         }
     }
 
@@ -145,6 +164,46 @@ impl PolicyBoard {
         document
     }
 
+    /// The standard profile of an iPhone's effective policy, for the operator `organisation`.
+    pub fn standard_profile(
+        &self,
+        provider_id: Option<i64>,
+        device_id: i64,
+        organisation: &str,
+    ) -> Arc<StandardProfile> {
+        let snapshot = self
+            .snapshot
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let provider = provider_id.filter(|p| snapshot.layers.providers.contains_key(p));
+        let device = Some(device_id).filter(|d| snapshot.layers.devices.contains_key(d));
+        let key = (Platform::Ios, provider, device);
+        {
+            let rendered = self.profiles.lock().unwrap_or_else(|p| p.into_inner());
+            if rendered.0 == snapshot.generation {
+                if let Some(found) = rendered.1.get(&key) {
+                    return found.clone();
+                }
+            }
+        }
+        let policy = effective(&snapshot.layers.for_device(provider, device_id));
+        let profile = profiles::apple::standard_profile(&policy, organisation);
+        let made = Arc::new(StandardProfile {
+            uuid: profiles::apple::profile_uuid(&profile).to_string(),
+            profile,
+        });
+        let mut rendered = self.profiles.lock().unwrap_or_else(|p| p.into_inner());
+        // Kept only while no newer snapshot has been read.
+        if rendered.0 < snapshot.generation {
+            *rendered = (snapshot.generation, HashMap::new());
+        }
+        if rendered.0 == snapshot.generation {
+            rendered.1.insert(key, made.clone());
+        }
+        made
+    }
+
     /// Reads the layers again every [`REFRESH_EVERY`] until `stop` says so.
     pub async fn run(self, store: Arc<dyn Store>, stop: tokio::sync::watch::Receiver<bool>) {
         crate::clock::repeat(REFRESH_EVERY, stop, "reading the policy layers", || {
@@ -159,6 +218,8 @@ impl PolicyBoard {
 pub struct Judge {
     snapshot: Arc<Snapshot>,
     supported: std::collections::HashSet<i64>,
+    /// The operator's name, part of the standard profile's content.
+    organisation: Arc<str>,
 }
 
 /// The phone being judged.
@@ -181,10 +242,17 @@ impl Judge {
                 .layers
                 .for_device(phone.provider_id, phone.device_id),
         );
+        // Only a phone whose passcode the profile stands in for needs the profile rendered.
+        let profile = facts
+            .pin
+            .by_profile
+            .as_ref()
+            .map(|_| profiles::apple::standard_profile(&policy, &self.organisation));
         let context = DeviceContext {
             platform: phone.platform,
             model_supported: self.supported.contains(&phone.model_id),
             certificate_valid: phone.certificate_valid,
+            current_profile: profile.as_ref().map(profiles::apple::profile_uuid),
         };
         evaluate(&policy, &self.snapshot.apps, context, facts)
     }

@@ -104,6 +104,8 @@ pub trait AppleStore: Send + Sync {
     async fn set_apple_supervised(&self, device_id: i64, supervised: bool) -> StoreResult<()>;
     /// How many iPhones are enrolled through Apple's protocol and not checked out.
     async fn enrolled_apple_devices(&self) -> StoreResult<u64>;
+    /// The enrolled iPhones (not checked out), only those placed with `provider_id` when given.
+    async fn apple_device_ids(&self, provider_id: Option<i64>) -> StoreResult<Vec<i64>>;
     /// Where to push the phones among `device_ids` that can be woken: enrolled through Apple's
     /// protocol, not checked out, with a token APNs has not refused.
     async fn push_targets(&self, device_ids: &[i64]) -> StoreResult<Vec<PushTarget>>;

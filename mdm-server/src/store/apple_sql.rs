@@ -222,6 +222,17 @@ impl AppleStore for SqlStore {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
+    async fn apple_device_ids(&self, provider_id: Option<i64>) -> StoreResult<Vec<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT a.device_id FROM apple_devices a JOIN devices d ON d.id = a.device_id \
+             WHERE a.checked_out_at IS NULL AND ($1 IS NULL OR d.provider_id = $1) \
+             ORDER BY a.device_id",
+        )
+        .bind(provider_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     async fn push_targets(&self, device_ids: &[i64]) -> StoreResult<Vec<PushTarget>> {
         let mut targets = Vec::new();
         for chunk in device_ids.chunks(500) {
