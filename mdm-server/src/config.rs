@@ -85,6 +85,9 @@ pub struct Apple {
     pub push_retry_base_ms: u64,
     /// An iPhone not heard from in this many hours is pushed (once per period) so it connects.
     pub wake_silent_after_hours: u32,
+    /// A signed Wi-Fi profile (`.mobileconfig`) an erased iPhone sets itself up with under
+    /// Return to Service, to reach the server without mobile data.
+    pub return_to_service_wifi_profile: Option<PathBuf>,
 }
 
 impl Default for Apple {
@@ -99,6 +102,7 @@ impl Default for Apple {
             push_attempts: 5,
             push_retry_base_ms: 1000,
             wake_silent_after_hours: 24,
+            return_to_service_wifi_profile: None,
         }
     }
 }
@@ -115,6 +119,14 @@ impl Apple {
                 "apple: push_rate_per_second, push_concurrency and push_attempts must be at least 1"
                     .into(),
             );
+        }
+        if let Some(file) = &self.return_to_service_wifi_profile {
+            if !file.is_file() {
+                return Err(format!(
+                    "apple.return_to_service_wifi_profile: {} is not a readable file",
+                    file.display()
+                ));
+            }
         }
         if self.push_timeout_seconds == 0 || self.wake_silent_after_hours == 0 {
             return Err(

@@ -7,3 +7,6 @@ ALTER TABLE apple_devices ADD COLUMN pushed_at TIMESTAMPTZ;
 -- cannot be woken until it sends a new token.
 ALTER TABLE apple_devices ADD COLUMN push_dead_at TIMESTAMPTZ;
 ALTER TABLE apple_devices ADD COLUMN push_dead_reason TEXT;
+-- How the phone's last wipe went out on its transport: `return_to_service` (an iPhone that
+-- enrolls again by itself) or `erase_only` (an older iPhone, enrolled again by hand).
+ALTER TABLE devices ADD COLUMN wipe_delivered_as TEXT;

@@ -14,8 +14,11 @@ pub enum AppleCommand {
         phone_number: Option<String>,
     },
     /// `EraseDevice`. The phone's data plan (eSIM) is kept: the municipality's subscription
-    /// moves with the phone to its next holder.
-    Erase,
+    /// moves with the phone to its next holder. With Return to Service (iOS 17 and later) the
+    /// phone sets itself up after the erase and enrolls again from the profile it is given.
+    Erase {
+        return_to_service: Option<ReturnToService>,
+    },
     /// `EnableLostMode` (supervised phones): what the finder sees.
     LostModeOn {
         message: Option<String>,
@@ -46,6 +49,15 @@ pub enum AppleCommand {
     InstalledApplicationList,
     /// `InstallProfile` of a signed configuration profile (`.mobileconfig` bytes).
     InstallProfile { payload: Vec<u8> },
+}
+
+/// What an erased iPhone sets itself up with (`ReturnToService`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReturnToService {
+    /// The signed enrollment profile it enrolls again with.
+    pub mdm_profile: Vec<u8>,
+    /// A Wi-Fi profile to reach the server with, when the phone has no mobile data.
+    pub wifi_profile: Option<Vec<u8>>,
 }
 
 /// How `InstallApplication` names an App Store app.
@@ -86,7 +98,7 @@ impl AppleCommand {
     pub fn request_type(&self) -> &'static str {
         match self {
             AppleCommand::Lock { .. } => "DeviceLock",
-            AppleCommand::Erase => "EraseDevice",
+            AppleCommand::Erase { .. } => "EraseDevice",
             AppleCommand::LostModeOn { .. } => "EnableLostMode",
             AppleCommand::LostModeOff => "DisableLostMode",
             AppleCommand::InstallApp { .. } => "InstallApplication",
@@ -115,8 +127,20 @@ impl AppleCommand {
                 set_text(&mut d, "Message", message);
                 set_text(&mut d, "PhoneNumber", phone_number);
             }
-            AppleCommand::Erase => {
+            AppleCommand::Erase { return_to_service } => {
                 d.insert("PreserveDataPlan".into(), Value::Boolean(true));
+                if let Some(rts) = return_to_service {
+                    let mut r = Dictionary::new();
+                    r.insert("Enabled".into(), Value::Boolean(true));
+                    r.insert(
+                        "MDMProfileData".into(),
+                        Value::Data(rts.mdm_profile.clone()),
+                    );
+                    if let Some(wifi) = &rts.wifi_profile {
+                        r.insert("WiFiProfileData".into(), Value::Data(wifi.clone()));
+                    }
+                    d.insert("ReturnToService".into(), Value::Dictionary(r));
+                }
             }
             AppleCommand::LostModeOn {
                 message,
@@ -208,8 +232,22 @@ mod tests {
 
     #[test]
     fn an_erase_keeps_the_data_plan_and_an_install_is_managed() {
-        let erase = AppleCommand::Erase.command();
+        let erase = AppleCommand::Erase {
+            return_to_service: None,
+        }
+        .command();
         assert_eq!(erase["PreserveDataPlan"].as_boolean(), Some(true));
+        assert!(erase.get("ReturnToService").is_none());
+        let erase = AppleCommand::Erase {
+            return_to_service: Some(ReturnToService {
+                mdm_profile: b"enrollment".to_vec(),
+                wifi_profile: None,
+            }),
+        }
+        .command();
+        let rts = erase["ReturnToService"].as_dictionary().expect("rts");
+        assert_eq!(rts["Enabled"].as_boolean(), Some(true));
+        assert_eq!(rts["MDMProfileData"].as_data(), Some(&b"enrollment"[..]));
         let install = AppleCommand::InstallApp {
             app: AppStoreApp::StoreId(1_234_567_890),
             configuration: None,

@@ -7,7 +7,7 @@ use plist::{Dictionary, Value};
 use profiles::apple::{
     configuration_profile, enrollment_profile, to_xml, Enrollment, ProfileIdentity,
 };
-use profiles::apple_commands::{AppStoreApp, AppleCommand};
+use profiles::apple_commands::{AppStoreApp, AppleCommand, ReturnToService};
 use profiles::policy::{effective, PolicyLayer, Source};
 use serde::Deserialize;
 
@@ -199,7 +199,21 @@ fn every_key_of_every_command_is_in_apples_command_schemas_with_its_type() {
                 phone_number: Some("+46812345678".into()),
             },
         ),
-        ("device.erase.yaml", AppleCommand::Erase),
+        (
+            "device.erase.yaml",
+            AppleCommand::Erase {
+                return_to_service: None,
+            },
+        ),
+        (
+            "device.erase.yaml",
+            AppleCommand::Erase {
+                return_to_service: Some(ReturnToService {
+                    mdm_profile: b"<signed enrollment profile>".to_vec(),
+                    wifi_profile: Some(b"<signed wifi profile>".to_vec()),
+                }),
+            },
+        ),
         (
             "device.lostmode.enable.yaml",
             AppleCommand::LostModeOn {

@@ -244,7 +244,14 @@ impl SimulatedIphone {
             return Err((status, String::from_utf8_lossy(&body).into_owned()));
         }
         assert_eq!(kind, "application/x-apple-aspen-config");
-        let profile = read_signed_profile(&body);
+        self.install_enrollment_profile(&body);
+        Ok(())
+    }
+
+    /// Installs a signed enrollment profile (checking its signature): afterwards the phone
+    /// trusts the profile's root and knows where to get its certificate and check in.
+    pub fn install_enrollment_profile(&mut self, signed: &[u8]) {
+        let profile = read_signed_profile(signed);
         let root = payload(&profile, "com.apple.security.root");
         let scep = payload(&profile, "com.apple.security.scep");
         let scep_content = scep
@@ -263,7 +270,6 @@ impl SimulatedIphone {
         };
         self.trust(&installed.root_der);
         self.profile = Some(installed);
-        Ok(())
     }
 
     /// Takes the profile's settings as installed, without downloading it (a benchmark makes its
@@ -585,6 +591,11 @@ impl SimulatedIphone {
                     .collect();
                 extra.insert("ProfileList".into(), Value::Array(list));
             }
+            "EraseDevice" => {
+                let answered = self.respond(&command.uuid, "Acknowledged", extra).await;
+                self.erase(&command.command).await;
+                return answered;
+            }
             "InstalledApplicationList" => {
                 let list = self
                     .apps
@@ -603,6 +614,42 @@ impl SimulatedIphone {
             _ => {}
         }
         self.respond(&command.uuid, "Acknowledged", extra).await
+    }
+
+    /// What an erase does to the phone: everything managed is gone, with a new key for a new
+    /// identity. With Return to Service it sets itself up and enrolls again from the profile
+    /// it was given (and answers what the server sends a new phone); without, it waits on the
+    /// setup screen for a person.
+    pub async fn erase(&mut self, command: &Dictionary) {
+        self.profiles.clear();
+        self.apps.clear();
+        self.passcode = None;
+        self.identity = None;
+        self.http = None;
+        self.profile = None;
+        self.push_token = rand::random();
+        self.key = rsa_key();
+        let enrollment = command
+            .get("ReturnToService")
+            .and_then(Value::as_dictionary)
+            .filter(|r| r.get("Enabled").and_then(Value::as_boolean) == Some(true))
+            .and_then(|r| r.get("MDMProfileData").and_then(Value::as_data))
+            .map(<[u8]>::to_vec);
+        let Some(enrollment) = enrollment else {
+            return;
+        };
+        // Return to Service sets a passcode only as the profile asks; the person sets theirs.
+        self.passcode = Some("482915".into());
+        self.install_enrollment_profile(&enrollment);
+        match self.scep().await {
+            CertRep::Success(_) => {}
+            other => panic!("SCEP after Return to Service answered {other:?}"),
+        }
+        let (status, body) = self.authenticate().await;
+        assert_eq!(status, StatusCode::OK, "Authenticate: {body}");
+        let (status, body) = self.token_update().await;
+        assert_eq!(status, StatusCode::OK, "TokenUpdate: {body}");
+        Box::pin(self.work()).await;
     }
 
     /// Connects and carries out whatever the server hands out until it has nothing more;

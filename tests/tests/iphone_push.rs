@@ -16,6 +16,8 @@ backend_tests!(
     a_burst_of_commands_is_one_push_over_one_connection_with_apns_headers_and_the_iphone_collects_every_command,
     apns_busy_answers_are_tried_again_a_refusal_is_not_and_unregistered_marks_the_token_dead_until_the_next_token_update,
     with_the_push_certificate_run_out_nothing_is_pushed_and_the_commands_wait_for_the_phone,
+    lock_install_and_wipe_go_queued_pushed_sent_acknowledged_and_after_return_to_service_the_iphone_enrolls_again_by_itself,
+    an_iphone_older_than_ios_17_gets_a_plain_erase_and_the_history_says_it_must_be_enrolled_by_hand,
 );
 
 use mdm_tests::apns::TOPIC;
@@ -245,4 +247,137 @@ async fn with_the_push_certificate_run_out_nothing_is_pushed_and_the_commands_wa
     // The phone connects by itself and gets the lock all the same.
     let given = phone.next_command().await.1.expect("the lock");
     assert_eq!(given.request_type, "DeviceLock");
+}
+
+async fn lock_install_and_wipe_go_queued_pushed_sent_acknowledged_and_after_return_to_service_the_iphone_enrolls_again_by_itself(
+    backend: Backend,
+) {
+    let p = pushed_fleet(backend, 365).await;
+    let kit = &p.kit;
+    kit.app
+        .request(
+            reqwest::Method::PUT,
+            "/api/v1/apps/phoniro",
+            Some(&kit.admin),
+            Some(json!({ "name": "Phoniro Care", "android_package": "se.phoniro.app", "ios_bundle_id": "se.phoniro.ios" })),
+        )
+        .await
+        .expect(StatusCode::OK);
+    let (device, mut phone) = enrolled(&p, "F2LXK0RTS001", 1).await;
+    let first_identity = phone.fingerprint();
+    let token = phone.push_token_hex();
+
+    // Each command: queued, pushed, sent when the phone connects, acknowledged by its answer.
+    for (body, request_type) in [
+        (
+            json!({ "kind": "lock", "message": "Ring IT-supporten" }),
+            "DeviceLock",
+        ),
+        (
+            json!({ "kind": "install_app", "app": "phoniro" }),
+            "InstallApplication",
+        ),
+    ] {
+        let pushed = p.apns.received_for(&token).len();
+        let id = queue(kit, device, body).await;
+        assert_eq!(command_state(kit, id).await, "queued");
+        p.apns.wait_for(&token, pushed + 1).await;
+        let given = phone.next_command().await.1.expect("the command");
+        assert_eq!(given.request_type, request_type);
+        assert_eq!(given.uuid, id.to_string());
+        assert_eq!(command_state(kit, id).await, "sent");
+        let (status, next) = phone.carry_out(&given).await;
+        assert_eq!((status, next.is_none()), (StatusCode::OK, true));
+        assert_eq!(command_state(kit, id).await, "acknowledged");
+    }
+
+    // Returned from its lease, the phone is wiped with Return to Service (it runs iOS 18): the
+    // erase carries an enrollment profile with a token of its own, the phone sets itself up,
+    // enrolls again with a fresh identity, and the wipe gate lets the next holder in.
+    let wipe = lease_and_return(kit, device).await;
+    let pushed = p.apns.received_for(&token).len();
+    p.apns.wait_for(&token, pushed + 1).await;
+    let given = phone.next_command().await.1.expect("the erase");
+    assert_eq!(given.request_type, "EraseDevice");
+    let rts = given.command["ReturnToService"]
+        .as_dictionary()
+        .expect("Return to Service");
+    assert_eq!(rts["Enabled"].as_boolean(), Some(true));
+    assert_eq!(command_state(kit, wipe).await, "sent");
+    let (status, next) = phone.answer(&given.uuid, "Acknowledged", None).await;
+    assert_eq!((status, next.is_none()), (StatusCode::OK, true));
+    assert_eq!(command_state(kit, wipe).await, "acknowledged");
+    // Erasing and setting up take minutes.
+    kit.app.clock.advance(chrono::Duration::minutes(3));
+    phone.erase(&given.command).await;
+
+    assert_ne!(phone.fingerprint(), first_identity, "a fresh identity");
+    assert_eq!(
+        apple_mdm(kit, device).await["udid"],
+        phone.udid.as_str(),
+        "the same phone"
+    );
+    let history = kit
+        .app
+        .get(&format!("/api/v1/devices/{device}/history"), &kit.admin)
+        .await;
+    history.expect(StatusCode::OK);
+    assert_eq!(history.body["wipe_gate"]["ready"], true, "{}", history.text);
+    assert_eq!(
+        history.body["wipe_gate"]["wipe_delivered_as"],
+        "return_to_service"
+    );
+    // It is managed as before: it has the standard profile and answers commands.
+    assert_eq!(phone.profiles.len(), 1);
+    let lock = queue(kit, device, json!({ "kind": "lock" })).await;
+    assert_eq!(phone.work().await, ["DeviceLock"]);
+    assert_eq!(command_state(kit, lock).await, "acknowledged");
+}
+
+async fn an_iphone_older_than_ios_17_gets_a_plain_erase_and_the_history_says_it_must_be_enrolled_by_hand(
+    backend: Backend,
+) {
+    let p = pushed_fleet(backend, 365).await;
+    let kit = &p.kit;
+    let (device, mut phone) = enrolled(&p, "F2LXK0OLD001", 1).await;
+    phone.os_version = "16.7.10".into();
+    queue(kit, device, json!({ "kind": "refresh_information" })).await;
+    phone.work().await;
+    let wipe = lease_and_return(kit, device).await;
+    let given = phone.next_command().await.1.expect("the erase");
+    assert_eq!(given.request_type, "EraseDevice");
+    assert!(given.command.get("ReturnToService").is_none());
+    phone.carry_out(&given).await;
+    assert_eq!(command_state(kit, wipe).await, "acknowledged");
+    assert!(phone.identity.is_none(), "it waits on the setup screen");
+    let history = kit
+        .app
+        .get(&format!("/api/v1/devices/{device}/history"), &kit.admin)
+        .await;
+    history.expect(StatusCode::OK);
+    assert_eq!(history.body["wipe_gate"]["wipe_delivered_as"], "erase_only");
+    assert_eq!(history.body["wipe_gate"]["missing"], "not_reenrolled");
+}
+
+/// Leases the phone to provider A, returns it five minutes later; the wipe the return queued.
+async fn lease_and_return(kit: &Fleet, device: i64) -> i64 {
+    kit.app
+        .post(
+            "/api/v1/leases",
+            &kit.admin,
+            json!({ "device_id": device, "provider_id": kit.provider_a, "monthly_price_sek": 249.5, "ends_on": "2029-11-30" }),
+        )
+        .await
+        .expect(StatusCode::CREATED);
+    kit.app.clock.advance(chrono::Duration::minutes(5));
+    let returned = kit
+        .app
+        .post(
+            &format!("/api/v1/devices/{device}/return"),
+            &kit.admin,
+            json!({}),
+        )
+        .await;
+    returned.expect(StatusCode::OK);
+    returned.body["wipe_command_id"].as_i64().expect("wipe")
 }

@@ -367,6 +367,30 @@ pub async fn profile_grant(
     }
 }
 
+/// The enrollment profile for a token's `secret` (the SCEP challenge): the device CA's root,
+/// SCEP, and the MDM payload with the push topic.
+pub fn enrollment_profile(
+    state: &AppState,
+    secret: &str,
+    grant: &ProfileGrant,
+) -> plist::Dictionary {
+    let device = state.device_url.trim_end_matches('/');
+    profiles::apple::enrollment_profile(profiles::apple::Enrollment {
+        id: profiles::apple::ProfileIdentity {
+            identifier: "se.kommun.mdm.enrollment",
+            organisation: &state.config.operator_name,
+            display_name: "Kommunens enhetshantering",
+        },
+        root_der: state.ca.root_der(),
+        scep_url: &format!("{device}/scep"),
+        challenge: secret,
+        subject: &grant.subject,
+        server_url: &format!("{device}/mdm/connect"),
+        checkin_url: &format!("{device}/mdm/checkin"),
+        topic: &grant.topic,
+    })
+}
+
 /// A configuration profile signed by the device CA's profile signer (CMS SignedData), as an
 /// iPhone installs it.
 pub fn sign_profile(state: &AppState, profile: &plist::Dictionary) -> FlowResult<Vec<u8>> {

@@ -138,7 +138,13 @@ pub async fn connect(
                     take_answers(state, session, peer, message, now).await?;
                     return Ok(Some(next.command().to_plist(&next.uuid(id))));
                 }
-                super::command_result::record(state, session, peer.ip(), id, &result).await?;
+                let recorded =
+                    super::command_result::record(state, session, peer.ip(), id, &result).await?;
+                if acknowledged && recorded.kind == crate::domain::command::CommandKind::Wipe {
+                    // Erased: its identity has ended and the profiles it had are gone.
+                    state.profile_ledger.forget(session.device_id);
+                    return Ok(None);
+                }
                 if acknowledged {
                     take_answers(state, session, peer, message, now).await?;
                 }
@@ -375,10 +381,117 @@ pub(super) async fn ask_for_inventory(state: &AppState, device_id: i64) -> FlowR
     Ok(())
 }
 
-/// The command as this iPhone can take it: lost mode needs a supervised iPhone, so one that is
-/// not (or has not said) gets a lock with the same message and number, and the lost case's
-/// timeline says so.
+/// The command as this iPhone can take it: lost mode needs a supervised iPhone, and an erase
+/// carries Return to Service when the iPhone's iOS has it.
 async fn for_this_iphone(
+    state: &AppState,
+    session: &DeviceSession,
+    id: i64,
+    action: &CommandAction,
+    now: chrono::DateTime<chrono::Utc>,
+) -> FlowResult<AppleCommand> {
+    match action {
+        CommandAction::Wipe => erase(state, session, now).await,
+        CommandAction::LostModeOn { .. } => lost_mode(state, session, id, action, now).await,
+        _ => Ok(apple_command(state, action)),
+    }
+}
+
+/// The iOS that brought Return to Service.
+const RETURN_TO_SERVICE_FROM: &str = "17";
+/// How long the token in a Return to Service profile lasts (the phone uses it minutes after
+/// the erase; a phone that is off when the erase arrives gets it when it comes back).
+const RETURN_TO_SERVICE_TOKEN_DAYS: i64 = 30;
+
+/// `EraseDevice`: on iOS 17 and later with Return to Service, the phone setting itself up and
+/// enrolling again from an enrollment profile with a token of its own (and the configured
+/// Wi-Fi profile), which completes the wipe gate without hands; on older iOS a plain erase,
+/// and the phone is enrolled again by hand. Which it was is kept for the history view.
+async fn erase(
+    state: &AppState,
+    session: &DeviceSession,
+    now: chrono::DateTime<chrono::Utc>,
+) -> FlowResult<AppleCommand> {
+    use profiles::version::OsVersion;
+    let device = state
+        .store
+        .device(crate::domain::role::Scope::Everything, session.device_id)
+        .await?;
+    let os = device
+        .reported_facts()
+        .map(|f| f.os_version)
+        .unwrap_or_default();
+    let has_it = matches!(
+        (OsVersion::parse(&os), OsVersion::parse(RETURN_TO_SERVICE_FROM)),
+        (Ok(have), Ok(from)) if have >= from
+    );
+    let push = state.ca.push_certificate().ok().flatten();
+    let (return_to_service, how) = match push.filter(|_| has_it) {
+        Some(push) => (
+            Some(return_to_service(state, session, &push.topic, now).await?),
+            "return_to_service",
+        ),
+        None => (None, "erase_only"),
+    };
+    state
+        .store
+        .note_wipe_delivery(session.device_id, how)
+        .await?;
+    Ok(AppleCommand::Erase { return_to_service })
+}
+
+/// What an erased iPhone sets itself up with: a signed enrollment profile whose SCEP challenge
+/// is a new single-use token bound to this phone, and the configured Wi-Fi profile.
+async fn return_to_service(
+    state: &AppState,
+    session: &DeviceSession,
+    topic: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> FlowResult<profiles::apple_commands::ReturnToService> {
+    use crate::domain::device::Channel;
+    let invite = enrollment::EnrollmentInvite::new(&state.device_url, &state.ca.root_fingerprint());
+    let token = crate::store::NewEnrollmentToken {
+        token_hash: crate::auth::hash_token(&invite.secret),
+        device_id: Some(session.device_id),
+        provider_id: None,
+        channel: Channel::AppleMdm,
+        created_by: None,
+        expires_at: now + Duration::days(RETURN_TO_SERVICE_TOKEN_DAYS),
+    };
+    let event = crate::domain::audit::AuditEvent::unattended("server", "enrollment_token.create")
+        .details(serde_json::json!({
+            "device_id": session.device_id,
+            "channel": Channel::AppleMdm.as_str(),
+            "days": RETURN_TO_SERVICE_TOKEN_DAYS,
+            "reason": "return_to_service",
+        }));
+    let id = state
+        .store
+        .create_enrollment_token(&token, now, event)
+        .await?;
+    let grant = super::apple::ProfileGrant {
+        topic: topic.to_string(),
+        subject: format!("iPhone (token {id})"),
+    };
+    let profile = super::apple::enrollment_profile(state, &invite.secret, &grant);
+    let wifi = match &state.config.apple.return_to_service_wifi_profile {
+        None => None,
+        Some(file) => Some(std::fs::read(file).map_err(|e| {
+            crate::store::StoreError::Unsupported(format!(
+                "apple.return_to_service_wifi_profile {} cannot be read: {e}",
+                file.display()
+            ))
+        })?),
+    };
+    Ok(profiles::apple_commands::ReturnToService {
+        mdm_profile: super::apple::sign_profile(state, &profile)?,
+        wifi_profile: wifi,
+    })
+}
+
+/// Lost mode needs a supervised iPhone: one that is not (or has not said) gets a lock with the
+/// same message and number, and the lost case's timeline says so.
+async fn lost_mode(
     state: &AppState,
     session: &DeviceSession,
     id: i64,
@@ -453,7 +566,9 @@ pub fn apple_command(state: &AppState, action: &CommandAction) -> AppleCommand {
             message,
             phone_number,
         },
-        CommandAction::Wipe => AppleCommand::Erase,
+        CommandAction::Wipe => AppleCommand::Erase {
+            return_to_service: None,
+        },
         CommandAction::LostModeOn {
             message,
             phone_number,

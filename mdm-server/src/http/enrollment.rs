@@ -228,21 +228,7 @@ async fn apple_enrollment_profile(
         .and_then(|s| s.parse().ok())
         .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
     let grant = crate::flows::apple::profile_grant(&state, source, &secret).await?;
-    let device = state.device_url.trim_end_matches('/');
-    let profile = profiles::apple::enrollment_profile(profiles::apple::Enrollment {
-        id: profiles::apple::ProfileIdentity {
-            identifier: "se.kommun.mdm.enrollment",
-            organisation: &state.config.operator_name,
-            display_name: "Kommunens enhetshantering",
-        },
-        root_der: state.ca.root_der(),
-        scep_url: &format!("{device}/scep"),
-        challenge: &secret,
-        subject: &grant.subject,
-        server_url: &format!("{device}/mdm/connect"),
-        checkin_url: &format!("{device}/mdm/checkin"),
-        topic: &grant.topic,
-    });
+    let profile = crate::flows::apple::enrollment_profile(&state, &secret, &grant);
     signed_profile(&state, &profile, "enrollment.mobileconfig")
 }
 

@@ -247,6 +247,10 @@ pub struct WipeGateView {
     /// `not_sent`, `not_acknowledged` or `not_reenrolled`.
     pub missing: Option<String>,
     pub explanation: Option<String>,
+    /// How the last wipe went out to an iPhone: `return_to_service` (iOS 17 and later: it
+    /// sets itself up and enrolls again on its own) or `erase_only` (older iOS: enroll it
+    /// again by hand); none for other phones.
+    pub wipe_delivered_as: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -292,6 +296,7 @@ async fn device_history(
         .collect();
     let gate = state.store.wipe_evidence(device.id).await?.check();
     let manual = state.store.manual_wipes(device.id).await?;
+    let delivered_as = state.store.wipe_delivery(device.id).await?;
     Ok(Json(DeviceHistoryView {
         leases: leases
             .into_iter()
@@ -311,6 +316,7 @@ async fn device_history(
             ready: gate.is_ok(),
             missing: gate.err().map(|m| m.code().to_string()),
             explanation: gate.err().map(|m| m.explain().to_string()),
+            wipe_delivered_as: delivered_as,
         },
         manual_wipes: if scope == Scope::Everything {
             manual

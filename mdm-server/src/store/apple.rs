@@ -104,6 +104,9 @@ pub trait AppleStore: Send + Sync {
     async fn set_apple_supervised(&self, device_id: i64, supervised: bool) -> StoreResult<()>;
     /// How many iPhones are enrolled through Apple's protocol and not checked out.
     async fn enrolled_apple_devices(&self) -> StoreResult<u64>;
+    /// How the phone's last wipe went out (`return_to_service`, `erase_only`).
+    async fn note_wipe_delivery(&self, device_id: i64, how: &str) -> StoreResult<()>;
+    async fn wipe_delivery(&self, device_id: i64) -> StoreResult<Option<String>>;
     /// The enrolled iPhones (not checked out), only those placed with `provider_id` when given.
     async fn apple_device_ids(&self, provider_id: Option<i64>) -> StoreResult<Vec<i64>>;
     /// Where to push the phones among `device_ids` that can be woken: enrolled through Apple's

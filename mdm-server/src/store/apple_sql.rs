@@ -222,6 +222,25 @@ impl AppleStore for SqlStore {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
+    async fn note_wipe_delivery(&self, device_id: i64, how: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE devices SET wipe_delivered_as = $1 WHERE id = $2")
+            .bind(how)
+            .bind(device_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn wipe_delivery(&self, device_id: i64) -> StoreResult<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT wipe_delivered_as FROM devices WHERE id = $1")
+                .bind(device_id)
+                .fetch_optional(&self.pool)
+                .await?
+                .flatten(),
+        )
+    }
+
     async fn apple_device_ids(&self, provider_id: Option<i64>) -> StoreResult<Vec<i64>> {
         Ok(sqlx::query_scalar(
             "SELECT a.device_id FROM apple_devices a JOIN devices d ON d.id = a.device_id \

@@ -62,7 +62,7 @@ pub(super) async fn insert_command(
     .fetch_one(&mut **tx)
     .await?;
     if c.kind == command::CommandKind::Wipe {
-        sqlx::query("UPDATE devices SET wipe_sent_at = $1 WHERE id = $2")
+        sqlx::query("UPDATE devices SET wipe_sent_at = $1, wipe_delivered_as = NULL WHERE id = $2")
             .bind(now)
             .bind(c.device_id)
             .execute(&mut **tx)
