@@ -85,6 +85,9 @@ pub struct Apple {
     pub push_retry_base_ms: u64,
     /// An iPhone not heard from in this many hours is pushed (once per period) so it connects.
     pub wake_silent_after_hours: u32,
+    /// Every iPhone is asked for its inventory (information, security, profiles, apps) this
+    /// often, besides at enrollment and when someone asks.
+    pub inventory_interval_hours: u32,
     /// A signed Wi-Fi profile (`.mobileconfig`) an erased iPhone sets itself up with under
     /// Return to Service, to reach the server without mobile data.
     pub return_to_service_wifi_profile: Option<PathBuf>,
@@ -102,6 +105,7 @@ impl Default for Apple {
             push_attempts: 5,
             push_retry_base_ms: 1000,
             wake_silent_after_hours: 24,
+            inventory_interval_hours: 24,
             return_to_service_wifi_profile: None,
         }
     }
@@ -128,9 +132,12 @@ impl Apple {
                 ));
             }
         }
-        if self.push_timeout_seconds == 0 || self.wake_silent_after_hours == 0 {
+        if self.push_timeout_seconds == 0
+            || self.wake_silent_after_hours == 0
+            || self.inventory_interval_hours == 0
+        {
             return Err(
-                "apple: push_timeout_seconds and wake_silent_after_hours must be at least 1".into(),
+                "apple: push_timeout_seconds, wake_silent_after_hours and inventory_interval_hours must be at least 1".into(),
             );
         }
         Ok(())

@@ -374,7 +374,13 @@ fn spawn_background(
         .run(state.store.clone(), stopped.clone());
     let pusher = crate::jobs::push::Pusher::new(state);
     let pushing = stopped.clone();
+    let inventory = crate::jobs::inventory::InventoryWatch::new(state);
+    let inventory_stop = stopped.clone();
     Ok(vec![
+        tokio::spawn(async move {
+            inventory.run(inventory_stop).await;
+            Ok(())
+        }),
         tokio::spawn(async move {
             pusher.run(pushing).await;
             Ok(())

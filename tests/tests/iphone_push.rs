@@ -18,6 +18,7 @@ backend_tests!(
     with_the_push_certificate_run_out_nothing_is_pushed_and_the_commands_wait_for_the_phone,
     lock_install_and_wipe_go_queued_pushed_sent_acknowledged_and_after_return_to_service_the_iphone_enrolls_again_by_itself,
     an_iphone_older_than_ios_17_gets_a_plain_erase_and_the_history_says_it_must_be_enrolled_by_hand,
+    an_iphone_is_asked_for_its_inventory_again_after_the_configured_interval_and_woken_for_it,
 );
 
 use mdm_tests::apns::TOPIC;
@@ -380,4 +381,52 @@ async fn lease_and_return(kit: &Fleet, device: i64) -> i64 {
         .await;
     returned.expect(StatusCode::OK);
     returned.body["wipe_command_id"].as_i64().expect("wipe")
+}
+
+async fn an_iphone_is_asked_for_its_inventory_again_after_the_configured_interval_and_woken_for_it(
+    backend: Backend,
+) {
+    let p = pushed_fleet(backend, 365).await;
+    let kit = &p.kit;
+    let (device, mut phone) = enrolled(&p, "F2LXK0INV001", 1).await;
+    let token = phone.push_token_hex();
+    assert_eq!(refreshes(kit, device).await, 1, "the enrollment's");
+    // An hour on, nothing is due; a day on (the default interval), the phone is asked again.
+    kit.app.clock.advance(chrono::Duration::hours(1));
+    quiet().await;
+    assert_eq!(refreshes(kit, device).await, 1);
+    let pushed = p.apns.received_for(&token).len();
+    kit.app.clock.advance(chrono::Duration::hours(24));
+    p.apns.wait_for(&token, pushed + 1).await;
+    assert_eq!(refreshes(kit, device).await, 2);
+    phone.os_version = "18.3".into();
+    assert_eq!(
+        phone.work().await,
+        [
+            "DeviceInformation",
+            "SecurityInfo",
+            "ProfileList",
+            "InstalledApplicationList"
+        ]
+    );
+    let view = kit
+        .app
+        .get(&format!("/api/v1/devices/{device}"), &kit.admin)
+        .await;
+    assert_eq!(view.body["reported"]["os_version"], "18.3");
+}
+
+/// How many inventory refreshes were queued for the phone.
+async fn refreshes(kit: &Fleet, device: i64) -> usize {
+    let r = kit
+        .app
+        .get(&format!("/api/v1/devices/{device}/commands"), &kit.admin)
+        .await;
+    r.expect(StatusCode::OK);
+    r.body
+        .as_array()
+        .expect("commands")
+        .iter()
+        .filter(|c| c["kind"] == "refresh_information")
+        .count()
 }

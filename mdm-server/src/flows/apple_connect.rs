@@ -202,6 +202,26 @@ pub async fn connect(
     }
 }
 
+/// How many iPhones one round asks for their inventory at most (the next round takes the rest).
+const INVENTORY_PER_ROUND: i64 = 5_000;
+
+/// Asks every iPhone not asked for its inventory within `apple.inventory_interval_hours` (its
+/// enrollment asked, and so does anyone who queues a refresh); returns how many were asked.
+pub async fn refresh_due_inventories(
+    state: &AppState,
+    now: chrono::DateTime<chrono::Utc>,
+) -> FlowResult<usize> {
+    let hours = i64::from(state.config.apple.inventory_interval_hours);
+    let due = state
+        .store
+        .apple_devices_due_inventory(now - Duration::hours(hours), INVENTORY_PER_ROUND)
+        .await?;
+    for device in &due {
+        ask_for_inventory(state, *device).await?;
+    }
+    Ok(due.len())
+}
+
 /// A policy layer changed: the iPhones it reaches are woken, and on connecting each is sent
 /// the standard profile of its policy as it now stands.
 pub async fn policy_changed(

@@ -2,6 +2,7 @@
 
 pub mod commands;
 pub mod compliance;
+pub mod inventory;
 pub mod leasing;
 pub mod notices;
 pub mod push;

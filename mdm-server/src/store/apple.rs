@@ -107,6 +107,13 @@ pub trait AppleStore: Send + Sync {
     /// How the phone's last wipe went out (`return_to_service`, `erase_only`).
     async fn note_wipe_delivery(&self, device_id: i64, how: &str) -> StoreResult<()>;
     async fn wipe_delivery(&self, device_id: i64) -> StoreResult<Option<String>>;
+    /// Enrolled iPhones (not checked out) with no inventory refresh queued since `since` nor
+    /// one still waiting (a phone that is off does not pile them up); at most `limit`.
+    async fn apple_devices_due_inventory(
+        &self,
+        since: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<Vec<i64>>;
     /// The enrolled iPhones (not checked out), only those placed with `provider_id` when given.
     async fn apple_device_ids(&self, provider_id: Option<i64>) -> StoreResult<Vec<i64>>;
     /// Where to push the phones among `device_ids` that can be woken: enrolled through Apple's

@@ -222,6 +222,24 @@ impl AppleStore for SqlStore {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
+    async fn apple_devices_due_inventory(
+        &self,
+        since: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<Vec<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT a.device_id FROM apple_devices a WHERE a.checked_out_at IS NULL \
+             AND NOT EXISTS (SELECT 1 FROM commands c WHERE c.device_id = a.device_id \
+             AND c.kind = 'refresh_information' \
+             AND (c.created_at >= $1 OR c.state IN ('queued', 'sent', 'not_now'))) \
+             ORDER BY a.device_id LIMIT $2",
+        )
+        .bind(since)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     async fn note_wipe_delivery(&self, device_id: i64, how: &str) -> StoreResult<()> {
         sqlx::query("UPDATE devices SET wipe_delivered_as = $1 WHERE id = $2")
             .bind(how)
