@@ -712,6 +712,12 @@ impl SimulatedIphone {
     /// token: what a person's tap on "Install" sets off. Panics on any refusal.
     pub async fn enroll(&mut self, address: &str) {
         self.install_profile(address).await.expect("profile");
+        self.enroll_installed().await;
+    }
+
+    /// With the enrollment profile installed: gets a certificate, authenticates, sends its
+    /// push token and carries out what the server gives a new phone. Panics on any refusal.
+    pub async fn enroll_installed(&mut self) {
         match self.scep().await {
             CertRep::Success(_) => {}
             other => panic!("SCEP answered {other:?}"),

@@ -12,6 +12,7 @@ use mdm_server::server::{self, RunningServer, StartOptions};
 
 pub mod apns;
 pub mod iphone;
+pub mod iphone_swarm;
 pub mod sinks;
 
 /// Which database a test runs on.

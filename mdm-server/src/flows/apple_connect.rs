@@ -295,7 +295,14 @@ async fn profile_due(
             }
         }
     }
-    let payload = super::apple::sign_profile(state, &wanted.profile)?;
+    let payload = match wanted.signed.get() {
+        Some(signed) => signed.clone(),
+        None => {
+            let signed = super::apple::sign_profile(state, &wanted.profile)?;
+            let _ = wanted.signed.set(signed.clone());
+            signed
+        }
+    };
     ledger.sent(session.device_id, &wanted.uuid, now);
     let uuid = format!("profile.{}", wanted.uuid);
     Ok(Some(

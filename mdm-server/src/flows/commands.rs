@@ -130,6 +130,7 @@ pub async fn queue_to_provider(
             Platform::Android,
         ));
     }
+    let ios_payload_queued = ios_payload.is_some();
     let now = state.clock.now();
     let event = event.in_org(Some(provider.id)).details(serde_json::json!({
         "provider_id": provider.id,
@@ -154,5 +155,10 @@ pub async fn queue_to_provider(
         .await?;
     // The phones of the batch are on this node's board before the answer goes out.
     state.command_board.refresh(state.store.as_ref()).await?;
+    // Its iPhones connect only when pushed: the pusher spreads the pushes out.
+    if ios_payload_queued {
+        let iphones = state.store.apple_device_ids(Some(provider.id)).await?;
+        state.command_board.wake(iphones);
+    }
     Ok(batch)
 }

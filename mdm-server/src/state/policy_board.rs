@@ -45,6 +45,9 @@ pub struct StandardProfile {
     /// Its `PayloadUUID`, which changes with its content.
     pub uuid: String,
     pub profile: plist::Dictionary,
+    /// The profile signed, once the first phone needed it: every phone with the same policy
+    /// gets the same bytes, so a fleet's profiles cost one signature.
+    pub signed: std::sync::OnceLock<Vec<u8>>,
 }
 
 /// Profiles made from the snapshot of one generation.
@@ -192,6 +195,7 @@ impl PolicyBoard {
         let made = Arc::new(StandardProfile {
             uuid: profiles::apple::profile_uuid(&profile).to_string(),
             profile,
+            signed: std::sync::OnceLock::new(),
         });
         let mut rendered = self.profiles.lock().unwrap_or_else(|p| p.into_inner());
         // Kept only while no newer snapshot has been read.
