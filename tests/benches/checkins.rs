@@ -518,45 +518,24 @@ async fn run(backend: &str, count: u32) {
 /// iPhones: `count` simulated phones enroll through SCEP and `Authenticate`, then each sends
 /// `Idle` (signed, over a connection presenting its certificate) against the ping ceiling.
 async fn run_iphones(backend: &str, count: u32) {
-    use mdm_server::domain::device::Channel;
-    use mdm_tests::iphone::{rsa_key, InstalledProfile, SignedRequest, SimulatedIphone};
+    use mdm_tests::iphone::{SignedRequest, SimulatedIphone};
     let setup = Instant::now();
     let Some(mut bench) = Bench::prepare(backend, count).await else {
         println!("{backend:<8} {count:>6} iPhones: skipped (set TEST_POSTGRES_URL)");
         return;
     };
-    // A few keys for all: making a thousand RSA keys would outlast everything measured.
-    let keys: Vec<rsa::RsaPrivateKey> = (0..8).map(|_| rsa_key()).collect();
-    let mut phones = Vec::with_capacity(count as usize);
-    for (i, device) in std::mem::take(&mut bench.registered)
-        .into_iter()
-        .enumerate()
-    {
-        let (secret, _) = mdm_server::auth::generate_token();
-        mdm_tests::store_enrollment_token(
-            bench.store.as_ref(),
-            device.id,
-            &secret,
-            Channel::AppleMdm,
-            bench.now,
-        )
-        .await;
-        let mut phone = SimulatedIphone::with_key(
-            &device.serial,
-            Some(&device.imei),
-            keys[i % keys.len()].clone(),
-        );
-        phone.install(InstalledProfile {
-            root_der: bench.ca.root_der().to_vec(),
-            scep_url: format!("{}/scep", bench.device_url),
-            challenge: secret,
-            checkin_url: format!("{}/mdm/checkin", bench.device_url),
-            server_url: format!("{}/mdm/connect", bench.device_url),
-            topic: "com.apple.mgmt.External.bench".into(),
-            profile: plist::Dictionary::new(),
-        });
-        phones.push(phone);
-    }
+    let registered = std::mem::take(&mut bench.registered);
+    let phones = mdm_tests::iphone_swarm::prepared(
+        mdm_tests::iphone_swarm::Target {
+            store: bench.store.as_ref(),
+            device_url: &bench.device_url,
+            root_der: bench.ca.root_der(),
+            topic: "com.apple.mgmt.External.bench",
+            now: bench.now,
+        },
+        registered,
+    )
+    .await;
     let setup = setup.elapsed();
     let database_processes = bench.database.clone();
     let child = bench.start();

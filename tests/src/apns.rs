@@ -179,11 +179,15 @@ impl ApnsStandIn {
 
     /// The `[apple]` configuration that points a server at this stand-in, with short waits.
     pub fn config(&self) -> String {
+        self.config_with("push_coalesce_ms = 300\npush_retry_base_ms = 100\npush_attempts = 4\n")
+    }
+
+    /// The `[apple]` table naming this stand-in, with `settings` (lines of the table) added.
+    pub fn config_with(&self, settings: &str) -> String {
         let ca = self.dir.path().join("apns-ca.pem");
         std::fs::write(&ca, &self.ca_pem).expect("write CA");
         format!(
-            "[apple]\npush_url = \"{}\"\npush_ca_file = \"{}\"\npush_coalesce_ms = 300\n\
-             push_timeout_seconds = 2\npush_retry_base_ms = 100\npush_attempts = 4\n",
+            "[apple]\npush_url = \"{}\"\npush_ca_file = \"{}\"\npush_timeout_seconds = 2\n{settings}",
             self.url,
             ca.display()
         )

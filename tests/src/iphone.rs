@@ -326,6 +326,14 @@ impl SimulatedIphone {
         );
     }
 
+    /// Closes its connections to the server, as an iPhone does when its session ends (a fleet
+    /// of phones holding theirs open would hold a descriptor each on both sides).
+    pub fn hang_up(&mut self) {
+        if let Some(root) = self.profile.as_ref().map(|p| p.root_der.clone()) {
+            self.trust(&root);
+        }
+    }
+
     fn http(&self) -> &reqwest::Client {
         self.http.as_ref().expect("the profile is installed")
     }

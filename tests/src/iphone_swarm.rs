@@ -33,6 +33,45 @@ pub struct Target<'a> {
     pub now: chrono::DateTime<chrono::Utc>,
 }
 
+/// A simulated iPhone for each of `devices`, with an enrollment token of its own made
+/// straight through the store and the enrollment profile's settings installed (what the
+/// profile download would give it), sharing a few RSA keys.
+pub async fn prepared(
+    target: Target<'_>,
+    devices: Vec<mdm_server::store::Device>,
+) -> Vec<SimulatedIphone> {
+    use mdm_server::domain::device::Channel;
+    let keys: Vec<rsa::RsaPrivateKey> = (0..8).map(|_| rsa_key()).collect();
+    let mut phones = Vec::with_capacity(devices.len());
+    for (i, device) in devices.into_iter().enumerate() {
+        let (secret, _) = mdm_server::auth::generate_token();
+        crate::store_enrollment_token(
+            target.store,
+            device.id,
+            &secret,
+            Channel::AppleMdm,
+            target.now,
+        )
+        .await;
+        let mut phone = SimulatedIphone::with_key(
+            &device.serial,
+            Some(&device.imei),
+            keys[i % keys.len()].clone(),
+        );
+        phone.install(InstalledProfile {
+            root_der: target.root_der.to_vec(),
+            scep_url: format!("{}/scep", target.device_url),
+            challenge: secret,
+            checkin_url: format!("{}/mdm/checkin", target.device_url),
+            server_url: format!("{}/mdm/connect", target.device_url),
+            topic: target.topic.to_string(),
+            profile: plist::Dictionary::new(),
+        });
+        phones.push(phone);
+    }
+    phones
+}
+
 impl std::fmt::Debug for Target<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Target")
@@ -52,7 +91,6 @@ impl IphoneSwarm {
         count: u32,
         concurrency: usize,
     ) -> IphoneSwarm {
-        use mdm_server::domain::device::Channel;
         let devices = crate::import_placed_iphones(
             target.store,
             model_id,
@@ -62,37 +100,11 @@ impl IphoneSwarm {
             provider_id,
         )
         .await;
-        let keys: Vec<rsa::RsaPrivateKey> = (0..8).map(|_| rsa_key()).collect();
-        let mut phones = Vec::with_capacity(devices.len());
-        for (i, device) in devices.into_iter().enumerate() {
-            let (secret, _) = mdm_server::auth::generate_token();
-            crate::store_enrollment_token(
-                target.store,
-                device.id,
-                &secret,
-                Channel::AppleMdm,
-                target.now,
-            )
-            .await;
-            let mut phone = SimulatedIphone::with_key(
-                &device.serial,
-                Some(&device.imei),
-                keys[i % keys.len()].clone(),
-            );
-            phone.install(InstalledProfile {
-                root_der: target.root_der.to_vec(),
-                scep_url: format!("{}/scep", target.device_url),
-                challenge: secret,
-                checkin_url: format!("{}/mdm/checkin", target.device_url),
-                server_url: format!("{}/mdm/connect", target.device_url),
-                topic: target.topic.to_string(),
-                profile: plist::Dictionary::new(),
-            });
-            phones.push(phone);
-        }
+        let phones = prepared(target, devices).await;
         let enrolled: Vec<SimulatedIphone> = futures::stream::iter(phones)
             .map(|mut phone| async move {
                 phone.enroll_installed().await;
+                phone.hang_up();
                 phone
             })
             .buffer_unordered(concurrency)
@@ -142,7 +154,12 @@ impl IphoneSwarm {
                 };
                 let done = done.clone();
                 tokio::spawn(async move {
-                    let carried_out = phone.lock().await.work().await;
+                    let carried_out = {
+                        let mut phone = phone.lock().await;
+                        let carried_out = phone.work().await;
+                        phone.hang_up();
+                        carried_out
+                    };
                     drop(slot);
                     done.lock()
                         .unwrap_or_else(|p| p.into_inner())
@@ -152,6 +169,21 @@ impl IphoneSwarm {
                 });
             }
         })
+    }
+
+    /// Every phone connects once with `Idle`, `concurrency` at a time, and must be given
+    /// nothing.
+    pub async fn idle_round(&self, concurrency: usize) {
+        futures::stream::iter(self.phones.values())
+            .map(|phone| async move {
+                let mut phone = phone.lock().await;
+                let (status, body) = phone.idle().await;
+                assert!(status.is_success() && body.is_empty(), "{status} {body}");
+                phone.hang_up();
+            })
+            .buffer_unordered(concurrency)
+            .collect::<Vec<()>>()
+            .await;
     }
 
     /// What each phone carried out after being pushed, by push token.

@@ -716,6 +716,40 @@ pub struct Fleet {
 }
 
 impl Fleet {
+    /// Queues a command for `device` through the API as the operator admin; its id.
+    pub async fn queue_command(&self, device: i64, body: Value) -> i64 {
+        let r = self
+            .app
+            .post(
+                &format!("/api/v1/devices/{device}/commands"),
+                &self.admin,
+                body,
+            )
+            .await;
+        r.expect(StatusCode::CREATED);
+        r.body["id"].as_i64().expect("id")
+    }
+
+    /// A command as the API shows it.
+    pub async fn command(&self, id: i64) -> Value {
+        let r = self
+            .app
+            .get(&format!("/api/v1/commands/{id}"), &self.admin)
+            .await;
+        r.expect(StatusCode::OK);
+        r.body
+    }
+
+    /// A phone's identity view (certificate, history, channel, Apple MDM details).
+    pub async fn identity(&self, device: i64) -> Value {
+        let r = self
+            .app
+            .get(&format!("/api/v1/devices/{device}/identity"), &self.admin)
+            .await;
+        r.expect(StatusCode::OK);
+        r.body
+    }
+
     /// A fleet on `backend` with `config` (extra TOML) whose clock stands at `at` (RFC 3339).
     pub async fn start(backend: Backend, config: &str, at: &str) -> Fleet {
         let clock = Clock::fixed(at.parse().expect("time"));

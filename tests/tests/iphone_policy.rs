@@ -52,14 +52,8 @@ async fn a_policy_change_reaches_an_iphone_as_a_new_profile_and_its_passcode_is_
     phone.passcode = Some("4829".into());
     // The phone answered at enrollment with its six-digit passcode; now it has four.
     p.kit
-        .app
-        .post(
-            &format!("/api/v1/devices/{device}/commands"),
-            &p.kit.admin,
-            json!({ "kind": "refresh_information" }),
-        )
-        .await
-        .expect(StatusCode::CREATED);
+        .queue_command(device, json!({ "kind": "refresh_information" }))
+        .await;
     phone.work().await;
     let judged = compliance(&p.kit, device).await;
     let reasons = codes(&judged);
@@ -99,14 +93,8 @@ async fn a_policy_change_reaches_an_iphone_as_a_new_profile_and_its_passcode_is_
     // The person sets a longer passcode; the next inventory says it meets the profile.
     phone.passcode = Some("48291573".into());
     p.kit
-        .app
-        .post(
-            &format!("/api/v1/devices/{device}/commands"),
-            &p.kit.admin,
-            json!({ "kind": "refresh_information" }),
-        )
-        .await
-        .expect(StatusCode::CREATED);
+        .queue_command(device, json!({ "kind": "refresh_information" }))
+        .await;
     phone.work().await;
     let judged = compliance(&p.kit, device).await;
     assert!(
@@ -125,14 +113,8 @@ async fn an_iphone_that_declines_the_profile_is_non_compliant_because_nothing_en
     // The person removes the standard profile (a supervised phone would not let them).
     phone.profiles.clear();
     p.kit
-        .app
-        .post(
-            &format!("/api/v1/devices/{device}/commands"),
-            &p.kit.admin,
-            json!({ "kind": "refresh_information" }),
-        )
-        .await
-        .expect(StatusCode::CREATED);
+        .queue_command(device, json!({ "kind": "refresh_information" }))
+        .await;
     // The inventory finds it missing; the profile goes out again, and this time the phone
     // answers with an error.
     let (_, mut next) = phone.next_command().await;

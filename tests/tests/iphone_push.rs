@@ -10,7 +10,7 @@ use mdm_tests::apns::{enrolled, pushed_fleet, Answer};
 use mdm_tests::iphone::SimulatedIphone;
 use mdm_tests::{backend_tests, Backend, Fleet};
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 
 backend_tests!(
     a_burst_of_commands_is_one_push_over_one_connection_with_apns_headers_and_the_iphone_collects_every_command,
@@ -29,37 +29,6 @@ async fn quiet() {
     tokio::time::sleep(Duration::from_millis(1200)).await;
 }
 
-async fn queue(kit: &Fleet, device: i64, body: Value) -> i64 {
-    let r = kit
-        .app
-        .post(
-            &format!("/api/v1/devices/{device}/commands"),
-            &kit.admin,
-            body,
-        )
-        .await;
-    r.expect(StatusCode::CREATED);
-    r.body["id"].as_i64().expect("id")
-}
-
-async fn apple_mdm(kit: &Fleet, device: i64) -> Value {
-    let r = kit
-        .app
-        .get(&format!("/api/v1/devices/{device}/identity"), &kit.admin)
-        .await;
-    r.expect(StatusCode::OK);
-    r.body["apple_mdm"].clone()
-}
-
-async fn command_state(kit: &Fleet, id: i64) -> String {
-    let r = kit
-        .app
-        .get(&format!("/api/v1/commands/{id}"), &kit.admin)
-        .await;
-    r.expect(StatusCode::OK);
-    r.body["state"].as_str().expect("state").to_string()
-}
-
 async fn a_burst_of_commands_is_one_push_over_one_connection_with_apns_headers_and_the_iphone_collects_every_command(
     backend: Backend,
 ) {
@@ -69,14 +38,18 @@ async fn a_burst_of_commands_is_one_push_over_one_connection_with_apns_headers_a
     let before = p.apns.received_for(&token).len();
 
     let commands = [
-        queue(
-            &p.kit,
-            device,
-            json!({ "kind": "lock", "message": "Ring IT-supporten" }),
-        )
-        .await,
-        queue(&p.kit, device, json!({ "kind": "refresh_information" })).await,
-        queue(&p.kit, device, json!({ "kind": "restart" })).await,
+        p.kit
+            .queue_command(
+                device,
+                json!({ "kind": "lock", "message": "Ring IT-supporten" }),
+            )
+            .await,
+        p.kit
+            .queue_command(device, json!({ "kind": "refresh_information" }))
+            .await,
+        p.kit
+            .queue_command(device, json!({ "kind": "restart" }))
+            .await,
     ];
     let pushes = p.apns.wait_for(&token, before + 1).await;
     quiet().await;
@@ -99,7 +72,7 @@ async fn a_burst_of_commands_is_one_push_over_one_connection_with_apns_headers_a
         1,
         "every push on one multiplexed connection"
     );
-    let seen = apple_mdm(&p.kit, device).await;
+    let seen = p.kit.identity(device).await["apple_mdm"].clone();
     assert_eq!(seen["can_be_woken"], true);
     assert!(seen["pushed_at"].is_string(), "{seen}");
 
@@ -118,7 +91,7 @@ async fn a_burst_of_commands_is_one_push_over_one_connection_with_apns_headers_a
         ]
     );
     for id in commands {
-        assert_eq!(command_state(&p.kit, id).await, "acknowledged");
+        assert_eq!(p.kit.command(id).await["state"], "acknowledged");
     }
 
     // The stand-in takes only the push certificate: a client without it is turned away.
@@ -168,7 +141,9 @@ async fn apns_busy_answers_are_tried_again_a_refusal_is_not_and_unregistered_mar
         [Answer::Status(410, "Unregistered")],
     );
     for device in [busy_id, slow_id, refused_id, gone_id] {
-        queue(&p.kit, device, json!({ "kind": "restart" })).await;
+        p.kit
+            .queue_command(device, json!({ "kind": "restart" }))
+            .await;
     }
 
     // Busy three times, then taken: four tries, the last answered 200.
@@ -189,7 +164,10 @@ async fn apns_busy_answers_are_tried_again_a_refusal_is_not_and_unregistered_mar
         p.apns.received_for(&refused.push_token_hex()).len(),
         b_refused + 1
     );
-    assert_eq!(apple_mdm(&p.kit, refused_id).await["can_be_woken"], true);
+    assert_eq!(
+        p.kit.identity(refused_id).await["apple_mdm"]["can_be_woken"],
+        true
+    );
 
     // Unregistered: the token is dead, the device view says the phone cannot be woken, and
     // further commands are not pushed but wait in the queue.
@@ -197,24 +175,29 @@ async fn apns_busy_answers_are_tried_again_a_refusal_is_not_and_unregistered_mar
         p.apns.received_for(&gone.push_token_hex()).len(),
         b_gone + 1
     );
-    let seen = apple_mdm(&p.kit, gone_id).await;
+    let seen = p.kit.identity(gone_id).await["apple_mdm"].clone();
     assert_eq!(seen["can_be_woken"], false, "{seen}");
     assert_eq!(seen["push_token_refused_reason"], "Unregistered");
-    let waiting = queue(&p.kit, gone_id, json!({ "kind": "lock" })).await;
+    let waiting = p
+        .kit
+        .queue_command(gone_id, json!({ "kind": "lock" }))
+        .await;
     quiet().await;
     assert_eq!(
         p.apns.received_for(&gone.push_token_hex()).len(),
         b_gone + 1
     );
-    assert_eq!(command_state(&p.kit, waiting).await, "queued");
+    assert_eq!(p.kit.command(waiting).await["state"], "queued");
 
     // Its next TokenUpdate makes it reachable again.
     let (status, body) = gone.token_update().await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let seen = apple_mdm(&p.kit, gone_id).await;
+    let seen = p.kit.identity(gone_id).await["apple_mdm"].clone();
     assert_eq!(seen["can_be_woken"], true, "{seen}");
     assert!(seen["push_token_refused_reason"].is_null());
-    queue(&p.kit, gone_id, json!({ "kind": "refresh_information" })).await;
+    p.kit
+        .queue_command(gone_id, json!({ "kind": "refresh_information" }))
+        .await;
     p.apns.wait_for(&gone.push_token_hex(), b_gone + 2).await;
 }
 
@@ -227,7 +210,7 @@ async fn with_the_push_certificate_run_out_nothing_is_pushed_and_the_commands_wa
     let before = p.apns.received_for(&token).len();
     p.kit.app.clock.advance(chrono::Duration::days(31));
 
-    let lock = queue(&p.kit, device, json!({ "kind": "lock" })).await;
+    let lock = p.kit.queue_command(device, json!({ "kind": "lock" })).await;
     quiet().await;
     assert_eq!(p.apns.received_for(&token).len(), before, "no push");
     let metrics = p
@@ -247,11 +230,11 @@ async fn with_the_push_certificate_run_out_nothing_is_pushed_and_the_commands_wa
         .find_map(|l| l.strip_prefix("mdm_apns_pushes_total{outcome=\"certificate_expired\"} "))
         .and_then(|n| n.parse::<u64>().ok());
     assert!(expired.is_some_and(|n| n >= 1), "{metrics}");
-    assert_eq!(command_state(&p.kit, lock).await, "queued");
+    assert_eq!(p.kit.command(lock).await["state"], "queued");
     // The phone connects by itself and gets the lock all the same.
     let mut phone = phone;
     assert!(phone.work().await.contains(&"DeviceLock".to_string()));
-    assert_eq!(command_state(&p.kit, lock).await, "acknowledged");
+    assert_eq!(p.kit.command(lock).await["state"], "acknowledged");
 }
 
 async fn lock_install_and_wipe_go_queued_pushed_sent_acknowledged_and_after_return_to_service_the_iphone_enrolls_again_by_itself(
@@ -284,16 +267,16 @@ async fn lock_install_and_wipe_go_queued_pushed_sent_acknowledged_and_after_retu
         ),
     ] {
         let pushed = p.apns.received_for(&token).len();
-        let id = queue(kit, device, body).await;
-        assert_eq!(command_state(kit, id).await, "queued");
+        let id = kit.queue_command(device, body).await;
+        assert_eq!(kit.command(id).await["state"], "queued");
         p.apns.wait_for(&token, pushed + 1).await;
         let given = phone.next_command().await.1.expect("the command");
         assert_eq!(given.request_type, request_type);
         assert_eq!(given.uuid, id.to_string());
-        assert_eq!(command_state(kit, id).await, "sent");
+        assert_eq!(kit.command(id).await["state"], "sent");
         let (status, next) = phone.carry_out(&given).await;
         assert_eq!((status, next.is_none()), (StatusCode::OK, true));
-        assert_eq!(command_state(kit, id).await, "acknowledged");
+        assert_eq!(kit.command(id).await["state"], "acknowledged");
     }
 
     // Returned from its lease, the phone is wiped with Return to Service (it runs iOS 18): the
@@ -308,17 +291,17 @@ async fn lock_install_and_wipe_go_queued_pushed_sent_acknowledged_and_after_retu
         .as_dictionary()
         .expect("Return to Service");
     assert_eq!(rts["Enabled"].as_boolean(), Some(true));
-    assert_eq!(command_state(kit, wipe).await, "sent");
+    assert_eq!(kit.command(wipe).await["state"], "sent");
     let (status, next) = phone.answer(&given.uuid, "Acknowledged", None).await;
     assert_eq!((status, next.is_none()), (StatusCode::OK, true));
-    assert_eq!(command_state(kit, wipe).await, "acknowledged");
+    assert_eq!(kit.command(wipe).await["state"], "acknowledged");
     // Erasing and setting up take minutes.
     kit.app.clock.advance(chrono::Duration::minutes(3));
     phone.erase(&given.command).await;
 
     assert_ne!(phone.fingerprint(), first_identity, "a fresh identity");
     assert_eq!(
-        apple_mdm(kit, device).await["udid"],
+        kit.identity(device).await["apple_mdm"]["udid"],
         phone.udid.as_str(),
         "the same phone"
     );
@@ -334,9 +317,9 @@ async fn lock_install_and_wipe_go_queued_pushed_sent_acknowledged_and_after_retu
     );
     // It is managed as before: it has the standard profile and answers commands.
     assert_eq!(phone.profiles.len(), 1);
-    let lock = queue(kit, device, json!({ "kind": "lock" })).await;
+    let lock = kit.queue_command(device, json!({ "kind": "lock" })).await;
     assert_eq!(phone.work().await, ["DeviceLock"]);
-    assert_eq!(command_state(kit, lock).await, "acknowledged");
+    assert_eq!(kit.command(lock).await["state"], "acknowledged");
 }
 
 async fn an_iphone_older_than_ios_17_gets_a_plain_erase_and_the_history_says_it_must_be_enrolled_by_hand(
@@ -346,14 +329,15 @@ async fn an_iphone_older_than_ios_17_gets_a_plain_erase_and_the_history_says_it_
     let kit = &p.kit;
     let (device, mut phone) = enrolled(&p, "F2LXK0OLD001", 1).await;
     phone.os_version = "16.7.10".into();
-    queue(kit, device, json!({ "kind": "refresh_information" })).await;
+    kit.queue_command(device, json!({ "kind": "refresh_information" }))
+        .await;
     phone.work().await;
     let wipe = lease_and_return(kit, device).await;
     let given = phone.next_command().await.1.expect("the erase");
     assert_eq!(given.request_type, "EraseDevice");
     assert!(given.command.get("ReturnToService").is_none());
     phone.carry_out(&given).await;
-    assert_eq!(command_state(kit, wipe).await, "acknowledged");
+    assert_eq!(kit.command(wipe).await["state"], "acknowledged");
     assert!(phone.identity.is_none(), "it waits on the setup screen");
     let history = kit
         .app

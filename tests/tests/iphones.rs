@@ -76,15 +76,6 @@ async fn registered(kit: &Fleet, serial: &str, n: u32) -> (i64, SimulatedIphone)
     (id, SimulatedIphone::new(serial, Some(&imei(n))))
 }
 
-async fn identity(kit: &Fleet, device: i64) -> Value {
-    let r = kit
-        .app
-        .get(&format!("/api/v1/devices/{device}/identity"), &kit.admin)
-        .await;
-    r.expect(StatusCode::OK);
-    r.body
-}
-
 /// The audit trail's entries with this action, newest first.
 async fn audited(kit: &Fleet, action: &str) -> Vec<Value> {
     let r = kit.app.get("/api/v1/audit?limit=200", &kit.admin).await;
@@ -135,7 +126,7 @@ async fn an_iphone_enrolls_from_its_token_address_through_scep_and_check_in_and_
         other => panic!("SCEP answered {other:?}"),
     }
     // Not enrolled until the phone says who it is.
-    assert!(identity(&kit, device).await["certificate"].is_null());
+    assert!(kit.identity(device).await["certificate"].is_null());
     let (status, body) = phone.authenticate().await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = phone.token_update().await;
@@ -182,7 +173,7 @@ async fn an_iphone_enrolls_from_its_token_address_through_scep_and_check_in_and_
     );
     assert_eq!(view.body["reported"]["platform"], "ios");
 
-    let id = identity(&kit, device).await;
+    let id = kit.identity(device).await;
     assert_eq!(id["channel"], "apple_mdm");
     assert_eq!(id["certificate"]["key"], "rsa-2048");
     assert_eq!(id["certificate"]["fingerprint"], phone.fingerprint());
@@ -218,7 +209,7 @@ async fn an_iphone_enrolls_from_its_token_address_through_scep_and_check_in_and_
     let (status, _) = phone.authenticate().await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
-        identity(&kit, device).await["history"]
+        kit.identity(device).await["history"]
             .as_array()
             .map(Vec::len),
         Some(1)
@@ -313,7 +304,7 @@ async fn an_iphone_whose_serial_contradicts_its_record_is_refused_audited_and_it
     assert_eq!(denied[0]["target_id"], device.to_string());
     // Nothing half-way: no identity, no pending certificate, and the phone cannot try again
     // with the serial changed.
-    assert!(identity(&kit, device).await["certificate"].is_null());
+    assert!(kit.identity(device).await["certificate"].is_null());
     assert_eq!(kit.app.count("apple_pending_enrollments").await, 0);
     assert_eq!(kit.app.count("apple_devices").await, 0);
     phone.serial = "F2LXK0ABHG7F".into();
@@ -326,7 +317,7 @@ async fn an_iphone_whose_serial_contradicts_its_record_is_refused_audited_and_it
     certified(&mut other, &address).await;
     let (status, _) = other.authenticate().await;
     assert_eq!(status, StatusCode::CONFLICT);
-    assert!(identity(&kit, device).await["certificate"].is_null());
+    assert!(kit.identity(device).await["certificate"].is_null());
 }
 
 async fn a_revoked_or_checked_out_iphone_is_refused_a_checkout_alerts_its_provider_and_enrolling_again_revokes_the_old_identity(
@@ -341,7 +332,7 @@ async fn a_revoked_or_checked_out_iphone_is_refused_a_checkout_alerts_its_provid
     let mut again = SimulatedIphone::new("F2LXK0ABHG7F", Some(&imei(1)));
     again.udid = phone.udid.clone();
     again.enroll(&token_for_device(&kit, device).await).await;
-    let id = identity(&kit, device).await;
+    let id = kit.identity(device).await;
     assert_eq!(id["certificate"]["fingerprint"], again.fingerprint());
     let history = id["history"].as_array().expect("history");
     let old = history
@@ -372,7 +363,7 @@ async fn a_revoked_or_checked_out_iphone_is_refused_a_checkout_alerts_its_provid
     let (status, body) = third.check_out().await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(third.idle().await.0, StatusCode::UNAUTHORIZED);
-    let id = identity(&kit, device).await;
+    let id = kit.identity(device).await;
     assert!(id["certificate"].is_null());
     assert!(id["apple_mdm"]["checked_out_at"].is_string());
     assert_eq!(audited(&kit, "device.check_out").await.len(), 1);
@@ -410,7 +401,7 @@ async fn a_revoked_or_checked_out_iphone_is_refused_a_checkout_alerts_its_provid
     certified(&mut twin, &token_for_device(&kit, other).await).await;
     let (status, body) = twin.authenticate().await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
-    assert!(identity(&kit, other).await["certificate"].is_null());
+    assert!(kit.identity(other).await["certificate"].is_null());
 }
 
 async fn check_ins_with_a_bad_missing_or_foreign_signature_or_a_broken_plist_are_refused(
@@ -468,7 +459,7 @@ async fn check_ins_with_a_bad_missing_or_foreign_signature_or_a_broken_plist_are
     assert!(!audited(&kit, "device.refused").await.is_empty());
     // The phone is still enrolled and heard.
     assert_eq!(phone.idle().await.0, StatusCode::OK);
-    assert!(identity(&kit, device).await["certificate"].is_object());
+    assert!(kit.identity(device).await["certificate"].is_object());
 }
 
 async fn the_push_certificate_is_checked_kept_shown_and_the_service_desk_reminded_30_and_7_days_before(
@@ -796,28 +787,6 @@ async fn the_enrollment_profile_verifies_with_openssl_and_parses_with_python_pli
     );
 }
 
-async fn queue(kit: &Fleet, device: i64, body: Value) -> i64 {
-    let r = kit
-        .app
-        .post(
-            &format!("/api/v1/devices/{device}/commands"),
-            &kit.admin,
-            body,
-        )
-        .await;
-    r.expect(StatusCode::CREATED);
-    r.body["id"].as_i64().expect("id")
-}
-
-async fn command_state(kit: &Fleet, id: i64) -> Value {
-    let r = kit
-        .app
-        .get(&format!("/api/v1/commands/{id}"), &kit.admin)
-        .await;
-    r.expect(StatusCode::OK);
-    r.body
-}
-
 async fn an_iphone_gets_each_queued_command_on_connect_its_answers_move_the_queue_and_an_erase_holds_the_wipe_gate_until_it_enrolls_again(
     backend: Backend,
 ) {
@@ -827,9 +796,7 @@ async fn an_iphone_gets_each_queued_command_on_connect_its_answers_move_the_queu
     assert!(phone.next_command().await.1.is_none(), "nothing queued yet");
 
     // A lock: handed out on the next connect as DeviceLock with its words, then acknowledged.
-    let lock = queue(
-        &kit,
-        device,
+    let lock = kit.queue_command(device,
         json!({ "kind": "lock", "message": "Ring IT-supporten", "phone_number": "+46 8 123 456 78" }),
     )
     .await;
@@ -846,10 +813,10 @@ async fn an_iphone_gets_each_queued_command_on_connect_its_answers_move_the_queu
         given.command["PhoneNumber"].as_string(),
         Some("+46812345678")
     );
-    assert_eq!(command_state(&kit, lock).await["state"], "sent");
+    assert_eq!(kit.command(lock).await["state"], "sent");
     let (status, next) = phone.answer(&given.uuid, "Acknowledged", None).await;
     assert_eq!((status, next.is_none()), (StatusCode::OK, true));
-    assert_eq!(command_state(&kit, lock).await["state"], "acknowledged");
+    assert_eq!(kit.command(lock).await["state"], "acknowledged");
     // The same answer again changes nothing.
     assert_eq!(
         phone.answer(&given.uuid, "Acknowledged", None).await.0,
@@ -857,12 +824,14 @@ async fn an_iphone_gets_each_queued_command_on_connect_its_answers_move_the_queu
     );
 
     // Not now: the restart waits and comes again after the pause; an error keeps its words.
-    let restart = queue(&kit, device, json!({ "kind": "restart" })).await;
+    let restart = kit
+        .queue_command(device, json!({ "kind": "restart" }))
+        .await;
     let given = phone.next_command().await.1.expect("the restart");
     assert_eq!(given.request_type, "RestartDevice");
     let (status, next) = phone.answer(&given.uuid, "NotNow", None).await;
     assert_eq!((status, next.is_none()), (StatusCode::OK, true));
-    assert_eq!(command_state(&kit, restart).await["state"], "not_now");
+    assert_eq!(kit.command(restart).await["state"], "not_now");
     assert!(phone.next_command().await.1.is_none(), "not again at once");
     kit.app.clock.advance(Duration::minutes(6));
     let again = phone.next_command().await.1.expect("the restart again");
@@ -875,7 +844,7 @@ async fn an_iphone_gets_each_queued_command_on_connect_its_answers_move_the_queu
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    let failed = command_state(&kit, restart).await;
+    let failed = kit.command(restart).await;
     assert_eq!(failed["state"], "error");
     assert!(
         failed["result"]
@@ -919,9 +888,9 @@ async fn an_iphone_gets_each_queued_command_on_connect_its_answers_move_the_queu
         phone.answer(&given.uuid, "Acknowledged", None).await.0,
         StatusCode::OK
     );
-    assert_eq!(command_state(&kit, wipe).await["state"], "acknowledged");
+    assert_eq!(kit.command(wipe).await["state"], "acknowledged");
     assert_eq!(phone.idle().await.0, StatusCode::UNAUTHORIZED);
-    assert!(identity(&kit, device).await["certificate"].is_null());
+    assert!(kit.identity(device).await["certificate"].is_null());
     let history = kit
         .app
         .get(&format!("/api/v1/devices/{device}/history"), &kit.admin)
@@ -952,7 +921,7 @@ async fn a_lost_iphone_gets_lost_mode_when_supervised_and_a_lock_with_the_same_w
         .enroll(&token_for_device(&kit, supervised_id).await)
         .await;
     assert_eq!(
-        identity(&kit, supervised_id).await["apple_mdm"]["supervised"],
+        kit.identity(supervised_id).await["apple_mdm"]["supervised"],
         true
     );
     let case = report_lost(&kit, supervised_id).await;
@@ -969,7 +938,7 @@ async fn a_lost_iphone_gets_lost_mode_when_supervised_and_a_lock_with_the_same_w
     let (plain_id, mut plain) = registered(&kit, "G0NZK1CDHG7F", 2).await;
     plain.enroll(&token_for_device(&kit, plain_id).await).await;
     assert_eq!(
-        identity(&kit, plain_id).await["apple_mdm"]["supervised"],
+        kit.identity(plain_id).await["apple_mdm"]["supervised"],
         false
     );
     let case = report_lost(&kit, plain_id).await;

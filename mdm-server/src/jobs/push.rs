@@ -30,6 +30,8 @@ const SILENT_EVERY: Duration = Duration::from_secs(60);
 const SILENT_PER_ROUND: i64 = 10_000;
 /// How long APNs keeps a push for a phone it cannot reach.
 const PUSH_KEPT_FOR: chrono::Duration = chrono::Duration::days(1);
+/// How many pushes APNs took are noted in the store at once.
+const NOTE_PUSHED_BY: usize = 500;
 /// The longest wait between tries of one push.
 const LONGEST_RETRY_WAIT: Duration = Duration::from_secs(300);
 
@@ -40,6 +42,9 @@ pub struct Pusher {
     /// The client of the push certificate it was built from (the PEM), rebuilt when the operator
     /// uploads another.
     client: Option<(String, Arc<Apns>)>,
+    /// Phones whose pushes APNs took, not yet noted in the store (noted in batches: a fan-out
+    /// would otherwise cost a write a push).
+    delivered: Vec<i64>,
 }
 
 impl std::fmt::Debug for Pusher {
@@ -59,6 +64,7 @@ impl Pusher {
             limiter: Arc::new(RateLimiter::direct(Quota::per_second(rate))),
             in_flight: Arc::new(Semaphore::new(apple.push_concurrency.max(1))),
             client: None,
+            delivered: Vec::new(),
         }
     }
 
@@ -77,7 +83,7 @@ impl Pusher {
                 Some(done) = tasks.join_next() => finished.extend(done),
             }
             if !finished.is_empty() {
-                self.finish(finished).await;
+                self.finish(finished, tasks.is_empty()).await;
                 continue;
             }
             if marked {
@@ -140,7 +146,7 @@ impl Pusher {
             let finished = std::iter::from_fn(|| tasks.try_join_next())
                 .flatten()
                 .collect();
-            self.finish(finished).await;
+            self.finish(finished, false).await;
         }
         Ok(())
     }
@@ -192,17 +198,17 @@ impl Pusher {
         }
     }
 
-    /// Records finished pushes: when APNs took them, and tokens it refused for good.
-    async fn finish(&self, finished: Vec<Done>) {
-        if finished.is_empty() {
-            return;
-        }
+    /// Records finished pushes: when APNs took them (in batches of [`NOTE_PUSHED_BY`], and
+    /// whatever waits once nothing is in flight), and tokens it refused for good.
+    async fn finish(&mut self, finished: Vec<Done>, nothing_in_flight: bool) {
         let now = self.state.clock.now();
         let metrics = &self.state.metrics;
-        let mut delivered = Vec::new();
         for (target, outcome) in finished {
             match outcome {
-                PushOutcome::Delivered => delivered.push(target.device_id),
+                PushOutcome::Delivered => {
+                    metrics.pushed("delivered", 1);
+                    self.delivered.push(target.device_id);
+                }
                 PushOutcome::TokenDead(reason) => {
                     metrics.pushed("token_dead", 1);
                     tracing::info!(device = target.device_id, reason, "APNs refused the iPhone's push token: it cannot be woken until it sends a new one");
@@ -225,9 +231,13 @@ impl Pusher {
                 }
             }
         }
-        metrics.pushed("delivered", delivered.len() as u64);
-        if let Err(e) = self.state.store.note_pushed(&delivered, now).await {
-            tracing::warn!(error = %e, "cannot note pushes");
+        let due = self.delivered.len() >= NOTE_PUSHED_BY
+            || (nothing_in_flight && !self.delivered.is_empty());
+        if due {
+            let delivered = std::mem::take(&mut self.delivered);
+            if let Err(e) = self.state.store.note_pushed(&delivered, now).await {
+                tracing::warn!(error = %e, "cannot note pushes");
+            }
         }
     }
 }

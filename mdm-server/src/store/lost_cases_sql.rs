@@ -532,12 +532,9 @@ impl LostCaseStore for SqlStore {
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
         let mut tx = self.write().await?;
-        let case: Option<i64> =
-            sqlx::query_scalar("SELECT id FROM lost_cases WHERE device_id = $1 AND state = 'open'")
-                .bind(device_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let Some(case) = case else { return Ok(false) };
+        let Some(case) = open_case_of(&mut tx, device_id).await? else {
+            return Ok(false);
+        };
         event(&mut tx, case, kind, None, details.clone(), now).await?;
         tx.commit().await?;
         Ok(true)
@@ -551,12 +548,9 @@ impl LostCaseStore for SqlStore {
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
         let mut tx = self.write().await?;
-        let case: Option<i64> =
-            sqlx::query_scalar("SELECT id FROM lost_cases WHERE device_id = $1 AND state = 'open'")
-                .bind(device_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let Some(case) = case else { return Ok(false) };
+        let Some(case) = open_case_of(&mut tx, device_id).await? else {
+            return Ok(false);
+        };
         let recent: Option<i64> = sqlx::query_scalar(
             "SELECT id FROM lost_case_events WHERE case_id = $1 AND kind = 'checked_in' AND at > $2 LIMIT 1",
         )
@@ -571,4 +565,14 @@ impl LostCaseStore for SqlStore {
         tx.commit().await?;
         Ok(true)
     }
+}
+
+/// The phone's open lost case, if it has one.
+async fn open_case_of(tx: &mut Tx, device_id: i64) -> StoreResult<Option<i64>> {
+    Ok(
+        sqlx::query_scalar("SELECT id FROM lost_cases WHERE device_id = $1 AND state = 'open'")
+            .bind(device_id)
+            .fetch_optional(&mut **tx)
+            .await?,
+    )
 }
