@@ -391,9 +391,19 @@ pub struct Pushed {
 }
 
 pub async fn pushed_fleet(backend: crate::Backend, certificate_days: i64) -> Pushed {
+    pushed_fleet_with(backend, certificate_days, None).await
+}
+
+/// The same with these `[apple]` settings instead of the tests' usual ones.
+pub async fn pushed_fleet_with(
+    backend: crate::Backend,
+    certificate_days: i64,
+    settings: Option<&str>,
+) -> Pushed {
     let (certificate_pem, key_pem) = crate::iphone::push_certificate(TOPIC, certificate_days);
     let apns = ApnsStandIn::start(&certificate_pem, TOPIC).await;
-    let kit = crate::Fleet::start(backend, &apns.config(), &chrono::Utc::now().to_rfc3339()).await;
+    let config = settings.map_or_else(|| apns.config(), |s| apns.config_with(s));
+    let kit = crate::Fleet::start(backend, &config, &chrono::Utc::now().to_rfc3339()).await;
     kit.app
         .request(
             reqwest::Method::PUT,

@@ -93,6 +93,8 @@ pub struct SimulatedIphone {
     pub profiles: Vec<(String, String, Option<u64>)>,
     /// Installed apps: bundle id and version.
     pub apps: Vec<(String, String)>,
+    /// The managed settings (`Configuration`) each app was installed with, by bundle id.
+    pub app_settings: std::collections::HashMap<String, Dictionary>,
     http: Option<reqwest::Client>,
 }
 
@@ -216,6 +218,7 @@ impl SimulatedIphone {
             passcode: Some("482915".into()),
             profiles: Vec::new(),
             apps: Vec::new(),
+            app_settings: Default::default(),
             http: None,
         }
     }
@@ -599,6 +602,26 @@ impl SimulatedIphone {
                     .collect();
                 extra.insert("ProfileList".into(), Value::Array(list));
             }
+            "InstallApplication" => {
+                let id = match command.command.get("Identifier").and_then(Value::as_string) {
+                    Some(bundle) => bundle.to_string(),
+                    None => format!(
+                        "store:{}",
+                        command.command["iTunesStoreID"]
+                            .as_signed_integer()
+                            .unwrap_or_default()
+                    ),
+                };
+                if let Some(settings) = command
+                    .command
+                    .get("Configuration")
+                    .and_then(Value::as_dictionary)
+                {
+                    self.app_settings.insert(id.clone(), settings.clone());
+                }
+                self.apps.retain(|(app, _)| *app != id);
+                self.apps.push((id, "1.0".into()));
+            }
             "EraseDevice" => {
                 let answered = self.respond(&command.uuid, "Acknowledged", extra).await;
                 self.erase(&command.command).await;
@@ -631,6 +654,7 @@ impl SimulatedIphone {
     pub async fn erase(&mut self, command: &Dictionary) {
         self.profiles.clear();
         self.apps.clear();
+        self.app_settings.clear();
         self.passcode = None;
         self.identity = None;
         self.http = None;

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 backend_tests!(
     a_policy_change_reaches_an_iphone_as_a_new_profile_and_its_passcode_is_judged_by_what_it_says_of_the_profile,
     an_iphone_that_declines_the_profile_is_non_compliant_because_nothing_enforces_its_passcode,
+    an_app_the_policy_requires_is_installed_on_an_iphone_that_lacks_it_with_its_managed_settings,
 );
 
 async fn compliance(kit: &Fleet, device: i64) -> Value {
@@ -148,6 +149,71 @@ async fn an_iphone_that_declines_the_profile_is_non_compliant_because_nothing_en
     assert_eq!(judged["status"], "non_compliant", "{judged}");
     assert!(
         codes(&judged).contains(&"passcode_profile_missing".to_string()),
+        "{judged}"
+    );
+}
+
+async fn an_app_the_policy_requires_is_installed_on_an_iphone_that_lacks_it_with_its_managed_settings(
+    backend: Backend,
+) {
+    let p = pushed_fleet(backend, 365).await;
+    p.kit
+        .app
+        .request(
+            Method::PUT,
+            "/api/v1/apps/phoniro",
+            Some(&p.kit.admin),
+            Some(json!({ "name": "Phoniro Care", "android_package": "se.phoniro.app", "ios_bundle_id": "se.phoniro.ios" })),
+        )
+        .await
+        .expect(StatusCode::OK);
+    set_policy(
+        &p.kit,
+        json!({ "required_apps": [{ "app": "phoniro", "settings": { "tenant": "norr" } }] }),
+    )
+    .await;
+    // The new phone's app list lacks the app: the server installs it with its settings.
+    let (device, mut phone) = enrolled(&p, "F2LXK0APPS01", 1).await;
+    assert!(
+        phone.apps.iter().any(|(id, _)| id == "se.phoniro.ios"),
+        "{:?}",
+        phone.apps
+    );
+    let settings = &phone.app_settings["se.phoniro.ios"];
+    assert_eq!(settings["tenant"].as_string(), Some("norr"));
+    let installs: Vec<Value> = {
+        let r = p
+            .kit
+            .app
+            .get(&format!("/api/v1/devices/{device}/commands"), &p.kit.admin)
+            .await;
+        r.expect(StatusCode::OK);
+        r.body
+            .as_array()
+            .expect("commands")
+            .iter()
+            .filter(|c| c["kind"] == "install_app")
+            .cloned()
+            .collect()
+    };
+    assert_eq!(installs.len(), 1, "{installs:?}");
+    assert_eq!(installs[0]["state"], "acknowledged");
+    // The next inventory finds it, and does not install it again.
+    p.kit
+        .queue_command(device, json!({ "kind": "refresh_information" }))
+        .await;
+    assert_eq!(
+        phone.work().await,
+        [
+            "DeviceInformation",
+            "SecurityInfo",
+            "ProfileList",
+            "InstalledApplicationList"
+        ]
+    );
+    let judged = compliance(&p.kit, device).await;
+    assert!(
+        !codes(&judged).iter().any(|c| c.starts_with("app_")),
         "{judged}"
     );
 }

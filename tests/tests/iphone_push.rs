@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use mdm_tests::apns::{enrolled, pushed_fleet, Answer};
+use mdm_tests::apns::{enrolled, pushed_fleet, pushed_fleet_with, Answer};
 use mdm_tests::iphone::SimulatedIphone;
 use mdm_tests::{backend_tests, Backend, Fleet};
 use reqwest::StatusCode;
@@ -20,6 +20,7 @@ backend_tests!(
     an_iphone_older_than_ios_17_gets_a_plain_erase_and_the_history_says_it_must_be_enrolled_by_hand,
     an_iphone_is_asked_for_its_inventory_again_after_the_configured_interval_and_woken_for_it,
     a_fan_out_to_a_thousand_iphones_pushes_each_once_and_every_one_acknowledges_exactly_once,
+    an_iphone_silent_longer_than_configured_is_pushed_once_for_the_period,
 );
 
 use mdm_tests::apns::TOPIC;
@@ -187,6 +188,12 @@ async fn apns_busy_answers_are_tried_again_a_refusal_is_not_and_unregistered_mar
         p.apns.received_for(&gone.push_token_hex()).len(),
         b_gone + 1
     );
+    assert_eq!(p.kit.command(waiting).await["state"], "queued");
+    // Another phone cannot answer it, nor take a step of it.
+    for uuid in [waiting.to_string(), format!("{waiting}.security")] {
+        let (status, _) = busy.answer(&uuid, "Acknowledged", None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{uuid}");
+    }
     assert_eq!(p.kit.command(waiting).await["state"], "queued");
 
     // Its next TokenUpdate makes it reachable again.
@@ -485,4 +492,40 @@ async fn a_fan_out_to_a_thousand_iphones_pushes_each_once_and_every_one_acknowle
         "each phone restarted exactly once"
     );
     assert_eq!(p.apns.connections(), 1, "one HTTP/2 connection");
+}
+
+async fn an_iphone_silent_longer_than_configured_is_pushed_once_for_the_period(backend: Backend) {
+    let p = pushed_fleet_with(
+        backend,
+        365,
+        Some("push_coalesce_ms = 300\nwake_silent_after_hours = 2\n"),
+    )
+    .await;
+    let (device, phone) = enrolled(&p, "F2LXK0SILE01", 1).await;
+    let token = phone.push_token_hex();
+    let before = p.apns.received_for(&token).len();
+    // Three hours without a word from the phone; the node looks for silent iPhones when it
+    // starts and every minute after.
+    let mdm_tests::apns::Pushed { kit, apns } = p;
+    let mdm_tests::Fleet {
+        app,
+        admin,
+        provider_a,
+        provider_b,
+        model,
+    } = kit;
+    app.clock.advance(chrono::Duration::hours(3));
+    let (app, ()) = app.restart_after(async {}).await;
+    let kit = Fleet {
+        app,
+        admin,
+        provider_a,
+        provider_b,
+        model,
+    };
+    let pushes = apns.wait_for(&token, before + 1).await;
+    assert_eq!(pushes.last().expect("a push").answered, 200);
+    quiet().await;
+    assert_eq!(apns.received_for(&token).len(), before + 1, "once");
+    assert!(kit.identity(device).await["apple_mdm"]["pushed_at"].is_string());
 }

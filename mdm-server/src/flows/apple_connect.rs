@@ -377,6 +377,7 @@ async fn take_answers_with(
     }
     if let Some(list) = &message.installed_application_list {
         apple::apps_into_facts(list, &mut facts);
+        install_missing_apps(state, session, &facts, now).await?;
     }
     if let Some(uuid) = installed {
         facts
@@ -408,6 +409,79 @@ pub(super) async fn ask_for_inventory(state: &AppState, device_id: i64) -> FlowR
     Ok(())
 }
 
+/// Queues `InstallApplication` for each app the phone's policy requires that its app list
+/// lacks, unless one is already waiting: iOS installs apps only when told to.
+async fn install_missing_apps(
+    state: &AppState,
+    session: &DeviceSession,
+    facts: &agent_protocol::DeviceFacts,
+    now: chrono::DateTime<chrono::Utc>,
+) -> FlowResult<()> {
+    use crate::domain::command::{CommandKind, CommandState, DEFAULT_EXPIRY_HOURS};
+    let missing: Vec<_> = state
+        .policy_board
+        .required_iphone_apps(session.provider_id, session.device_id)
+        .into_iter()
+        .filter(|required| {
+            !facts
+                .installed_apps
+                .iter()
+                .any(|i| i.id == required.bundle_id)
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let waiting: Vec<CommandAction> = state
+        .store
+        .list_commands(
+            crate::domain::role::Scope::Everything,
+            &crate::store::commands::CommandFilter {
+                device_id: Some(session.device_id),
+                limit: 500,
+                ..Default::default()
+            },
+        )
+        .await?
+        .into_iter()
+        .filter(|c| {
+            c.kind == CommandKind::InstallApp
+                && matches!(
+                    c.state,
+                    CommandState::Queued | CommandState::Sent | CommandState::NotNow
+                )
+        })
+        .filter_map(|c| serde_json::from_str(&c.payload).ok())
+        .collect();
+    for app in missing {
+        let action = CommandAction::InstallApp {
+            app: app.key.clone(),
+            identifier: app.bundle_id.clone(),
+        };
+        if waiting.contains(&action) {
+            continue;
+        }
+        let command = crate::store::commands::NewCommand {
+            device_id: session.device_id,
+            kind: CommandKind::InstallApp,
+            payload: serde_json::to_string(&action).unwrap_or_default(),
+            priority: 1,
+            expires_at: now + Duration::hours(i64::from(DEFAULT_EXPIRY_HOURS)),
+            created_by: None,
+        };
+        let event = crate::domain::audit::AuditEvent::unattended("server", "command.queue")
+            .details(serde_json::json!({
+                "device_id": session.device_id,
+                "kind": "install_app",
+                "app": app.key,
+                "reason": "required by the phone's policy and missing from its app list",
+            }));
+        state.store.queue_command(&command, now, event).await?;
+        state.command_board.mark(session.device_id);
+    }
+    Ok(())
+}
+
 /// The command as this iPhone can take it: lost mode needs a supervised iPhone, and an erase
 /// carries Return to Service when the iPhone's iOS has it.
 async fn for_this_iphone(
@@ -420,6 +494,28 @@ async fn for_this_iphone(
     match action {
         CommandAction::Wipe => erase(state, session, now).await,
         CommandAction::LostModeOn { .. } => lost_mode(state, session, id, action, now).await,
+        CommandAction::InstallApp { app, .. } => {
+            let mut command = apple_command(state, action);
+            // The managed settings the phone's policy gives the app go with it.
+            let settings = state
+                .policy_board
+                .required_iphone_apps(session.provider_id, session.device_id)
+                .into_iter()
+                .find(|required| required.key == *app)
+                .map(|required| required.settings)
+                .filter(|settings| !settings.is_empty());
+            if let (AppleCommand::InstallApp { configuration, .. }, Some(settings)) =
+                (&mut command, settings)
+            {
+                *configuration = Some(
+                    settings
+                        .into_iter()
+                        .map(|(k, v)| (k, plist::Value::String(v)))
+                        .collect(),
+                );
+            }
+            Ok(command)
+        }
         _ => Ok(apple_command(state, action)),
     }
 }

@@ -30,6 +30,8 @@ const SILENT_EVERY: Duration = Duration::from_secs(60);
 const SILENT_PER_ROUND: i64 = 10_000;
 /// How long APNs keeps a push for a phone it cannot reach.
 const PUSH_KEPT_FOR: chrono::Duration = chrono::Duration::days(1);
+/// How many phones are looked up at once before their pushes leave.
+const LOOKUP_BY: usize = 500;
 /// How many pushes APNs took are noted in the store at once.
 const NOTE_PUSHED_BY: usize = 500;
 /// The longest wait between tries of one push.
@@ -115,38 +117,42 @@ impl Pusher {
             .await
     }
 
-    /// Starts a push for each of `devices` that can be woken.
+    /// Starts a push for each of `devices` that can be woken, looking them up a chunk at a
+    /// time so that the first pushes leave while the rest are read.
     async fn dispatch(&mut self, devices: &[i64], tasks: &mut JoinSet<Done>) -> StoreResult<()> {
-        let targets = self.state.store.push_targets(devices).await?;
-        if targets.is_empty() {
-            return Ok(());
-        }
-        let Some(apns) = self.client(targets.len()) else {
-            return Ok(());
-        };
-        let apple = &self.state.config.apple;
-        let expires_at = (self.state.clock.now() + PUSH_KEPT_FOR).timestamp();
-        let (attempts, first_wait) = (
-            apple.push_attempts,
-            Duration::from_millis(apple.push_retry_base_ms),
-        );
-        for target in targets {
-            let Ok(permit) = self.in_flight.clone().acquire_owned().await else {
-                break;
+        for chunk in devices.chunks(LOOKUP_BY) {
+            let targets = self.state.store.push_targets(chunk).await?;
+            if targets.is_empty() {
+                continue;
+            }
+            let Some(apns) = self.client(targets.len()) else {
+                continue;
             };
-            self.limiter.until_ready().await;
-            let apns = apns.clone();
-            tasks.spawn(async move {
-                let outcome =
-                    push_with_retries(&apns, &target, expires_at, attempts, first_wait).await;
-                drop(permit);
-                (target, outcome)
-            });
-            // Record what has finished meanwhile, so a long fan-out does not hold every result.
-            let finished = std::iter::from_fn(|| tasks.try_join_next())
-                .flatten()
-                .collect();
-            self.finish(finished, false).await;
+            let apple = &self.state.config.apple;
+            let expires_at = (self.state.clock.now() + PUSH_KEPT_FOR).timestamp();
+            let (attempts, first_wait) = (
+                apple.push_attempts,
+                Duration::from_millis(apple.push_retry_base_ms),
+            );
+            for target in targets {
+                let Ok(permit) = self.in_flight.clone().acquire_owned().await else {
+                    return Ok(());
+                };
+                self.limiter.until_ready().await;
+                let apns = apns.clone();
+                tasks.spawn(async move {
+                    let outcome =
+                        push_with_retries(&apns, &target, expires_at, attempts, first_wait).await;
+                    drop(permit);
+                    (target, outcome)
+                });
+                // Record what has finished meanwhile, so a long fan-out does not hold every
+                // result.
+                let finished = std::iter::from_fn(|| tasks.try_join_next())
+                    .flatten()
+                    .collect();
+                self.finish(finished, false).await;
+            }
         }
         Ok(())
     }
@@ -234,10 +240,14 @@ impl Pusher {
         let due = self.delivered.len() >= NOTE_PUSHED_BY
             || (nothing_in_flight && !self.delivered.is_empty());
         if due {
+            // Written beside the pushes, not in their way.
             let delivered = std::mem::take(&mut self.delivered);
-            if let Err(e) = self.state.store.note_pushed(&delivered, now).await {
-                tracing::warn!(error = %e, "cannot note pushes");
-            }
+            let store = self.state.store.clone();
+            tokio::spawn(async move {
+                if let Err(e) = store.note_pushed(&delivered, now).await {
+                    tracing::warn!(error = %e, "cannot note pushes");
+                }
+            });
         }
     }
 }

@@ -50,6 +50,16 @@ pub struct StandardProfile {
     pub signed: std::sync::OnceLock<Vec<u8>>,
 }
 
+/// An app an iPhone's policy requires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequiredIphoneApp {
+    /// The catalogue's key.
+    pub key: String,
+    pub bundle_id: String,
+    /// Its managed settings (`Configuration` of `InstallApplication`).
+    pub settings: std::collections::BTreeMap<String, String>,
+}
+
 /// Profiles made from the snapshot of one generation.
 type RenderedProfiles = (u64, HashMap<Key, Arc<StandardProfile>>);
 
@@ -165,6 +175,34 @@ impl PolicyBoard {
             rendered.1.insert(key, document.clone());
         }
         document
+    }
+
+    /// The apps an iPhone's effective policy requires that exist for iPhones, with their
+    /// managed settings.
+    pub fn required_iphone_apps(
+        &self,
+        provider_id: Option<i64>,
+        device_id: i64,
+    ) -> Vec<RequiredIphoneApp> {
+        let snapshot = self
+            .snapshot
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let policy = effective(&snapshot.layers.for_device(provider_id, device_id));
+        policy
+            .required_apps
+            .value
+            .iter()
+            .filter_map(|required| {
+                let app = snapshot.apps.iter().find(|a| a.key == required.app)?;
+                Some(RequiredIphoneApp {
+                    key: app.key.clone(),
+                    bundle_id: app.id_on(ProfilePlatform::Ios)?.to_string(),
+                    settings: required.settings.clone(),
+                })
+            })
+            .collect()
     }
 
     /// The standard profile of an iPhone's effective policy, for the operator `organisation`.
