@@ -740,6 +740,30 @@ impl Fleet {
         r.body
     }
 
+    /// Leases the phone to provider A and returns it five minutes later (on the fleet's
+    /// clock); the wipe the return queued.
+    pub async fn lease_and_return(&self, device: i64) -> i64 {
+        self.app
+            .post(
+                "/api/v1/leases",
+                &self.admin,
+                json!({ "device_id": device, "provider_id": self.provider_a, "monthly_price_sek": 249.5, "ends_on": "2029-11-30" }),
+            )
+            .await
+            .expect(StatusCode::CREATED);
+        self.app.clock.advance(chrono::Duration::minutes(5));
+        let returned = self
+            .app
+            .post(
+                &format!("/api/v1/devices/{device}/return"),
+                &self.admin,
+                json!({}),
+            )
+            .await;
+        returned.expect(StatusCode::OK);
+        returned.body["wipe_command_id"].as_i64().expect("wipe")
+    }
+
     /// A phone's identity view (certificate, history, channel, Apple MDM details).
     pub async fn identity(&self, device: i64) -> Value {
         let r = self

@@ -289,7 +289,7 @@ async fn lock_install_and_wipe_go_queued_pushed_sent_acknowledged_and_after_retu
     // Returned from its lease, the phone is wiped with Return to Service (it runs iOS 18): the
     // erase carries an enrollment profile with a token of its own, the phone sets itself up,
     // enrolls again with a fresh identity, and the wipe gate lets the next holder in.
-    let wipe = lease_and_return(kit, device).await;
+    let wipe = kit.lease_and_return(device).await;
     let pushed = p.apns.received_for(&token).len();
     p.apns.wait_for(&token, pushed + 1).await;
     let given = phone.next_command().await.1.expect("the erase");
@@ -339,7 +339,7 @@ async fn an_iphone_older_than_ios_17_gets_a_plain_erase_and_the_history_says_it_
     kit.queue_command(device, json!({ "kind": "refresh_information" }))
         .await;
     phone.work().await;
-    let wipe = lease_and_return(kit, device).await;
+    let wipe = kit.lease_and_return(device).await;
     let given = phone.next_command().await.1.expect("the erase");
     assert_eq!(given.request_type, "EraseDevice");
     assert!(given.command.get("ReturnToService").is_none());
@@ -353,29 +353,6 @@ async fn an_iphone_older_than_ios_17_gets_a_plain_erase_and_the_history_says_it_
     history.expect(StatusCode::OK);
     assert_eq!(history.body["wipe_gate"]["wipe_delivered_as"], "erase_only");
     assert_eq!(history.body["wipe_gate"]["missing"], "not_reenrolled");
-}
-
-/// Leases the phone to provider A, returns it five minutes later; the wipe the return queued.
-async fn lease_and_return(kit: &Fleet, device: i64) -> i64 {
-    kit.app
-        .post(
-            "/api/v1/leases",
-            &kit.admin,
-            json!({ "device_id": device, "provider_id": kit.provider_a, "monthly_price_sek": 249.5, "ends_on": "2029-11-30" }),
-        )
-        .await
-        .expect(StatusCode::CREATED);
-    kit.app.clock.advance(chrono::Duration::minutes(5));
-    let returned = kit
-        .app
-        .post(
-            &format!("/api/v1/devices/{device}/return"),
-            &kit.admin,
-            json!({}),
-        )
-        .await;
-    returned.expect(StatusCode::OK);
-    returned.body["wipe_command_id"].as_i64().expect("wipe")
 }
 
 async fn an_iphone_is_asked_for_its_inventory_again_after_the_configured_interval_and_woken_for_it(

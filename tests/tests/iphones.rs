@@ -862,25 +862,7 @@ async fn an_iphone_gets_each_queued_command_on_connect_its_answers_move_the_queu
     // Returned from its lease, the phone is queued for wipe: EraseDevice keeps the data plan;
     // its acknowledgement ends the identity, and the wipe gate waits for the phone to enroll
     // again with a fresh one.
-    kit.app
-        .post(
-            "/api/v1/leases",
-            &kit.admin,
-            json!({ "device_id": device, "provider_id": kit.provider_a, "monthly_price_sek": 249.5, "ends_on": "2029-11-30" }),
-        )
-        .await
-        .expect(StatusCode::CREATED);
-    kit.app.clock.advance(Duration::minutes(5));
-    let returned = kit
-        .app
-        .post(
-            &format!("/api/v1/devices/{device}/return"),
-            &kit.admin,
-            json!({}),
-        )
-        .await;
-    returned.expect(StatusCode::OK);
-    let wipe = returned.body["wipe_command_id"].as_i64().expect("wipe");
+    let wipe = kit.lease_and_return(device).await;
     let given = phone.next_command().await.1.expect("the erase");
     assert_eq!(given.request_type, "EraseDevice");
     assert_eq!(given.command["PreserveDataPlan"].as_boolean(), Some(true));

@@ -137,21 +137,32 @@ impl PolicyBoard {
         }
     }
 
+    /// The snapshot as it stands, and what a phone's rendering is kept under: phones without
+    /// layers of their own share one rendering per provider and platform.
+    fn keyed(
+        &self,
+        platform: Platform,
+        provider_id: Option<i64>,
+        device_id: i64,
+    ) -> (Arc<Snapshot>, Key) {
+        let snapshot = self
+            .snapshot
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let provider = provider_id.filter(|p| snapshot.layers.providers.contains_key(p));
+        let device = Some(device_id).filter(|d| snapshot.layers.devices.contains_key(d));
+        (snapshot, (platform, provider, device))
+    }
+
     pub fn document(
         &self,
         platform: Platform,
         provider_id: Option<i64>,
         device_id: i64,
     ) -> Option<Arc<Document>> {
-        let snapshot = self
-            .snapshot
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        // Phones without layers of their own share one document per provider and platform.
-        let provider = provider_id.filter(|p| snapshot.layers.providers.contains_key(p));
-        let device = Some(device_id).filter(|d| snapshot.layers.devices.contains_key(d));
-        let key = (platform, provider, device);
+        let (snapshot, key) = self.keyed(platform, provider_id, device_id);
+        let provider = key.1;
         {
             let rendered = self.rendered.lock().unwrap_or_else(|p| p.into_inner());
             if rendered.0 == snapshot.generation {
@@ -212,14 +223,8 @@ impl PolicyBoard {
         device_id: i64,
         organisation: &str,
     ) -> Arc<StandardProfile> {
-        let snapshot = self
-            .snapshot
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let provider = provider_id.filter(|p| snapshot.layers.providers.contains_key(p));
-        let device = Some(device_id).filter(|d| snapshot.layers.devices.contains_key(d));
-        let key = (Platform::Ios, provider, device);
+        let (snapshot, key) = self.keyed(Platform::Ios, provider_id, device_id);
+        let provider = key.1;
         {
             let rendered = self.profiles.lock().unwrap_or_else(|p| p.into_inner());
             if rendered.0 == snapshot.generation {
