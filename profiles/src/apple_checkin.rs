@@ -313,6 +313,17 @@ pub fn to_plist<T: Serialize>(message: &T) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    /// An iPhone's facts as `Authenticate` leaves them.
+    fn iphone_facts() -> DeviceFacts {
+        serde_json::from_value(serde_json::json!({
+            "platform": "ios", "model": "iPhone", "os_version": "18.1", "serial": "F2LXK0ABHG7F",
+            "imei": "350000000000015", "iccid": null, "phone_number": null, "battery_percent": null,
+            "storage_free_bytes": null, "storage_total_bytes": null, "mobile_data_bytes_this_month": null,
+            "agent_version": ""
+        }))
+        .expect("facts")
+    }
+
     fn fixture(name: &str) -> Vec<u8> {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/apple-wire")
@@ -345,13 +356,7 @@ mod tests {
 <key>DeviceCapacity</key><real>64</real>
 </dict></dict></plist>"#;
         let answer: ConnectMessage = read_plist(text.as_bytes()).expect("answer");
-        let mut facts: DeviceFacts = serde_json::from_value(serde_json::json!({
-            "platform": "ios", "model": "iPhone", "os_version": "18.1", "serial": "F2LXK0ABHG7F",
-            "imei": "350000000000015", "iccid": null, "phone_number": null, "battery_percent": null,
-            "storage_free_bytes": null, "storage_total_bytes": null, "mobile_data_bytes_this_month": null,
-            "agent_version": ""
-        }))
-        .expect("facts");
+        let mut facts = iphone_facts();
         information_into_facts(
             answer.query_responses.as_ref().expect("responses"),
             &mut facts,
@@ -387,13 +392,7 @@ mod tests {
 </array>
 </dict></plist>"#;
         let answer: ConnectMessage = read_plist(text.as_bytes()).expect("answer");
-        let mut facts: DeviceFacts = serde_json::from_value(serde_json::json!({
-            "platform": "ios", "model": "iPhone", "os_version": "18.1", "serial": "F2LXK0ABHG7F",
-            "imei": "350000000000015", "iccid": null, "phone_number": null, "battery_percent": null,
-            "storage_free_bytes": null, "storage_total_bytes": null, "mobile_data_bytes_this_month": null,
-            "agent_version": ""
-        }))
-        .expect("facts");
+        let mut facts = iphone_facts();
         security_into_facts(answer.security_info.as_ref().expect("info"), &mut facts);
         profiles_into_facts(answer.profile_list.as_deref().expect("list"), &mut facts);
         apps_into_facts(

@@ -764,6 +764,29 @@ impl Fleet {
         returned.body["wipe_command_id"].as_i64().expect("wipe")
     }
 
+    /// The phone's commands as the API lists them.
+    pub async fn device_commands(&self, device: i64) -> Vec<Value> {
+        let r = self
+            .app
+            .get(&format!("/api/v1/devices/{device}/commands"), &self.admin)
+            .await;
+        r.expect(StatusCode::OK);
+        r.body.as_array().expect("commands").clone()
+    }
+
+    /// Puts the Phoniro care app (Android and iOS) in the catalogue under `phoniro`.
+    pub async fn catalogue_phoniro(&self) {
+        self.app
+            .request(
+                Method::PUT,
+                "/api/v1/apps/phoniro",
+                Some(&self.admin),
+                Some(json!({ "name": "Phoniro Care", "android_package": "se.phoniro.app", "ios_bundle_id": "se.phoniro.ios" })),
+            )
+            .await
+            .expect(StatusCode::OK);
+    }
+
     /// A phone's identity view (certificate, history, channel, Apple MDM details).
     pub async fn identity(&self, device: i64) -> Value {
         let r = self

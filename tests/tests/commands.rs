@@ -23,15 +23,7 @@ backend_tests!(
 /// The fleet of the tests here, with the Phoniro app in the catalogue.
 async fn kit(backend: Backend) -> Fleet {
     let kit = Fleet::start(backend, "", "2026-11-23T09:00:00Z").await;
-    kit.app
-        .request(
-            reqwest::Method::PUT,
-            "/api/v1/apps/phoniro",
-            Some(&kit.admin),
-            Some(json!({ "name": "Phoniro Care", "android_package": "se.phoniro.app", "ios_bundle_id": "se.phoniro.ios" })),
-        )
-        .await
-        .expect(StatusCode::OK);
+    kit.catalogue_phoniro().await;
     kit
 }
 

@@ -157,16 +157,7 @@ async fn an_app_the_policy_requires_is_installed_on_an_iphone_that_lacks_it_with
     backend: Backend,
 ) {
     let p = pushed_fleet(backend, 365).await;
-    p.kit
-        .app
-        .request(
-            Method::PUT,
-            "/api/v1/apps/phoniro",
-            Some(&p.kit.admin),
-            Some(json!({ "name": "Phoniro Care", "android_package": "se.phoniro.app", "ios_bundle_id": "se.phoniro.ios" })),
-        )
-        .await
-        .expect(StatusCode::OK);
+    p.kit.catalogue_phoniro().await;
     set_policy(
         &p.kit,
         json!({ "required_apps": [{ "app": "phoniro", "settings": { "tenant": "norr" } }] }),
@@ -181,21 +172,13 @@ async fn an_app_the_policy_requires_is_installed_on_an_iphone_that_lacks_it_with
     );
     let settings = &phone.app_settings["se.phoniro.ios"];
     assert_eq!(settings["tenant"].as_string(), Some("norr"));
-    let installs: Vec<Value> = {
-        let r = p
-            .kit
-            .app
-            .get(&format!("/api/v1/devices/{device}/commands"), &p.kit.admin)
-            .await;
-        r.expect(StatusCode::OK);
-        r.body
-            .as_array()
-            .expect("commands")
-            .iter()
-            .filter(|c| c["kind"] == "install_app")
-            .cloned()
-            .collect()
-    };
+    let installs: Vec<Value> = p
+        .kit
+        .device_commands(device)
+        .await
+        .into_iter()
+        .filter(|c| c["kind"] == "install_app")
+        .collect();
     assert_eq!(installs.len(), 1, "{installs:?}");
     assert_eq!(installs[0]["state"], "acknowledged");
     // The next inventory finds it, and does not install it again.

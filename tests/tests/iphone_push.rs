@@ -249,15 +249,7 @@ async fn lock_install_and_wipe_go_queued_pushed_sent_acknowledged_and_after_retu
 ) {
     let p = pushed_fleet(backend, 365).await;
     let kit = &p.kit;
-    kit.app
-        .request(
-            reqwest::Method::PUT,
-            "/api/v1/apps/phoniro",
-            Some(&kit.admin),
-            Some(json!({ "name": "Phoniro Care", "android_package": "se.phoniro.app", "ios_bundle_id": "se.phoniro.ios" })),
-        )
-        .await
-        .expect(StatusCode::OK);
+    kit.catalogue_phoniro().await;
     let (device, mut phone) = enrolled(&p, "F2LXK0RTS001", 1).await;
     let first_identity = phone.fingerprint();
     let token = phone.push_token_hex();
@@ -390,14 +382,8 @@ async fn an_iphone_is_asked_for_its_inventory_again_after_the_configured_interva
 
 /// How many inventory refreshes were queued for the phone.
 async fn refreshes(kit: &Fleet, device: i64) -> usize {
-    let r = kit
-        .app
-        .get(&format!("/api/v1/devices/{device}/commands"), &kit.admin)
-        .await;
-    r.expect(StatusCode::OK);
-    r.body
-        .as_array()
-        .expect("commands")
+    kit.device_commands(device)
+        .await
         .iter()
         .filter(|c| c["kind"] == "refresh_information")
         .count()

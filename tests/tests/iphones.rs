@@ -941,19 +941,11 @@ async fn a_lost_iphone_gets_lost_mode_when_supervised_and_a_lock_with_the_same_w
 
 /// The lost-mode message the queue holds for the phone (the words the lock must carry).
 async fn queued_lost_mode_message(kit: &Fleet, device: i64) -> Option<String> {
-    let r = kit
-        .app
-        .get(&format!("/api/v1/devices/{device}/commands"), &kit.admin)
-        .await;
-    r.expect(StatusCode::OK);
-    r.body
-        .as_array()
-        .and_then(|commands| {
-            commands
-                .iter()
-                .find(|c| c["kind"] == "lost_mode_on")
-                .and_then(|c| c["payload"]["message"].as_str())
-        })
+    kit.device_commands(device)
+        .await
+        .iter()
+        .find(|c| c["kind"] == "lost_mode_on")
+        .and_then(|c| c["payload"]["message"].as_str())
         .map(str::to_string)
 }
 

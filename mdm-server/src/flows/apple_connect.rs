@@ -238,6 +238,18 @@ pub async fn policy_changed(
     Ok(())
 }
 
+/// What the phone last reported (its facts as stored), if anything.
+async fn last_facts(
+    state: &AppState,
+    session: &DeviceSession,
+) -> FlowResult<Option<agent_protocol::DeviceFacts>> {
+    Ok(state
+        .store
+        .device(crate::domain::role::Scope::Everything, session.device_id)
+        .await?
+        .reported_facts())
+}
+
 /// An inventory step may go on only for a command sent to this phone and not yet answered.
 async fn sent_to_this_phone(state: &AppState, session: &DeviceSession, id: i64) -> FlowResult<()> {
     use crate::domain::command::CommandState;
@@ -281,12 +293,8 @@ async fn profile_due(
         Standing::Settled => return Ok(None),
         Standing::Due => {}
         Standing::Unknown => {
-            let device = state
-                .store
-                .device(crate::domain::role::Scope::Everything, session.device_id)
-                .await?;
-            let installed = device
-                .reported_facts()
+            let installed = last_facts(state, session)
+                .await?
                 .and_then(|f| f.pin.by_profile)
                 .and_then(|p| p.installed_profile);
             ledger.learn(session.device_id, installed);
@@ -340,11 +348,7 @@ async fn take_answers_with(
     if !carries {
         return Ok(());
     }
-    let device = state
-        .store
-        .device(crate::domain::role::Scope::Everything, session.device_id)
-        .await?;
-    let Some(mut facts) = device.reported_facts() else {
+    let Some(mut facts) = last_facts(state, session).await? else {
         tracing::warn!(
             device = session.device_id,
             "no facts to fold an iPhone's answer into"
@@ -536,12 +540,8 @@ async fn erase(
     now: chrono::DateTime<chrono::Utc>,
 ) -> FlowResult<AppleCommand> {
     use profiles::version::OsVersion;
-    let device = state
-        .store
-        .device(crate::domain::role::Scope::Everything, session.device_id)
-        .await?;
-    let os = device
-        .reported_facts()
+    let os = last_facts(state, session)
+        .await?
         .map(|f| f.os_version)
         .unwrap_or_default();
     let has_it = matches!(
