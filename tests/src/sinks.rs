@@ -1,5 +1,5 @@
 //! Stand-ins for what notices are delivered to: a real SMTP server on loopback
-//! (mailin-embedded), and an HTTP server that speaks the SMS gateway's wire format (46elks: a
+//! (mailin's SMTP state machine behind a thread per connection), and an HTTP server that speaks the SMS gateway's wire format (46elks: a
 //! form POST with basic authentication) and receives webhooks. Each keeps what it received.
 
 use axum::extract::State;
@@ -29,18 +29,18 @@ struct MailHandler {
     to: Vec<String>,
 }
 
-impl mailin_embedded::Handler for MailHandler {
+impl mailin::Handler for MailHandler {
     fn data_start(
         &mut self,
         _domain: &str,
         from: &str,
         _is8bit: bool,
         to: &[String],
-    ) -> mailin_embedded::Response {
+    ) -> mailin::Response {
         self.from = from.to_string();
         self.to = to.to_vec();
         self.current.clear();
-        mailin_embedded::response::OK
+        mailin::response::OK
     }
 
     fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
@@ -48,10 +48,10 @@ impl mailin_embedded::Handler for MailHandler {
         Ok(())
     }
 
-    fn data_end(&mut self) -> mailin_embedded::Response {
+    fn data_end(&mut self) -> mailin::Response {
         let parsed = mail_parser::MessageParser::default().parse(&self.current);
         let Some(message) = parsed else {
-            return mailin_embedded::response::TRANSACTION_FAILED;
+            return mailin::response::TRANSACTION_FAILED;
         };
         let mail = ReceivedMail {
             from: self.from.clone(),
@@ -67,7 +67,44 @@ impl mailin_embedded::Handler for MailHandler {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(mail);
-        mailin_embedded::response::OK
+        mailin::response::OK
+    }
+}
+
+/// One SMTP conversation: lines in, the state machine's replies out, until it closes.
+fn serve_smtp(stream: std::net::TcpStream, mut session: mailin::Session<MailHandler>) {
+    use std::io::{BufRead, Write};
+    let Ok(write_half) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = std::io::BufReader::new(stream);
+    let mut writer = std::io::BufWriter::new(write_half);
+    let reply = |writer: &mut std::io::BufWriter<std::net::TcpStream>, res: &mailin::Response| {
+        res.write_to(writer).and_then(|()| writer.flush()).is_ok()
+    };
+    if !reply(&mut writer, &session.greeting()) {
+        return;
+    }
+    let mut line = Vec::with_capacity(128);
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let res = session.process(&line);
+        match res.action {
+            mailin::Action::Reply => {
+                if !reply(&mut writer, &res) {
+                    return;
+                }
+            }
+            mailin::Action::Close | mailin::Action::UpgradeTls => {
+                reply(&mut writer, &res);
+                return;
+            }
+            mailin::Action::NoReply => {}
+        }
     }
 }
 
@@ -84,14 +121,15 @@ impl SmtpSink {
         let addr = listener.local_addr().expect("address");
         let handler = MailHandler::default();
         let received = handler.received.clone();
-        let mut server = mailin_embedded::Server::new(handler);
-        server
-            .with_name("smtp-sink.test")
-            // One thread per open connection: more than the server's pool of SMTP connections.
-            .with_num_threads(64)
-            .with_tcp_listener(listener);
+        // mailin parses SMTP and runs its state machine; the loop around it is ours because
+        // mailin-embedded, its ready-made server, compiles rustls with its default crypto
+        // provider (aws-lc-rs) beside the ring that everything else uses.
+        let session_builder = mailin::SessionBuilder::new("smtp-sink.test");
         std::thread::spawn(move || {
-            let _ = server.serve();
+            for stream in listener.incoming().flatten() {
+                let session = session_builder.build(addr.ip(), handler.clone());
+                std::thread::spawn(move || serve_smtp(stream, session));
+            }
         });
         SmtpSink { addr, received }
     }
