@@ -33,6 +33,12 @@ impl Refused {
     pub fn is_final_for_report(&self) -> bool {
         (400..500).contains(&self.status) && ![401, 403, 408, 429].contains(&self.status)
     }
+
+    /// The server no longer accepts this phone's identity (revoked, expired, or the phone was
+    /// wiped and enrolled again elsewhere): nothing but a new enrollment helps.
+    pub fn is_identity_refused(&self) -> bool {
+        self.status == 401
+    }
 }
 
 async fn refused(response: reqwest::Response) -> anyhow::Error {
@@ -365,28 +371,38 @@ pub async fn carry_out(
     Ok(carried)
 }
 
-/// Queues the current facts and delivers every unacknowledged report in order; returns the
-/// last answer.
+/// Queues the current facts and delivers every unacknowledged report in order. The answer is
+/// the last one, carrying the commands of every answer: the server marks a command sent when an
+/// answer hands it out, so a command in an earlier answer of the backlog is not handed out
+/// again by a later one. When a report after the first fails, what the answers so far handed
+/// out is still carried out, and the rest of the backlog waits for the next check-in.
 async fn deliver_reports(state: &StateDir, facts: &DeviceFacts) -> anyhow::Result<CheckinResponse> {
     state.enqueue(&report(facts))?;
     let client = DeviceClient::from_state(state)?;
-    let mut last = None;
+    let mut merged: Option<CheckinResponse> = None;
     for (path, mut report) in state.pending()? {
         // The policy held now, not when the report was queued.
         // An unreadable policy file means the phone has none; the server sends it again.
         report.policy_hash = state.policy().ok().flatten().map(|p| p.hash);
         let answer = match client.checkin(&report).await {
             Ok(answer) => answer,
-            // The server read the report and will never take it (it contradicts the record, is
-            // malformed or too large): set it aside so it cannot block the reports after it.
-            Err(e)
+            Err(e) => {
+                // The server read the report and will never take it (it contradicts the
+                // record, is malformed or too large): set it aside so it cannot block the
+                // reports after it.
                 if e.downcast_ref::<Refused>()
-                    .is_some_and(Refused::is_final_for_report) =>
-            {
-                state.set_aside(&path)?;
-                return Err(e);
+                    .is_some_and(Refused::is_final_for_report)
+                {
+                    state.set_aside(&path)?;
+                }
+                match merged {
+                    None => return Err(e),
+                    Some(answer) => {
+                        tracing::warn!(error = %e, "a queued report was not delivered; it goes with the next check-in");
+                        return Ok(answer);
+                    }
+                }
             }
-            Err(e) => return Err(e),
         };
         if let Some(policy) = &answer.policy {
             state.save_policy(policy)?;
@@ -394,9 +410,25 @@ async fn deliver_reports(state: &StateDir, facts: &DeviceFacts) -> anyhow::Resul
         if answer.acknowledged == report.report_id {
             state.acknowledge(&path)?;
         }
-        last = Some(answer);
+        merged = Some(match merged {
+            None => answer,
+            Some(earlier) => with_earlier_commands(earlier, answer),
+        });
     }
-    last.ok_or_else(|| anyhow!("nothing was sent"))
+    merged.ok_or_else(|| anyhow!("nothing was sent"))
+}
+
+/// `later` with the commands of `earlier` before its own, each command once.
+fn with_earlier_commands(earlier: CheckinResponse, mut later: CheckinResponse) -> CheckinResponse {
+    let mut commands = earlier.commands;
+    for command in later.commands {
+        if !commands.iter().any(|c| c.id == command.id) {
+            commands.push(command);
+        }
+    }
+    later.commands = commands;
+    later.policy = later.policy.or(earlier.policy);
+    later
 }
 
 /// Renews the certificate with a new key: the old certificate stops working once the server

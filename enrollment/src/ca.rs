@@ -169,7 +169,12 @@ fn ca_params(
 impl DeviceCa {
     /// Loads the CA from `dir`, or makes it there on first start.
     pub fn load_or_create(dir: &Path, operator_name: &str) -> Result<Self, CaError> {
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        // The CA's folder, and the data folder it is made in, are the server user's only.
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(dir).map_err(io(dir))?;
         let paths = [
             dir.join("root.pem"),
             dir.join("root.key"),

@@ -332,11 +332,11 @@ impl Config {
         // MDM_CONFIG_FILE names the file and MDM_LOG the log filter; neither is a setting.
         // A double underscore reaches into a table: MDM_NOTIFICATIONS__SMTP_URL.
         Self::extract(
-            figment.merge(
+            figment.merge(EnvText(
                 Env::prefixed("MDM_")
                     .ignore(&["config_file", "log"])
                     .split("__"),
-            ),
+            )),
         )
     }
 
@@ -348,7 +348,9 @@ impl Config {
     }
 
     fn extract(figment: Figment) -> Result<Self, ConfigError> {
-        let config: Config = figment.extract().map_err(|e| {
+        // Lossy: a number or a yes/no setting also accepts its text ("600", "true"), which is
+        // what the environment gives (see `EnvText`).
+        let config: Config = figment.extract_lossy().map_err(|e| {
             let msgs: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
             ConfigError(msgs.join("; "))
         })?;
@@ -368,6 +370,47 @@ impl Config {
             Some(url) if !url.is_empty() => url,
             _ => format!("sqlite://{}", self.data_dir.join("mdm.sqlite3").display()),
         }
+    }
+}
+
+/// The `MDM_*` environment as figment's `Env` reads it, except that a plain value stays the
+/// text it was: figment would read `+46812345678` or an all-digit password as a number, and a
+/// string setting would then refuse it (or lose the `+`). Lists and tables (`[10.0.0.5]`) are
+/// still read as such; number and yes/no settings take their text through `extract_lossy`.
+struct EnvText(Env);
+
+impl figment::Provider for EnvText {
+    fn metadata(&self) -> figment::Metadata {
+        self.0.metadata()
+    }
+
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        use figment::value::{Dict, Value};
+        // figment's own merging of dictionaries is private; the environment's keys are
+        // distinct, so laying each nested key into the dictionary is all it takes.
+        fn lay(into: &mut Dict, from: Dict) {
+            for (key, value) in from {
+                match (into.get_mut(&key), value) {
+                    (Some(Value::Dict(_, inner)), Value::Dict(_, more)) => lay(inner, more),
+                    (_, value) => {
+                        into.insert(key, value);
+                    }
+                }
+            }
+        }
+        let mut dict = Dict::new();
+        for (key, text) in self.0.iter() {
+            let value = match text.parse::<Value>() {
+                Ok(v @ (Value::Dict(..) | Value::Array(..))) => v,
+                _ => Value::from(text),
+            };
+            if let Some(nested) = figment::util::nest(key.as_str(), value).into_dict() {
+                lay(&mut dict, nested);
+            }
+        }
+        Ok(figment::Profile::Default.collect(dict))
     }
 }
 
@@ -454,6 +497,52 @@ mod tests {
             );
             assert_eq!(c.notifications.max_attempts, 4);
             assert_eq!(c.checkin_interval_seconds, 600);
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn string_settings_from_the_environment_keep_text_that_looks_like_a_number() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("MDM_LEASING__SUPPORT_PHONE_NUMBER", "+46812345678");
+            jail.set_env("MDM_NOTIFICATIONS__SMS_PASSWORD", "0012345");
+            jail.set_env(
+                "MDM_NOTIFICATIONS__WEBHOOK_SECRET",
+                "123456789012345678901234",
+            );
+            jail.set_env("MDM_OPERATOR_NAME", "2024");
+            jail.set_env("MDM_LOG_JSON", "true");
+            jail.set_env("MDM_TRUSTED_PROXIES", "[10.0.0.5]");
+            let c = Config::load(None).expect("config");
+            assert_eq!(
+                c.leasing.support_phone_number.as_deref(),
+                Some("+46812345678")
+            );
+            let secret =
+                |s: &Option<SecretString>| s.as_ref().map(|s| s.expose_secret().to_string());
+            assert_eq!(
+                secret(&c.notifications.sms_password).as_deref(),
+                Some("0012345")
+            );
+            assert_eq!(
+                secret(&c.notifications.webhook_secret).as_deref(),
+                Some("123456789012345678901234")
+            );
+            assert_eq!(c.operator_name, "2024");
+            assert!(c.log_json);
+            assert_eq!(
+                c.trusted_proxies,
+                vec!["10.0.0.5".parse::<std::net::IpAddr>().expect("ip")]
+            );
+            jail.set_env("MDM_CHECKIN_INTERVAL_SECONDS", "often");
+            let err = Config::load(None).expect_err("a word where a number belongs");
+            assert!(
+                err.to_string()
+                    .to_lowercase()
+                    .contains("checkin_interval_seconds"),
+                "{err}"
+            );
             Ok(())
         });
     }

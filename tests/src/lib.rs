@@ -963,9 +963,18 @@ async fn capture_create_user(app: &TestApp, email: &str) -> (String, String) {
 /// The `mdm-server` binary next to this test binary. `cargo test --workspace` builds it,
 /// because the `mdm-server` package has integration tests of its own binary.
 pub fn server_binary() -> PathBuf {
+    binary("mdm-server")
+}
+
+/// The `mdm-agent` binary next to this test binary (built for the agent's own CLI tests).
+pub fn agent_binary() -> PathBuf {
+    binary("mdm-agent")
+}
+
+fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let bin = dir.join(format!("mdm-server{}", std::env::consts::EXE_SUFFIX));
+    let bin = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(
         bin.exists(),
         "{} is missing: run the suite with `cargo test --workspace` (scripts/test does)",

@@ -18,6 +18,7 @@ backend_tests!(
     enrolling_again_purges_what_was_queued_for_the_old_identity,
     only_commands_not_yet_sent_can_be_cancelled_and_providers_see_only_their_own_phones_commands,
     finished_commands_are_deleted_after_the_retention_period,
+    a_lock_queued_after_a_failed_check_in_is_carried_out_at_the_next_check_in_with_the_backlog,
 );
 
 /// The fleet of the tests here, with the Phoniro app in the catalogue.
@@ -53,6 +54,42 @@ async fn command(kit: &Fleet, id: &Value) -> Value {
         .await;
     r.expect(StatusCode::OK);
     r.body
+}
+
+async fn a_lock_queued_after_a_failed_check_in_is_carried_out_at_the_next_check_in_with_the_backlog(
+    backend: Backend,
+) {
+    let kit = kit(backend).await;
+    let phone = enrolled_phone(&kit, "BACKLOG1", 1, kit.provider_a).await;
+    let Fleet { app, admin, .. } = kit;
+    // The server is down for one check-in: the report waits on the phone.
+    let (app, missed) = app
+        .restart_after(agent::client::checkin_once(&phone.state(), &phone.facts()))
+        .await;
+    assert!(missed.is_err(), "the server was down");
+    assert_eq!(phone.state().pending().expect("pending").len(), 1);
+
+    // A lock queued after the restart goes out with the answer to the older report; the answer
+    // to the newer one no longer carries it, and the phone still carries it out.
+    let lock = app
+        .post(
+            &format!("/api/v1/devices/{}/commands", phone.id),
+            &admin,
+            json!({ "kind": "lock", "message": "Ring IT-supporten" }),
+        )
+        .await;
+    lock.expect(StatusCode::CREATED);
+    phone.check_in().await;
+    assert!(phone.state().pending().expect("pending").is_empty());
+    let answered = app
+        .get(&format!("/api/v1/commands/{}", lock.body["id"]), &admin)
+        .await;
+    assert_eq!(answered.body["state"], "acknowledged", "{}", answered.text);
+    let screen = phone.state().phone().expect("phone").lock_screen;
+    assert_eq!(
+        screen.and_then(|s| s.message).as_deref(),
+        Some("Ring IT-supporten")
+    );
 }
 
 /// Checks in without carrying anything out: the commands as the phone received them.
@@ -287,13 +324,19 @@ async fn bad_commands_and_commands_for_phones_in_the_wrong_state_are_refused_and
         r.expect_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
         assert_eq!(r.body["errors"][0]["field"], field, "{body}: {}", r.text);
     }
-    app.post(
-        &path,
-        &kit.admin,
-        json!({ "kind": "restart", "colour": "red" }),
-    )
-    .await
-    .expect_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid-body");
+    let unknown = app
+        .post(
+            &path,
+            &kit.admin,
+            json!({ "kind": "restart", "colour": "red" }),
+        )
+        .await;
+    unknown.expect_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid-body");
+    assert_eq!(
+        unknown.body["errors"][0]["field"], "colour",
+        "{}",
+        unknown.text
+    );
     // The wrong phone state: a wipe of a phone that never enrolled.
     let r = app
         .post(

@@ -18,7 +18,7 @@ backend_tests!(
     a_token_works_once_and_not_after_it_expires,
     a_csr_asking_to_be_a_ca_gets_a_one_year_client_leaf,
     a_client_certificate_from_another_ca_is_refused_at_the_handshake,
-    a_revoked_identity_is_refused_on_the_very_next_check_in,
+    a_revoked_identity_is_refused_on_the_very_next_check_in_and_the_agent_stops_asking_to_enroll_again,
     the_agent_keeps_its_report_while_the_server_is_down,
     renewal_gives_a_new_certificate_and_retires_the_old_one,
     bad_enrollments_and_contradicting_facts_are_refused_and_audited,
@@ -402,7 +402,9 @@ async fn a_client_certificate_from_another_ca_is_refused_at_the_handshake(backen
         .expect("accepted");
 }
 
-async fn a_revoked_identity_is_refused_on_the_very_next_check_in(backend: Backend) {
+async fn a_revoked_identity_is_refused_on_the_very_next_check_in_and_the_agent_stops_asking_to_enroll_again(
+    backend: Backend,
+) {
     let (app, admin, _, device) = setup(backend).await;
     let (_dir, state, facts) = enrolled_phone(&app, &admin, device).await;
     checkin_once(&state, &facts).await.expect("check-in");
@@ -432,6 +434,32 @@ async fn a_revoked_identity_is_refused_on_the_very_next_check_in(backend: Backen
         1,
         "the refused report is kept"
     );
+
+    // The agent running on the phone stops at the refusal instead of retrying it for ever, and
+    // says what must happen.
+    let device_file = _dir.path().join("phone.toml");
+    std::fs::write(
+        &device_file,
+        format!(
+            "serial = \"PHONE001\"\nimei = \"{}\"\nplatform = \"ios\"\nmodel = \"iPhone 16\"\nos_version = \"18.1\"\n",
+            imei(1)
+        ),
+    )
+    .expect("description");
+    let run = tokio::process::Command::new(mdm_tests::agent_binary())
+        .args(["run", "--state-dir"])
+        .arg(state.path())
+        .arg("--device")
+        .arg(&device_file)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(30), run)
+        .await
+        .expect("the agent stops by itself")
+        .expect("run mdm-agent");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("enroll it again"), "{stderr}");
 
     let trail = app.get("/api/v1/audit?limit=100", &admin).await;
     let actions: Vec<&str> = trail.body["items"]

@@ -550,13 +550,30 @@ async fn bad_input_gets_problem_responses_and_nothing_is_written(backend: Backen
         "/problems/malformed-json"
     );
 
-    app.post(
-        "/api/v1/devices",
-        &admin,
-        json!({ "platform": "ios", "model": 16, "serial": "X", "imei": "1" }),
-    )
-    .await
-    .expect_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid-body");
+    // A body of the wrong shape names the field and what it must be, in words, not the JSON
+    // parser's ("expected a string", "line 1 column 30").
+    let wrong = app
+        .post(
+            "/api/v1/devices",
+            &admin,
+            json!({ "platform": "ios", "model": 16, "serial": "X", "imei": "1" }),
+        )
+        .await;
+    wrong.expect_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid-body");
+    assert_eq!(wrong.body["errors"][0]["field"], "model", "{}", wrong.text);
+    assert_eq!(
+        wrong.body["errors"][0]["message"],
+        "must be text, not the number 16"
+    );
+    assert!(!wrong.text.contains("line 1"), "{}", wrong.text);
+    let missing = app
+        .post("/api/v1/devices", &admin, json!({ "platform": "ios" }))
+        .await;
+    missing.expect_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid-body");
+    assert_eq!(missing.body["errors"][0]["message"], "is required");
+    let query = app.get("/api/v1/devices?limit=many", &admin).await;
+    query.expect_problem(StatusCode::BAD_REQUEST, "invalid-query");
+    assert_eq!(query.body["errors"][0]["field"], "limit", "{}", query.text);
     let huge = "x".repeat(70_000);
     app.post(
         "/api/v1/providers",
@@ -578,7 +595,8 @@ async fn bad_input_gets_problem_responses_and_nothing_is_written(backend: Backen
             "/api/v1/providers",
             &admin,
             json!({ "name": "Fel AB", "org_number": "556036-0794", "contract_start": "2026-01-01",
-                    "it_contacts": [{ "name": "A", "email": "not-an-address", "mobile": "0701234567" }] }),
+                    "it_contacts": [{ "name": "A", "email": "a@fel.example", "mobile": "+46701234567" },
+                                    { "name": "B", "email": "not-an-address", "mobile": "0701234567" }] }),
         )
         .await;
     r.expect_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
@@ -590,8 +608,12 @@ async fn bad_input_gets_problem_responses_and_nothing_is_written(backend: Backen
         .collect();
     assert_eq!(
         fields,
-        vec!["org_number", "email", "mobile"],
-        "every bad field is reported at once"
+        vec![
+            "org_number",
+            "it_contacts[1].email",
+            "it_contacts[1].mobile"
+        ],
+        "every bad field is reported at once, where it is in the list"
     );
 
     let r = app
@@ -722,6 +744,11 @@ async fn a_one_time_password_allows_nothing_but_changing_it(backend: Backend) {
         )
         .await;
     weak.expect_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
+    assert_eq!(
+        weak.body["errors"][0]["field"], "new_password",
+        "{}",
+        weak.text
+    );
     app.post(
         "/api/v1/me/password",
         &token,
@@ -1039,21 +1066,40 @@ async fn provider_admin_manages_its_own_staff_but_no_one_else(backend: Backend) 
         .create_user(&ptoken, norr, "personal@norr.example", "provider_user")
         .await;
     let staff_token = app.first_login(&staff).await;
-    // A provider admin cannot make anyone an operator.
+    // Nobody at a provider can be an operator: the role field is at fault, for the provider's
+    // admin and for the operator admin alike (who may create accounts anywhere).
+    for (token, org) in [(&ptoken, None), (&admin, Some(norr))] {
+        let refused = app
+            .post(
+                "/api/v1/users",
+                token,
+                json!({ "email": "boss@norr.example", "display_name": "B", "role": "operator_admin",
+                        "organisation_id": org }),
+            )
+            .await;
+        refused.expect_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
+        assert_eq!(
+            refused.body["errors"][0]["field"], "role",
+            "{}",
+            refused.text
+        );
+    }
+    let operator_org = app.get("/api/v1/me", &admin).await.body["organisation_id"].clone();
     app.post(
         "/api/v1/users",
-        &ptoken,
-        json!({ "email": "boss@norr.example", "display_name": "B", "role": "operator_admin" }),
+        &admin,
+        json!({ "email": "hemtjanst@kommun.example", "display_name": "H", "role": "provider_user",
+                "organisation_id": operator_org }),
     )
     .await
-    .expect_problem(StatusCode::FORBIDDEN, "forbidden");
+    .expect_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
     app.patch(
         &format!("/api/v1/users/{}", staff.id),
         &ptoken,
         json!({ "role": "operator_staff" }),
     )
     .await
-    .expect_problem(StatusCode::FORBIDDEN, "forbidden");
+    .expect_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
     // Staff who leave lose access.
     app.patch(
         &format!("/api/v1/users/{}", staff.id),

@@ -17,6 +17,7 @@ backend_tests!(
     phone_requests_are_due_three_working_days_later_and_stay_open_until_fully_leased,
     a_phone_that_cannot_be_wiped_remotely_counts_as_wiped_only_after_a_second_admin_confirms,
     sims_move_through_block_and_reactivation_and_a_check_in_flags_another_sim_and_heavy_data_use,
+    a_sim_placed_in_a_phone_that_reports_another_card_is_flagged_at_once_and_taking_it_out_clears_the_flag,
     bad_leasing_requests_are_refused_with_what_must_happen_first_and_nothing_changes,
     a_faulty_phone_leaves_for_the_supplier_only_wiped_and_a_compliant_replacement_takes_over_its_lease,
 );
@@ -809,6 +810,72 @@ async fn a_phone_that_cannot_be_wiped_remotely_counts_as_wiped_only_after_a_seco
             .count("audit_log WHERE action IN ('device.manual_wipe.record', 'device.manual_wipe.confirm')")
             .await,
         2
+    );
+}
+
+async fn a_sim_placed_in_a_phone_that_reports_another_card_is_flagged_at_once_and_taking_it_out_clears_the_flag(
+    backend: Backend,
+) {
+    let kit = kit(backend).await;
+    let mut sims = Vec::new();
+    for (iccid, number) in [(SIM_1, "+46701112233"), (SIM_2, "+46701112244")] {
+        let sim = kit
+            .app
+            .post(
+                "/api/v1/sims",
+                &kit.admin,
+                json!({ "iccid": iccid, "phone_number": number, "carrier": "Telia", "plan": "Jobbmobil" }),
+            )
+            .await;
+        sim.expect(StatusCode::CREATED);
+        sims.push(format!("/api/v1/sims/{}/device", sim.body["id"]));
+    }
+    // The phone carries the second card before any SIM is on record: nothing is expected yet.
+    let phone = new_phone(&kit, "PHONEB01", 1).await;
+    phone.describe("PHONEB01", 1, Some(SIM_2), 1);
+    phone.check_in().await;
+    let flagged = || async {
+        kit.app
+            .get("/api/v1/devices?sim_mismatch=true", &kit.admin)
+            .await
+            .body["items"]
+            .clone()
+    };
+    assert_eq!(flagged().await, json!([]));
+    let place = |path: String, device: Option<i64>| {
+        let (app, admin) = (&kit.app, kit.admin.clone());
+        async move {
+            app.request(
+                Method::PUT,
+                &path,
+                Some(&admin),
+                Some(json!({ "device_id": device })),
+            )
+            .await
+        }
+    };
+
+    // The first card is placed in it on the record: the phone reports the other one, flagged at
+    // once without waiting for its next report.
+    place(sims[0].clone(), Some(phone.id))
+        .await
+        .expect(StatusCode::OK);
+    let items = flagged().await;
+    assert_eq!(items[0]["id"], phone.id, "{items}");
+    assert_eq!(items[0]["reported_iccid_mismatch"], SIM_2);
+
+    // Taken out again: no SIM on record, nothing to contradict.
+    place(sims[0].clone(), None).await.expect(StatusCode::OK);
+    assert_eq!(flagged().await, json!([]));
+
+    // The card it reports is the one placed: no flag.
+    place(sims[1].clone(), Some(phone.id))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(flagged().await, json!([]));
+    assert_eq!(
+        device(&kit, phone.id).await["reported_iccid_mismatch"],
+        Value::Null
     );
 }
 

@@ -9,7 +9,7 @@ backend_tests!(
     health_readiness_and_metrics_are_served,
     demo_mode_refuses_an_installation_with_real_accounts,
     demo_mode_seeds_phones_and_logs_in_without_a_second_factor,
-    backup_is_refused_or_taken_as_the_backend_allows,
+    backup_is_refused_or_taken_as_the_backend_allows_and_secrets_on_disk_are_the_server_users_only,
 );
 
 async fn health_readiness_and_metrics_are_served(backend: Backend) {
@@ -113,7 +113,9 @@ async fn demo_mode_seeds_phones_and_logs_in_without_a_second_factor(backend: Bac
     assert!(banner.contains("DEMO MODE"));
 }
 
-async fn backup_is_refused_or_taken_as_the_backend_allows(backend: Backend) {
+async fn backup_is_refused_or_taken_as_the_backend_allows_and_secrets_on_disk_are_the_server_users_only(
+    backend: Backend,
+) {
     let app = TestApp::spawn(backend).await;
     let (_, admin) = app.bootstrap_admin().await;
     let norr = app
@@ -125,6 +127,11 @@ async fn backup_is_refused_or_taken_as_the_backend_allows(backend: Backend) {
         .await;
     let backup = app.dir.path().join("backup.sqlite3");
     let result = app.cli(&["backup", backup.to_str().expect("path")]).await;
+    let mode = |p: &std::path::Path| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777
+    };
+    assert_eq!(mode(&app.dir.path().join("ca")), 0o700, "the CA's folder");
     match backend {
         Backend::Postgres => {
             let message = format!(
@@ -136,6 +143,11 @@ async fn backup_is_refused_or_taken_as_the_backend_allows(backend: Backend) {
         }
         Backend::Sqlite => result.expect("online backup while the server runs"),
     }
+    // Password hashes and TOTP secrets: the database, its WAL and the backup are private.
+    for file in ["mdm.sqlite3", "mdm.sqlite3-wal", "mdm.sqlite3-shm"] {
+        assert_eq!(mode(&app.dir.path().join(file)), 0o600, "{file}");
+    }
+    assert_eq!(mode(&backup), 0o600, "the backup");
     // Changes after the backup are not in it.
     app.register_device(&admin, "AFTER001", &imei(2), Some(norr))
         .await;

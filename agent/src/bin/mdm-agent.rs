@@ -182,6 +182,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         )
                     }
                     Err(e) if once => return Err(e),
+                    Err(e)
+                        if e.downcast_ref::<agent::client::Refused>()
+                            .is_some_and(agent::client::Refused::is_identity_refused) =>
+                    {
+                        return Err(e.context(
+                            "the server no longer accepts this phone's identity (revoked or expired): \
+                             enroll it again with a new token; its unsent reports are kept",
+                        ));
+                    }
                     Err(e) => {
                         failures += 1;
                         let wait = backoff(failures, rand::random());

@@ -49,6 +49,24 @@ impl Role {
     pub fn is_operator(self) -> bool {
         matches!(self, Role::OperatorAdmin | Role::OperatorStaff)
     }
+
+    /// A role for an account of an organisation: operator roles belong to the operator's
+    /// people, provider roles to a provider's. A mismatch is a fault of the `role` field, not
+    /// a lack of permission.
+    pub fn parse_for(s: &str, org_is_operator: bool) -> Result<Self, DomainError> {
+        let role = Self::parse(s)?;
+        if role.is_operator() == org_is_operator {
+            return Ok(role);
+        }
+        Err(DomainError::invalid(
+            "role",
+            if org_is_operator {
+                "the operator's people have operator roles: operator_admin or operator_staff"
+            } else {
+                "a provider's people have provider roles: provider_admin or provider_user"
+            },
+        ))
+    }
 }
 
 /// Who is acting: the account, its organisation and its role.
@@ -160,6 +178,22 @@ impl Actor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_role_must_fit_the_kind_of_organisation_and_a_mismatch_names_the_field() {
+        assert_eq!(
+            Role::parse_for("provider_user", false),
+            Ok(Role::ProviderUser)
+        );
+        assert_eq!(
+            Role::parse_for("operator_staff", true),
+            Ok(Role::OperatorStaff)
+        );
+        for (role, operator) in [("operator_admin", false), ("provider_admin", true)] {
+            let e = Role::parse_for(role, operator).expect_err(role);
+            assert_eq!(e.field(), "role");
+        }
+    }
 
     const OPERATOR_ORG: i64 = 1;
     const PROVIDER_A: i64 = 2;

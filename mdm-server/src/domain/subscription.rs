@@ -176,6 +176,17 @@ impl SimFindings {
     }
 }
 
+/// The card a phone reports when it is not the SIM on record: what the operator is shown as a
+/// mismatch. A phone without a recorded SIM, or one that reports no card, is not judged:
+/// nothing is expected of it. Judged again whenever either side changes: a SIM placed in the
+/// phone or taken out, and every report of the phone.
+pub fn card_mismatch(recorded: Option<&str>, reported: Option<&str>) -> Option<String> {
+    match (recorded, reported) {
+        (Some(recorded), Some(reported)) if recorded != reported => Some(reported.to_string()),
+        _ => None,
+    }
+}
+
 /// Compares what the phone reports (`reported_iccid`, data used this month) with its recorded
 /// SIM. A phone without a recorded SIM is not judged: nothing is expected of it.
 pub fn judge_report(
@@ -188,13 +199,9 @@ pub fn judge_report(
     let Some(record) = record else {
         return SimFindings::default();
     };
-    let mismatch = match reported_iccid {
-        Some(reported) if reported != record.iccid && flagged != Some(reported) => {
-            Some(Some(reported.to_string()))
-        }
-        Some(reported) if reported == record.iccid && flagged.is_some() => Some(None),
-        _ => None,
-    };
+    let mismatch = reported_iccid
+        .map(|reported| card_mismatch(Some(record.iccid), Some(reported)))
+        .filter(|judged| judged.as_deref() != flagged);
     let already = record
         .alerted
         .filter(|(m, _)| *m == month)

@@ -355,10 +355,13 @@ async fn change_password(
     if req.new_password == req.current_password {
         fields.push("new_password", "must differ from the current password");
     }
-    fields.check(check_password_strength(
-        &req.new_password,
-        &[account.email.as_str(), account.display_name.as_str()],
-    ));
+    fields.check_at(
+        "new_password",
+        check_password_strength(
+            &req.new_password,
+            &[account.email.as_str(), account.display_name.as_str()],
+        ),
+    );
     fields.finish()?;
     let hash = auth::hash_password(&req.new_password);
     let event = caller.event(

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use std::sync::Arc;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
@@ -113,7 +114,45 @@ pub fn device_router(state: AppState) -> Router {
         .merge(apple::routes())
         .fallback(|| async { ApiError::not_found() })
         .layer(DefaultBodyLimit::max(max_body))
+        // Phones check in all day: their requests are logged at debug, or they would bury what
+        // people did.
+        .layer(access_log(tracing::Level::DEBUG))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
+}
+
+type AccessLog = tower_http::trace::TraceLayer<
+    tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
+    fn(&Request) -> tracing::Span,
+    (),
+    tower_http::trace::DefaultOnResponse,
+>;
+
+/// One line per answered request: its id (`x-request-id`, given back in the answer), method,
+/// route template (never the raw path or query, which can hold ids and calendar-feed tokens),
+/// status and latency. Server errors are logged at error level as well.
+fn access_log(level: tracing::Level) -> AccessLog {
+    fn request_span(req: &Request) -> tracing::Span {
+        let id = req
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-");
+        let route = req
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or("unmatched", |p| p.as_str());
+        tracing::info_span!("request", id = %id, method = %req.method(), route = %route)
+    }
+    tower_http::trace::TraceLayer::new_for_http()
+        .make_span_with(request_span as fn(&Request) -> tracing::Span)
+        .on_request(())
+        .on_response(
+            tower_http::trace::DefaultOnResponse::new()
+                .level(level)
+                .latency_unit(tower_http::LatencyUnit::Millis),
+        )
 }
 
 /// The OpenAPI document as served at `/api/v1/openapi.json`.
@@ -137,7 +176,9 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::not_found() })
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(access_log(tracing::Level::INFO))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
 }
 

@@ -1,7 +1,7 @@
 //! Every error the API returns: an RFC 9457 `application/problem+json` body with a stable
 //! `type`, a title, the status and a sentence saying what was wrong.
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -240,6 +240,25 @@ impl Fields {
         }
     }
 
+    /// As `check`, with the error reported at `field`: the request's own name for the value
+    /// (`new_password`), or its place in a list (`it_contacts[2].email`).
+    pub fn check_at<T>(
+        &mut self,
+        field: impl Into<String>,
+        result: Result<T, DomainError>,
+    ) -> Option<T> {
+        match result {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.0.push(FieldError {
+                    field: field.into(),
+                    message: e.message().to_string(),
+                });
+                None
+            }
+        }
+    }
+
     pub fn push(&mut self, field: &str, message: impl Into<String>) {
         self.0.push(FieldError {
             field: field.to_string(),
@@ -285,10 +304,22 @@ where
         // text) costs more, and is needed only when it did.
         match serde_json::from_slice(&bytes) {
             Ok(v) => Ok(ApiJson(v)),
-            Err(_) => match axum::Json::<T>::from_bytes(&bytes) {
-                Ok(axum::Json(v)) => Ok(ApiJson(v)),
-                Err(rejection) => Err(json_rejection(rejection)),
-            },
+            Err(e) if e.is_syntax() || e.is_eof() => Err(ApiError::bad_request(
+                "malformed-json",
+                format!("the body is not valid JSON: {e}"),
+            )),
+            Err(_) => {
+                let mut de = serde_json::Deserializer::from_slice(&bytes);
+                match serde_path_to_error::deserialize::<_, T>(&mut de) {
+                    Ok(v) => Ok(ApiJson(v)),
+                    Err(e) => Err(invalid_input(
+                        "invalid-body",
+                        "Invalid body",
+                        e.path().to_string(),
+                        &e.inner().to_string(),
+                    )),
+                }
+            }
         }
     }
 }
@@ -313,19 +344,6 @@ fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
 
 fn json_rejection(r: JsonRejection) -> ApiError {
     match r {
-        JsonRejection::JsonSyntaxError(e) => ApiError::bad_request(
-            "malformed-json",
-            format!("the body is not valid JSON: {}", e.body_text()),
-        ),
-        JsonRejection::JsonDataError(e) => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid-body",
-            "Invalid body",
-            format!(
-                "the body does not have the expected fields and types: {}",
-                e.body_text()
-            ),
-        ),
         JsonRejection::MissingJsonContentType(_) => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported-media-type",
@@ -348,6 +366,135 @@ pub fn body_too_large() -> ApiError {
     )
 }
 
+/// A body or query that does not have the request's fields and types, as a problem naming the
+/// field (`apps[0].version`) and what it must be in plain words, not the JSON parser's
+/// ("expected u32", "struct RequiredApp", "line 1 column 67").
+fn invalid_input(
+    slug: &'static str,
+    title: &'static str,
+    path: String,
+    serde_message: &str,
+) -> ApiError {
+    let (field, message) = plain_words(&path, serde_message);
+    ApiError {
+        slug,
+        title,
+        ..ApiError::validation(vec![FieldError { field, message }])
+    }
+}
+
+/// serde's wording of a type mismatch, rewritten for a person: the field it concerns and what
+/// it must be.
+fn plain_words(path: &str, serde_message: &str) -> (String, String) {
+    // serde_json appends where in the text it was; the field's name says it better.
+    let message = match serde_message.rfind(" at line ") {
+        Some(at) => &serde_message[..at],
+        None => serde_message,
+    };
+    let base = if path == "." { "" } else { path };
+    let join = |name: &str| {
+        if base.is_empty() {
+            name.to_string()
+        } else {
+            format!("{base}.{name}")
+        }
+    };
+    let named = |rest: &str| rest.split('`').nth(1).map(str::to_string);
+    let choices = |rest: &str| {
+        rest.split_once("expected ")
+            .map(|(_, list)| list.replace('`', ""))
+            .unwrap_or_default()
+    };
+    let field = if base.is_empty() {
+        "body".to_string()
+    } else {
+        base.to_string()
+    };
+    if let Some(rest) = message.strip_prefix("missing field ") {
+        let name = named(rest).unwrap_or_default();
+        return (join(&name), "is required".into());
+    }
+    if let Some(rest) = message.strip_prefix("unknown field ") {
+        let name = named(rest).unwrap_or_default();
+        let known = choices(rest);
+        let known = known.strip_prefix("one of ").unwrap_or(&known);
+        // The path already ends at the unknown key when the parser got that far.
+        let at = if base == name || base.ends_with(&format!(".{name}")) {
+            base.to_string()
+        } else {
+            join(&name)
+        };
+        let text = if known.is_empty() || known.starts_with("there are no fields") {
+            "is not a field here".to_string()
+        } else {
+            format!("is not a field here; the fields are {known}")
+        };
+        return (at, text);
+    }
+    if let Some(rest) = message.strip_prefix("unknown variant ") {
+        return (field, format!("must be {}", choices(rest)));
+    }
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            if let Some((got, expected)) = rest.split_once(", expected ") {
+                return (
+                    field,
+                    format!("must be {}, not {}", expectation(expected), given(got)),
+                );
+            }
+        }
+    }
+    if let Some(rest) = message.strip_prefix("invalid length ") {
+        if let Some((_, expected)) = rest.split_once(", expected ") {
+            return (field, format!("must be {}", expectation(expected)));
+        }
+    }
+    (field, message.to_string())
+}
+
+/// What serde says it expected, as a person would say it.
+fn expectation(expected: &str) -> String {
+    let whole = |max: &str| format!("a whole number from 0 to {max}");
+    match expected.trim() {
+        "u8" => whole("255"),
+        "u16" => whole("65535"),
+        "u32" => whole("4294967295"),
+        "u64" | "usize" => whole("18446744073709551615"),
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number".into(),
+        "f32" | "f64" => "a number".into(),
+        "a string" | "string" | "a borrowed string" | "a character" | "char" => "text".into(),
+        "a boolean" | "bool" => "true or false".into(),
+        "a sequence" | "sequence" => "a list".into(),
+        "a map" | "map" => "an object".into(),
+        other if other.starts_with("struct ") => "an object".into(),
+        other if other.starts_with("a sequence of ") => other.replace("a sequence", "a list"),
+        other => other.replace('`', ""),
+    }
+}
+
+/// What serde says it found, as a person would say it.
+fn given(got: &str) -> String {
+    let got = got.trim();
+    if let Some(text) = got.strip_prefix("string ") {
+        return format!("the text {text}");
+    }
+    for (prefix, words) in [
+        ("integer ", "the number "),
+        ("floating point ", "the number "),
+        ("boolean ", ""),
+    ] {
+        if let Some(value) = got.strip_prefix(prefix) {
+            return format!("{words}{}", value.trim_matches('`'));
+        }
+    }
+    match got {
+        "map" => "an object".into(),
+        "sequence" => "a list".into(),
+        "unit value" | "null" => "null".into(),
+        other => other.replace('`', ""),
+    }
+}
+
 /// `axum::extract::Query` whose rejections are problem responses.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApiQuery<T>(pub T);
@@ -361,12 +508,23 @@ where
 
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
-        state: &S,
+        _state: &S,
     ) -> Result<Self, Self::Rejection> {
-        axum::extract::Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|q| ApiQuery(q.0))
-            .map_err(|e: QueryRejection| ApiError::bad_request("invalid-query", e.body_text()))
+        let query = parts.uri.query().unwrap_or_default();
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize::<_, T>(de)
+            .map(ApiQuery)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let mut problem = invalid_input(
+                    "invalid-query",
+                    "Invalid query",
+                    path,
+                    &e.inner().to_string(),
+                );
+                problem.status = StatusCode::BAD_REQUEST;
+                problem
+            })
     }
 }
 
@@ -390,5 +548,65 @@ where
             .await
             .map(|p| ApiPath(p.0))
             .map_err(|_: PathRejection| ApiError::not_found())
+    }
+}
+
+#[cfg(test)]
+mod plain_words_tests {
+    use super::plain_words;
+
+    #[test]
+    fn type_mismatches_name_the_field_and_what_it_must_be_in_plain_words() {
+        assert_eq!(
+            plain_words(
+                "apps[0].version",
+                "invalid type: string \"x\", expected u32 at line 1 column 67"
+            ),
+            (
+                "apps[0].version".into(),
+                "must be a whole number from 0 to 4294967295, not the text \"x\"".into()
+            )
+        );
+        assert_eq!(
+            plain_words(
+                "apps[1]",
+                "invalid type: integer `3`, expected struct RequiredApp"
+            ),
+            (
+                "apps[1]".into(),
+                "must be an object, not the number 3".into()
+            )
+        );
+        assert_eq!(
+            plain_words(".", "missing field `serial`"),
+            ("serial".into(), "is required".into())
+        );
+        assert_eq!(
+            plain_words(
+                "apps[0]",
+                "unknown field `name`, expected `key` or `settings`"
+            ),
+            (
+                "apps[0].name".into(),
+                "is not a field here; the fields are key or settings".into()
+            )
+        );
+        assert_eq!(
+            plain_words(
+                "colour",
+                "unknown field `colour`, expected one of `kind`, `app`"
+            ),
+            (
+                "colour".into(),
+                "is not a field here; the fields are kind, app".into()
+            )
+        );
+        assert_eq!(
+            plain_words(
+                "kind",
+                "unknown variant `reboot`, expected one of `lock`, `restart`"
+            ),
+            ("kind".into(), "must be one of lock, restart".into())
+        );
     }
 }

@@ -81,10 +81,12 @@ fn parse_contacts(fields: &mut Fields, contacts: &[ItContactBody]) -> Option<Vec
     }
     let parsed: Vec<Option<ItContact>> = contacts
         .iter()
-        .map(|c| {
-            let name = fields.check(parse_name("it_contacts.name", &c.name));
-            let email = fields.check(Email::parse(&c.email));
-            let mobile = fields.check(MobileNumber::parse(&c.mobile));
+        .enumerate()
+        .map(|(i, c)| {
+            let at = |field: &str| format!("it_contacts[{i}].{field}");
+            let name = fields.check_at(at("name"), parse_name("name", &c.name));
+            let email = fields.check_at(at("email"), Email::parse(&c.email));
+            let mobile = fields.check_at(at("mobile"), MobileNumber::parse(&c.mobile));
             Some(ItContact {
                 name: name?,
                 email: email?,

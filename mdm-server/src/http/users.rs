@@ -139,7 +139,7 @@ async fn create_user(
     let mut fields = Fields::default();
     let email = fields.check(Email::parse(&body.email));
     let name = fields.check(parse_name("display_name", &body.display_name));
-    let role = fields.check(Role::parse(&body.role));
+    let role = fields.check(Role::parse_for(&body.role, org.kind == OrgKind::Operator));
     fields.finish()?;
     let (email, display_name, role) = (checked(email)?, checked(name)?, checked(role)?);
     caller
@@ -233,7 +233,10 @@ async fn update_user(
         .display_name
         .as_deref()
         .map(|n| fields.check(parse_name("display_name", n)));
-    let role = body.role.as_deref().map(|r| fields.check(Role::parse(r)));
+    let role = body
+        .role
+        .as_deref()
+        .map(|r| fields.check(Role::parse_for(r, is_operator_org)));
     fields.finish()?;
     let change = AccountChange {
         display_name: name.flatten(),

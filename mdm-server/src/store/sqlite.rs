@@ -109,12 +109,8 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        if let Some(parent) = options.get_filename().parent() {
-            if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
-            }
-        }
+        keep_private(options.get_filename())
+            .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             // sqlx would otherwise test each connection before handing it out, a round trip to
@@ -133,14 +129,61 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// `VACUUM INTO` writes a consistent snapshot of the live database to a new file.
+    /// `VACUUM INTO` writes a consistent snapshot of the live database to a new file. SQLite
+    /// accepts an empty file there, so the file is made first, readable by the server's user
+    /// only, like the database it copies.
     pub(crate) async fn backup_file(&self, path: &std::path::Path) -> StoreResult<()> {
+        private_file(path).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         sqlx::query("VACUUM INTO $1")
             .bind(path.to_string_lossy().to_string())
             .execute(&self.pool)
             .await?;
         Ok(())
     }
+}
+
+/// The database holds password hashes and TOTP secrets: a folder made for it is the server
+/// user's only (0700), and the database with its WAL and shared-memory files is readable by that
+/// user only (0600). SQLite gives the files it makes beside the database the database's mode, so
+/// the database is made empty with 0600 before SQLite opens it; files an older version left
+/// readable are tightened.
+fn keep_private(db: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if db.as_os_str().is_empty() || db.to_string_lossy().starts_with(':') {
+        return Ok(()); // in memory
+    }
+    if let Some(parent) = db.parent().filter(|p| !p.as_os_str().is_empty()) {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        builder.mode(0o700);
+        builder.create(parent)?;
+    }
+    if !db.exists() {
+        return private_file(db);
+    }
+    #[cfg(unix)]
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        let path = std::path::PathBuf::from(name);
+        if path.exists() {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes a new empty file readable and writable by the server's user only.
+fn private_file(path: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    options.open(path).map(drop)
 }
 
 #[cfg(test)]

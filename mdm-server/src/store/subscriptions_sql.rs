@@ -45,6 +45,35 @@ async fn load(conn: &mut <Db as sqlx::Database>::Connection, id: i64) -> StoreRe
     sim_from_row(&row)
 }
 
+/// Judges the phone's reported card against its SIM on record again, after either changed in
+/// this transaction (`subscription::card_mismatch`), and stores the flag if it moved.
+async fn rejudge_card(tx: &mut Tx, device_id: i64, now: DateTime<Utc>) -> StoreResult<()> {
+    let row = sqlx::query(
+        "SELECT d.facts, d.iccid_mismatch, s.iccid FROM devices d \
+         LEFT JOIN sims s ON s.device_id = d.id WHERE d.id = $1",
+    )
+    .bind(device_id)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or(StoreError::NotFound)?;
+    let facts: Option<String> = row.try_get("facts")?;
+    let reported = facts
+        .and_then(|f| serde_json::from_str::<serde_json::Value>(&f).ok())
+        .and_then(|f| f.get("iccid").and_then(|i| i.as_str()).map(str::to_string));
+    let recorded: Option<String> = row.try_get("iccid")?;
+    let flagged: Option<String> = row.try_get("iccid_mismatch")?;
+    let judged = subscription::card_mismatch(recorded.as_deref(), reported.as_deref());
+    if judged != flagged {
+        sqlx::query("UPDATE devices SET iccid_mismatch = $1, iccid_mismatch_at = $2 WHERE id = $3")
+            .bind(&judged)
+            .bind(judged.as_ref().map(|_| now))
+            .bind(device_id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Takes the SIM out of its phone, closing the period.
 async fn take_out(tx: &mut Tx, sim: &Sim, now: DateTime<Utc>) -> StoreResult<()> {
     if sim.device_id.is_some() {
@@ -58,6 +87,9 @@ async fn take_out(tx: &mut Tx, sim: &Sim, now: DateTime<Utc>) -> StoreResult<()>
             .bind(sim.id)
             .execute(&mut **tx)
             .await?;
+    }
+    if let Some(device_id) = sim.device_id {
+        rejudge_card(tx, device_id, now).await?;
     }
     Ok(())
 }
@@ -210,13 +242,7 @@ impl SubscriptionStore for SqlStore {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-            // The phone's card is as recorded now; an older mismatch no longer stands.
-            sqlx::query(
-                "UPDATE devices SET iccid_mismatch = NULL, iccid_mismatch_at = NULL WHERE id = $1",
-            )
-            .bind(device)
-            .execute(&mut *tx)
-            .await?;
+            rejudge_card(&mut tx, device, now).await?;
         } else {
             take_out(&mut tx, &sim, now).await?;
         }
