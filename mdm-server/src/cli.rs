@@ -351,12 +351,17 @@ async fn import_devices(config: Config, file: &std::path::Path) -> anyhow::Resul
         });
         bar.set_position(n);
     };
-    let name = file.display().to_string();
+    let event = cli_event(
+        "device.import",
+        "device",
+        None,
+        serde_json::json!({ "file": file.display().to_string() }),
+    );
     let result = import_csv(
         reader,
-        &name,
         store.as_ref(),
         Clock::System.now(),
+        event,
         &progress,
     )
     .await;
@@ -373,7 +378,10 @@ async fn import_devices(config: Config, file: &std::path::Path) -> anyhow::Resul
             for e in &errors {
                 eprintln!("line {}: {}", e.line, e.reason);
             }
-            bail!("{} invalid row(s); nothing was imported", errors.len())
+            bail!(
+                "{}; nothing was imported",
+                crate::import::rows_at_fault(&errors)
+            )
         }
         Err(e) => Err(e.into()),
     }

@@ -37,12 +37,27 @@ pub enum ImportError {
     Csv(#[from] csv::Error),
     #[error("the header must name the columns {expected}; found {found}")]
     Header { expected: String, found: String },
-    #[error("{} row(s) are invalid; nothing was imported", .0.len())]
+    #[error("{}; nothing was imported", rows_at_fault(.0))]
     Rows(Vec<RowError>),
     #[error("the file has more than {MAX_ROWS} rows")]
     TooLarge,
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// "2 rows have errors (3 in all)": rows, not errors, are counted, as a row can have several.
+pub fn rows_at_fault(errors: &[RowError]) -> String {
+    let rows = errors
+        .iter()
+        .map(|e| e.line)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    match (rows, errors.len()) {
+        (1, 1) => "1 row has an error".to_string(),
+        (1, all) => format!("1 row has errors ({all} in all)"),
+        (rows, all) if rows == all => format!("{rows} rows have errors"),
+        (rows, all) => format!("{rows} rows have errors ({all} in all)"),
+    }
 }
 
 /// Parses and checks every row against the catalogue and the devices already registered.
@@ -230,13 +245,13 @@ pub enum ImportPhase {
     Writing,
 }
 
-/// Validates and imports a delivery list as one transaction. `progress` hears the phase and
-/// how many rows it has done.
+/// Validates and imports a delivery list as one transaction, recorded as `event` (the command
+/// line's or the API caller's). `progress` hears the phase and how many rows it has done.
 pub async fn import_csv(
     input: impl Read,
-    file_name: &str,
     store: &dyn Store,
     now: chrono::DateTime<chrono::Utc>,
+    event: AuditEvent,
     progress: &(dyn Fn(ImportPhase, u64) + Sync),
 ) -> Result<ImportSummary, ImportError> {
     let models = store.list_models().await?;
@@ -244,13 +259,30 @@ pub async fn import_csv(
         progress(ImportPhase::Checking, n)
     })
     .await?;
-    let event = AuditEvent {
-        source: Some("local".into()),
-        target_kind: Some("device".into()),
-        details: serde_json::json!({ "file": file_name }).to_string(),
-        ..AuditEvent::unattended("cli", "device.import")
-    };
     Ok(store
         .import_devices(&devices, now, event, &|n| progress(ImportPhase::Writing, n))
         .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_summary_counts_rows_at_fault_not_their_errors() {
+        let at = |line| RowError {
+            line,
+            reason: "bad".into(),
+        };
+        assert_eq!(rows_at_fault(&[at(2)]), "1 row has an error");
+        assert_eq!(
+            rows_at_fault(&[at(2), at(2)]),
+            "1 row has errors (2 in all)"
+        );
+        assert_eq!(rows_at_fault(&[at(2), at(3)]), "2 rows have errors");
+        assert_eq!(
+            rows_at_fault(&[at(2), at(2), at(3)]),
+            "2 rows have errors (3 in all)"
+        );
+    }
 }

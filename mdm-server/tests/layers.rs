@@ -30,7 +30,7 @@ const FLOORS: &[(&str, &[&str])] = &[
     (
         "http",
         &[
-            "domain", "clock", "config", "store", "state", "flows", "auth",
+            "domain", "clock", "config", "store", "state", "flows", "auth", "import",
         ],
     ),
 ];

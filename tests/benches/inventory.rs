@@ -152,9 +152,9 @@ async fn main() {
     let started = Instant::now();
     let summary = mdm_server::import::import_csv(
         std::fs::File::open(&csv_path).expect("open"),
-        "delivery.csv",
         store.as_ref(),
         now,
+        mdm_server::domain::audit::AuditEvent::unattended("bench", "device.import"),
         &|_, _| {},
     )
     .await

@@ -274,7 +274,7 @@ impl TestApp {
         if let Some(body) = body {
             req = req.json(&body);
         }
-        Response::from(req.send().await.expect("request reaches the server")).await
+        Response::of(req.send().await.expect("request reaches the server")).await
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Response {
@@ -993,7 +993,8 @@ pub struct Response {
 }
 
 impl Response {
-    async fn from(r: reqwest::Response) -> Response {
+    /// Reads a response of a request the test built itself.
+    pub async fn of(r: reqwest::Response) -> Response {
         let status = r.status();
         let headers = r.headers().clone();
         let text = r.text().await.expect("body");

@@ -10,7 +10,7 @@ backend_tests!(
     provider_people_get_404_for_every_resource_of_another_organisation,
     editing_a_stored_audit_row_is_named_by_audit_verify,
     ending_a_contract_cuts_off_the_providers_live_session_and_login,
-    csv_import_is_idempotent_and_a_file_with_bad_rows_imports_nothing,
+    csv_import_by_cli_and_api_is_idempotent_and_a_file_with_bad_rows_imports_nothing_and_names_them,
     wrong_second_factor_is_refused_and_repeated_failures_lock_the_account,
     parallel_wrong_passwords_cannot_outrun_the_lock,
     a_used_one_time_code_cannot_log_in_again,
@@ -299,7 +299,9 @@ fn delivery(rows: &[String]) -> String {
     text
 }
 
-async fn csv_import_is_idempotent_and_a_file_with_bad_rows_imports_nothing(backend: Backend) {
+async fn csv_import_by_cli_and_api_is_idempotent_and_a_file_with_bad_rows_imports_nothing_and_names_them(
+    backend: Backend,
+) {
     let app = TestApp::spawn(backend).await;
     let (_, admin) = app.bootstrap_admin().await;
     app.create_model(&admin, "ios", "iPhone 16", Some("2024-09-20"))
@@ -347,13 +349,55 @@ async fn csv_import_is_idempotent_and_a_file_with_bad_rows_imports_nothing(backe
         .cli(&["devices", "import", path])
         .await
         .expect_err("bad rows refuse the file");
-    assert!(format!("{err}").contains("2 invalid row(s)"), "{err}");
+    assert!(format!("{err}").contains("2 rows have errors"), "{err}");
     assert_eq!(
         app.count("devices").await,
         30,
         "nothing from the bad file was imported"
     );
     assert_eq!(app.count("audit_log").await, audit_before);
+
+    // The API takes the same file, by the same rules: the bad rows by line, nothing imported.
+    let upload = |text: String, content_type: &'static str| {
+        let request = app
+            .http
+            .post(format!(
+                "{}/api/v1/devices/import?file_name=leverans.csv",
+                app.base
+            ))
+            .bearer_auth(&admin)
+            .header("content-type", content_type)
+            .body(text);
+        async move { mdm_tests::Response::of(request.send().await.expect("send")).await }
+    };
+    let refused = upload(delivery(&bad), "text/csv").await;
+    refused.expect_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid-rows");
+    assert_eq!(refused.body["rows"][0]["line"], 4, "{}", refused.text);
+    assert_eq!(refused.body["rows"][1]["line"], 8);
+    assert!(refused.body["detail"]
+        .as_str()
+        .is_some_and(|d| d.starts_with("2 rows have errors")));
+    assert_eq!(app.count("devices").await, 30);
+    upload(delivery(&rows), "application/json")
+        .await
+        .expect_problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type");
+    upload("serial;imei\n".into(), "text/csv")
+        .await
+        .expect_problem(StatusCode::BAD_REQUEST, "invalid-csv");
+    let good: Vec<String> = (41..=45)
+        .map(|i| format!("SN{i:06},{},ios,iPhone 16,,,", imei(i)))
+        .chain(rows.iter().take(2).cloned())
+        .collect();
+    let imported = upload(delivery(&good), "text/csv; charset=utf-8").await;
+    imported.expect(StatusCode::OK);
+    assert_eq!(imported.body["inserted"], 5);
+    assert_eq!(imported.body["already_present"], 2);
+    assert_eq!(app.count("devices").await, 35);
+    assert_eq!(
+        app.count("audit_log WHERE action = 'device.import' AND actor_id IS NOT NULL")
+            .await,
+        1
+    );
 
     // The rows are named with their line numbers and reasons.
     let store = app.server.state.store.clone();
@@ -574,6 +618,15 @@ async fn bad_input_gets_problem_responses_and_nothing_is_written(backend: Backen
     let query = app.get("/api/v1/devices?limit=many", &admin).await;
     query.expect_problem(StatusCode::BAD_REQUEST, "invalid-query");
     assert_eq!(query.body["errors"][0]["field"], "limit", "{}", query.text);
+    // A method an address does not take is a problem document too, not an empty 405.
+    app.request(
+        reqwest::Method::DELETE,
+        "/api/v1/devices",
+        Some(&admin),
+        None,
+    )
+    .await
+    .expect_problem(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed");
     let huge = "x".repeat(70_000);
     app.post(
         "/api/v1/providers",

@@ -157,6 +157,10 @@ async fn a_returned_phone_gets_a_new_holder_only_after_its_agent_confirmed_the_w
         history(&kit, phone.id).await["wipe_gate"]["missing"],
         "not_acknowledged"
     );
+    assert_eq!(
+        early.body["missing_step"], "not_acknowledged",
+        "the refusal names the step as the history view does"
+    );
 
     // The agent gets the wipe, confirms it and erases itself; its old identity stops working.
     kit.app.clock.advance(Duration::minutes(1));
@@ -185,6 +189,7 @@ async fn a_returned_phone_gets_a_new_holder_only_after_its_agent_confirmed_the_w
         .as_str()
         .expect("detail")
         .contains("enroll"));
+    assert_eq!(not_yet.body["missing_step"], "not_reenrolled");
     assert_eq!(kit.app.count("leases").await, 1, "nothing was written");
 
     // Enrolled again with a fresh identity: now Bo gets it.

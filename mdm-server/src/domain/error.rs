@@ -39,6 +39,9 @@ impl DomainError {
 pub struct Refusal {
     pub kind: &'static str,
     pub detail: String,
+    /// The stable code of the step that must happen first, where the refusal is about a
+    /// sequence of steps (the wipe gate's `not_acknowledged`, as the history view names it).
+    pub missing_step: Option<&'static str>,
 }
 
 impl Refusal {
@@ -46,6 +49,12 @@ impl Refusal {
         Refusal {
             kind,
             detail: detail.into(),
+            missing_step: None,
         }
+    }
+
+    pub fn missing(mut self, step: &'static str) -> Self {
+        self.missing_step = Some(step);
+        self
     }
 }

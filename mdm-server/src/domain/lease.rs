@@ -129,7 +129,7 @@ impl LeaseEnd {
 
 /// The refusal for a phone that has not passed the wipe gate.
 pub fn wipe_required(missing: WipeMissing) -> Refusal {
-    Refusal::new("wipe-required", missing.explain())
+    Refusal::new("wipe-required", missing.explain()).missing(missing.code())
 }
 
 /// What the records say about a phone when someone wants to lease it or hand it over.

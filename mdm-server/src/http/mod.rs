@@ -24,6 +24,7 @@ pub mod deliveries;
 pub mod device_connection;
 pub mod devices;
 pub mod enrollment;
+pub mod imports;
 pub mod leases;
 pub mod login;
 pub mod lost_cases;
@@ -101,6 +102,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(warranty::routes())
         .merge(maintenance::routes())
         .merge(deliveries::routes())
+        .merge(imports::routes())
         .merge(calendar::routes())
         .merge(audit::routes())
         .split_for_parts()
@@ -113,6 +115,7 @@ pub fn device_router(state: AppState) -> Router {
         .merge(agent::routes())
         .merge(apple::routes())
         .fallback(|| async { ApiError::not_found() })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(DefaultBodyLimit::max(max_body))
         // Phones check in all day: their requests are logged at debug, or they would bury what
         // people did.
@@ -174,6 +177,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::render))
         .fallback(|| async { ApiError::not_found() })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(access_log(tracing::Level::INFO))

@@ -25,6 +25,20 @@ pub struct Problem {
     /// Field-by-field reasons, for validation problems.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// The step that must happen first (`wipe-required`: the wipe gate's step as the history
+    /// view names it: `not_sent`, `not_acknowledged`, `not_reenrolled`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missing_step: Option<String>,
+    /// Every bad row of an imported file, by line.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rows: Vec<RowProblem>,
+}
+
+/// A bad row of an imported file: its line (the header is line 1) and why.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RowProblem {
+    pub line: u64,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -41,6 +55,14 @@ pub struct ApiError {
     detail: String,
     errors: Vec<FieldError>,
     retry_after: Option<u64>,
+    /// Members only some problems have, boxed so that every `Result<_, ApiError>` stays small.
+    extra: Option<Box<Extra>>,
+}
+
+#[derive(Debug, Default)]
+struct Extra {
+    missing_step: Option<&'static str>,
+    rows: Vec<RowProblem>,
 }
 
 impl ApiError {
@@ -57,6 +79,7 @@ impl ApiError {
             detail: detail.into(),
             errors: Vec::new(),
             retry_after: None,
+            extra: None,
         }
     }
 
@@ -66,6 +89,15 @@ impl ApiError {
             "not-found",
             "Not found",
             "no such resource",
+        )
+    }
+
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method-not-allowed",
+            "Method not allowed",
+            "this address does not take that method; the API document lists what each address takes",
         )
     }
 
@@ -103,6 +135,18 @@ impl ApiError {
         }
     }
 
+    pub fn with_rows(mut self, rows: Vec<RowProblem>) -> Self {
+        self.extra.get_or_insert_default().rows = rows;
+        self
+    }
+
+    fn with_missing_step(mut self, step: Option<&'static str>) -> Self {
+        if step.is_some() {
+            self.extra.get_or_insert_default().missing_step = step;
+        }
+        self
+    }
+
     pub fn with_retry_after(mut self, seconds: u64) -> Self {
         self.retry_after = Some(seconds);
         self
@@ -118,6 +162,7 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() {
             tracing::error!(detail = %self.detail, "request failed");
         }
+        let extra = self.extra.map(|e| *e).unwrap_or_default();
         let body = Problem {
             kind: format!("/problems/{}", self.slug),
             title: self.title.to_string(),
@@ -128,6 +173,8 @@ impl IntoResponse for ApiError {
                 self.detail
             },
             errors: self.errors,
+            missing_step: extra.missing_step.map(str::to_string),
+            rows: extra.rows,
         };
         let mut response = (self.status, axum::Json(body)).into_response();
         response.headers_mut().insert(
@@ -155,7 +202,8 @@ impl From<StoreError> for ApiError {
                 refusal.kind,
                 "Not possible yet",
                 refusal.detail,
-            ),
+            )
+            .with_missing_step(refusal.missing_step),
             StoreError::Unsupported(what) => ApiError::new(
                 StatusCode::NOT_IMPLEMENTED,
                 "unsupported",
