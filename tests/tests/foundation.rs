@@ -1089,7 +1089,23 @@ async fn provider_admins_read_only_their_own_audit_trail_and_reads_are_recorded(
         .expect("ct")
         .starts_with("text/csv"));
     let text = csv.text().await.expect("text");
+    // A byte-order mark first, so a spreadsheet reads the UTF-8 (å, ä, ö) as such.
+    let text = text.strip_prefix('\u{feff}').expect("a byte-order mark");
     assert!(text.starts_with("seq,at,actor_id,actor,organisation_id"));
+    let swedish = app
+        .http
+        .get(format!(
+            "{}/api/v1/audit/export.csv?separator=semicolon",
+            app.base
+        ))
+        .bearer_auth(&ptoken)
+        .send()
+        .await
+        .expect("csv")
+        .text()
+        .await
+        .expect("text");
+    assert!(swedish.starts_with("\u{feff}seq;at;actor_id;actor;organisation_id"));
     assert!(text.contains("it@norr.example"));
     assert!(
         !text.contains("it@syd.example"),

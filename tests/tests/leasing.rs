@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 backend_tests!(
     a_returned_phone_gets_a_new_holder_only_after_its_agent_confirmed_the_wipe_and_enrolled_again,
     a_stolen_phone_is_locked_at_once_wiped_after_24_hours_and_written_off_to_a_replacement_that_takes_over_its_lease,
-    a_loss_reported_49_hours_after_discovery_is_flagged_late_and_bad_reports_change_nothing,
+    a_loss_reported_49_hours_after_discovery_is_flagged_late_bad_reports_change_nothing_and_people_add_notes_to_its_timeline,
     when_a_providers_contract_ends_every_leased_phone_is_queued_for_wipe_and_its_users_are_locked_out,
     phone_requests_are_due_three_working_days_later_and_stay_open_until_fully_leased,
     a_phone_that_cannot_be_wiped_remotely_counts_as_wiped_only_after_a_second_admin_confirms,
@@ -199,6 +199,11 @@ async fn a_returned_phone_gets_a_new_holder_only_after_its_agent_confirmed_the_w
     let second = lease(&kit, phone.id, kit.provider_a, Some(bo.id)).await;
     second.expect(StatusCode::CREATED);
     assert_eq!(second.body["holder_id"], bo.id);
+    // Bo holds it now: it is not ready for anyone else, whatever its wipes.
+    assert_eq!(
+        history(&kit, phone.id).await["wipe_gate"]["missing"],
+        "in_use"
+    );
 
     // Within the lease, too, Anna may not take it back from Bo without a wipe.
     let handover = kit
@@ -226,7 +231,7 @@ async fn a_returned_phone_gets_a_new_holder_only_after_its_agent_confirmed_the_w
         })
         .collect();
     assert_eq!(holders, [(anna.id, false), (bo.id, true)]);
-    assert_eq!(record["wipe_gate"]["ready"], true);
+    assert_eq!(record["wipe_gate"]["ready"], false, "Bo holds it");
     assert_eq!(
         kit.app
             .count("audit_log WHERE action IN ('lease.create', 'lease.return')")
@@ -412,7 +417,7 @@ async fn a_stolen_phone_is_locked_at_once_wiped_after_24_hours_and_written_off_t
     assert_eq!(done.body["state"], "fulfilled");
 }
 
-async fn a_loss_reported_49_hours_after_discovery_is_flagged_late_and_bad_reports_change_nothing(
+async fn a_loss_reported_49_hours_after_discovery_is_flagged_late_bad_reports_change_nothing_and_people_add_notes_to_its_timeline(
     backend: Backend,
 ) {
     let kit = kit(backend).await;
@@ -496,6 +501,36 @@ async fn a_loss_reported_49_hours_after_discovery_is_flagged_late_and_bad_report
         .await
         .expect_problem(StatusCode::NOT_FOUND, "not-found");
 
+    // The one who reported it adds to the timeline; nobody outside the case can.
+    let notes = format!("/api/v1/lost-cases/{}/notes", late.body["id"]);
+    let noted = kit
+        .app
+        .post(
+            &notes,
+            &anna_token,
+            json!({ "text": " Anmäld till polisen, ärende 5000-K123456-26 " }),
+        )
+        .await;
+    noted.expect(StatusCode::CREATED);
+    let timeline = noted.body["timeline"].as_array().expect("timeline");
+    let last = timeline.last().expect("an entry");
+    assert_eq!(last["kind"], "note");
+    assert_eq!(last["actor_id"], anna.id);
+    assert_eq!(
+        last["details"]["text"],
+        "Anmäld till polisen, ärende 5000-K123456-26"
+    );
+    kit.app
+        .post(&notes, &anna_token, json!({ "text": "   " }))
+        .await
+        .expect_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
+    for outsider in [&bo_token, &other_provider] {
+        kit.app
+            .post(&notes, outsider, json!({ "text": "hittad?" }))
+            .await
+            .expect_problem(StatusCode::NOT_FOUND, "not-found");
+    }
+
     // Found: back to leased, lost mode off queued; the case cannot end twice.
     let found = kit
         .app
@@ -524,6 +559,19 @@ async fn a_loss_reported_49_hours_after_discovery_is_flagged_late_and_bad_report
         )
         .await
         .expect_problem(StatusCode::CONFLICT, "lost-case-closed");
+    // An ended case still takes notes.
+    kit.app
+        .post(
+            &notes,
+            &kit.admin,
+            json!({ "text": "Försäkringsbolaget meddelat" }),
+        )
+        .await
+        .expect(StatusCode::CREATED);
+    assert_eq!(
+        kit.app.count("lost_case_events WHERE kind = 'note'").await,
+        2
+    );
 }
 
 async fn when_a_providers_contract_ends_every_leased_phone_is_queued_for_wipe_and_its_users_are_locked_out(
@@ -653,6 +701,25 @@ async fn phone_requests_are_due_three_working_days_later_and_stay_open_until_ful
         )
         .await
         .expect_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
+    // Another provider's id is refused, not quietly replaced by the caller's own.
+    let foreign = kit
+        .app
+        .post(
+            "/api/v1/phone-requests",
+            &it_contact,
+            json!({ "quantity": 1, "provider_id": kit.provider_b }),
+        )
+        .await;
+    foreign.expect_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
+    assert_eq!(foreign.body["errors"][0]["field"], "provider_id");
+    kit.app
+        .post(
+            "/api/v1/phone-requests",
+            &it_contact,
+            json!({ "quantity": 1, "provider_id": kit.provider_a, "delivery_note": "Storgatan 1" }),
+        )
+        .await
+        .expect(StatusCode::CREATED);
 
     // One phone on Monday: partly fulfilled, still open.
     kit.app.clock.advance(Duration::days(3));

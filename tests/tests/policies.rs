@@ -14,7 +14,7 @@ backend_tests!(
     a_phone_receives_its_policy_at_the_next_check_in_and_again_only_when_it_changes,
     the_mobileconfig_parses_verifies_with_openssl_against_our_ca_and_carries_the_policy,
     phones_using_a_per_provider_app_beyond_the_included_licences_are_billable,
-    only_the_operator_admin_sets_policy_and_providers_see_only_their_own,
+    only_the_operator_admin_sets_policy_providers_see_only_their_own_and_android_phones_get_no_apple_profile,
     compliance_is_recorded_at_check_in_with_history_and_a_phone_non_compliant_past_the_grace_period_is_reported_once,
 );
 
@@ -589,7 +589,9 @@ async fn phones_using_a_per_provider_app_beyond_the_included_licences_are_billab
         .expect_problem(StatusCode::NOT_FOUND, "not-found");
 }
 
-async fn only_the_operator_admin_sets_policy_and_providers_see_only_their_own(backend: Backend) {
+async fn only_the_operator_admin_sets_policy_providers_see_only_their_own_and_android_phones_get_no_apple_profile(
+    backend: Backend,
+) {
     let f = fleet(backend).await;
     let (app, admin) = (&f.app, f.admin.as_str());
     let operator = app
@@ -667,6 +669,26 @@ async fn only_the_operator_admin_sets_policy_and_providers_see_only_their_own(ba
     )
     .await
     .expect_problem(StatusCode::NOT_FOUND, "not-found");
+    // An Android phone gets no Apple profile: it would mean nothing to it.
+    app.create_model(admin, "android", "Galaxy XCover7", Some("2024-02-01"))
+        .await;
+    let android = app
+        .post(
+            "/api/v1/devices",
+            admin,
+            json!({ "platform": "android", "model": "Galaxy XCover7", "serial": "R58N12ABCDE", "imei": imei(3) }),
+        )
+        .await;
+    android.expect(StatusCode::CREATED);
+    app.get(
+        &format!(
+            "/api/v1/devices/{}/profile.mobileconfig",
+            android.body["id"]
+        ),
+        admin,
+    )
+    .await
+    .expect_problem(StatusCode::CONFLICT, "wrong-platform");
     assert_eq!(app.count("policy_layers").await, 0, "nothing was stored");
 }
 

@@ -78,6 +78,18 @@ impl Platform {
             )),
         }
     }
+
+    /// Whether an Apple configuration profile means anything to a phone of this platform.
+    pub fn takes_apple_profiles(self) -> Result<(), super::Refusal> {
+        match self {
+            Platform::Ios => Ok(()),
+            Platform::Android => Err(super::Refusal::new(
+                "wrong-platform",
+                "an Apple configuration profile is for iPhones, and this phone runs Android: its \
+                 policy reaches it from GET /api/v1/devices/{id}/policy",
+            )),
+        }
+    }
 }
 
 /// Where a phone is in its life. A new phone starts `in_stock`; the transitions between the

@@ -238,9 +238,18 @@ pub fn may_set_holder(phone: &PhoneState, next: Option<i64>) -> Result<(), Refus
         (_, None) => Ok(()),
         (Some(current), Some(next)) if current == next => Ok(()),
         // The current holder's data is on the phone: their holding ends first, then the wipe.
-        (Some(_), Some(_)) => Err(wipe_required(WipeMissing::NotSent)),
+        (Some(_), Some(_)) => Err(wipe_required(WipeMissing::InUse)),
         (None, Some(_)) => phone.wipe.check().map_err(wipe_required),
     }
+}
+
+/// Whether the phone may go to someone new now (another holder, or another provider after its
+/// return), and if not, the first thing missing: a phone someone holds is never ready.
+pub fn ready_for_someone_new(holder: Option<i64>, wipe: &WipeEvidence) -> Result<(), WipeMissing> {
+    if holder.is_some() {
+        return Err(WipeMissing::InUse);
+    }
+    wipe.check()
 }
 
 /// Whether `provider` may return the phone.
@@ -391,6 +400,11 @@ mod tests {
         assert_eq!(
             may_set_holder(&held, Some(2)).expect_err("refused").kind,
             "wipe-required"
+        );
+        assert_eq!(
+            ready_for_someone_new(held.holder, &held.wipe),
+            Err(WipeMissing::InUse),
+            "a held phone is never ready for someone new, whatever its wipes"
         );
         // Back in the pool after holder 1, not yet wiped.
         let pooled = PhoneState {

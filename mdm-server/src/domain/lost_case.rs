@@ -82,6 +82,24 @@ impl LossReport {
 
 /// Whether a phone in `status` can be reported lost: not when it is lost already (its case is
 /// open) or retired.
+/// The longest note on a case's timeline.
+pub const MAX_NOTE_CHARS: usize = 2000;
+
+/// A note for a case's timeline (a call to the police, the insurer's answer): its text, trimmed.
+pub fn check_note(text: &str) -> Result<String, DomainError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(DomainError::invalid("text", "write what happened"));
+    }
+    if text.chars().count() > MAX_NOTE_CHARS {
+        return Err(DomainError::invalid(
+            "text",
+            format!("at most {MAX_NOTE_CHARS} characters"),
+        ));
+    }
+    Ok(text.to_string())
+}
+
 pub fn may_report(status: DeviceStatus) -> Result<(), Refusal> {
     match status {
         DeviceStatus::Lost => Err(Refusal::new(

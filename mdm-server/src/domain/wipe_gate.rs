@@ -25,6 +25,8 @@ pub struct WipeEvidence {
 /// What is missing before the phone may change hands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WipeMissing {
+    /// Someone holds the phone now: their holding ends and the phone is wiped first.
+    InUse,
     /// No wipe has been sent since the previous assignment ended.
     NotSent,
     /// A wipe was sent but the phone has not acknowledged it.
@@ -37,6 +39,7 @@ impl WipeMissing {
     /// The stable name the API shows.
     pub fn code(self) -> &'static str {
         match self {
+            WipeMissing::InUse => "in_use",
             WipeMissing::NotSent => "not_sent",
             WipeMissing::NotAcknowledged => "not_acknowledged",
             WipeMissing::NotReenrolled => "not_reenrolled",
@@ -46,6 +49,9 @@ impl WipeMissing {
     /// The sentence the refusal carries: what must happen first.
     pub fn explain(self) -> &'static str {
         match self {
+            WipeMissing::InUse => {
+                "someone holds the phone now: their holding ends and the phone is wiped before anyone else gets it"
+            }
             WipeMissing::NotSent => {
                 "the phone has not been wiped since its last assignment ended: send it a wipe command"
             }

@@ -125,19 +125,42 @@ async fn list_audit(
     }))
 }
 
-/// The whole trail the caller may read, as CSV, oldest first.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ExportQuery {
+    /// `comma` (the default) or `semicolon`, which a spreadsheet set to Swedish expects.
+    pub separator: Option<String>,
+}
+
+/// The whole trail the caller may read, as CSV, oldest first. UTF-8 with a byte-order mark, so
+/// that a spreadsheet shows å, ä and ö as they are.
 #[utoipa::path(get, path = "/api/v1/audit/export.csv", tag = "audit", security(("bearer" = [])),
+    params(ExportQuery),
     responses((status = 200, content_type = "text/csv", body = String), (status = 403, body = super::problem::Problem)))]
 async fn export_audit(
     State(state): State<AppState>,
     caller: Caller,
+    ApiQuery(query): ApiQuery<ExportQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let delimiter = match query.separator.as_deref() {
+        None | Some("comma") => b',',
+        Some("semicolon") => b';',
+        Some(_) => {
+            return Err(super::problem::invalid(
+                "separator",
+                "must be comma or semicolon",
+            ))
+        }
+    };
     let scope = audit_scope(&caller)?;
     let event = caller
         .event("audit.export", "audit", None)
         .in_org(scope.org());
     state.store.append_audit(event, state.clock.now()).await?;
-    let mut out = csv::Writer::from_writer(Vec::new());
+    let mut out = csv::WriterBuilder::new()
+        .delimiter(delimiter)
+        .from_writer("\u{feff}".as_bytes().to_vec());
     let internal =
         |e: csv::Error| ApiError::from(crate::store::StoreError::Unsupported(e.to_string()));
     out.write_record([

@@ -244,7 +244,7 @@ impl ManualWipeView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WipeGateView {
     pub ready: bool,
-    /// `not_sent`, `not_acknowledged` or `not_reenrolled`.
+    /// `in_use` (someone holds it now), `not_sent`, `not_acknowledged` or `not_reenrolled`.
     pub missing: Option<String>,
     pub explanation: Option<String>,
     /// How the last wipe went out to an iPhone: `return_to_service` (iOS 17 and later: it
@@ -294,7 +294,8 @@ async fn device_history(
         .into_iter()
         .filter(|h| visible.contains(&h.lease_id))
         .collect();
-    let gate = state.store.wipe_evidence(device.id).await?.check();
+    let evidence = state.store.wipe_evidence(device.id).await?;
+    let gate = crate::domain::lease::ready_for_someone_new(device.holder_id, &evidence);
     let manual = state.store.manual_wipes(device.id).await?;
     let delivered_as = state.store.wipe_delivery(device.id).await?;
     Ok(Json(DeviceHistoryView {

@@ -23,6 +23,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(report_loss))
         .routes(routes!(list_lost_cases))
         .routes(routes!(get_lost_case))
+        .routes(routes!(add_note))
         .routes(routes!(found))
         .routes(routes!(write_off))
 }
@@ -32,7 +33,7 @@ pub struct TimelineEntry {
     pub at: DateTime<FixedOffset>,
     /// `reported`, `lock_queued`, `sim_block_requested`, `service_desk_notified`,
     /// `checked_in`, `wipe_queued`, `unlock_queued`, `sim_reactivation_requested`, `found`,
-    /// `written_off`.
+    /// `written_off`, `note` (a person's note, `details.text`).
     pub kind: String,
     pub actor_id: Option<i64>,
     #[schema(value_type = Object)]
@@ -217,14 +218,55 @@ async fn get_lost_case(
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<LostCaseView>, ApiError> {
+    let case = visible_case(&state, &caller, id).await?;
+    Ok(Json(with_timeline(&state, case).await?))
+}
+
+/// A case inside the caller's view, or 404: a provider user follows the cases they reported,
+/// and no other.
+async fn visible_case(state: &AppState, caller: &Caller, id: i64) -> Result<LostCase, ApiError> {
     let case = state.store.lost_case(caller.actor.scope(), id).await?;
-    // A provider user follows the cases they reported, and no other.
     if caller.actor.may_manage_phones().is_err()
         && case.reported_by != Some(caller.actor.account_id)
     {
         return Err(ApiError::not_found());
     }
-    Ok(Json(with_timeline(&state, case).await?))
+    Ok(case)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoteBody {
+    /// What happened, at most 2000 characters (a call to the police, the insurer's answer).
+    /// Never a care recipient's data or a personal identity number.
+    pub text: String,
+}
+
+/// Add a note to the case's timeline (whoever may see the case: municipal IT, the provider's
+/// admin, or the provider user who reported it). Notes can be added after the case ended.
+#[utoipa::path(post, path = "/api/v1/lost-cases/{id}/notes", tag = "leasing", security(("bearer" = [])),
+    params(("id" = i64, Path)), request_body = NoteBody,
+    responses((status = 201, body = LostCaseView), (status = 404, body = super::problem::Problem),
+              (status = 422, body = super::problem::Problem)))]
+async fn add_note(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<NoteBody>,
+) -> Result<(StatusCode, Json<LostCaseView>), ApiError> {
+    let case = visible_case(&state, &caller, id).await?;
+    let text = crate::domain::lost_case::check_note(&body.text)?;
+    let event = caller
+        .event("lost_case.note", "lost_case", Some(id.to_string()))
+        .in_org(case.provider_id);
+    state
+        .store
+        .add_lost_case_note(id, caller.actor.account_id, &text, state.clock.now(), event)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(with_timeline(&state, case).await?),
+    ))
 }
 
 /// The phone is found (operator): lost mode is turned off, the SIM's re-activation requested,

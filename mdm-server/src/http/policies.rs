@@ -313,13 +313,18 @@ async fn effective_policy(
 #[utoipa::path(get, path = "/api/v1/devices/{id}/profile.mobileconfig", tag = "policies", security(("bearer" = [])),
     params(("id" = i64, Path)),
     responses((status = 200, content_type = "application/x-apple-aspen-config", body = Vec<u8>),
-              (status = 404, body = super::problem::Problem)))]
+              (status = 404, body = super::problem::Problem),
+              (status = 409, body = super::problem::Problem, description = "the phone is not an iPhone (`wrong-platform`)")))]
 async fn device_profile(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<axum::response::Response, ApiError> {
     let device = state.store.device(caller.actor.scope(), id).await?;
+    device
+        .platform
+        .takes_apple_profiles()
+        .map_err(crate::store::StoreError::Refused)?;
     let policy = effective_for(&state, &device).await?;
     let profile = profiles::apple::standard_profile(&policy, &state.config.operator_name);
     signed_profile(

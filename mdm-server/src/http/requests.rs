@@ -92,13 +92,22 @@ async fn create_request(
     caller: Caller,
     ApiJson(body): ApiJson<NewRequestBody>,
 ) -> Result<(StatusCode, Json<PhoneRequestView>), ApiError> {
-    let provider_id = match caller.actor.role {
-        Role::ProviderAdmin => caller.actor.org_id,
-        Role::OperatorAdmin | Role::OperatorStaff => body
-            .provider_id
-            .ok_or_else(|| invalid("provider_id", "say which provider the phones are for"))?,
-        Role::ProviderUser => return Err(ApiError::forbidden("your role does not allow this")),
-    };
+    let provider_id =
+        match caller.actor.role {
+            // A provider asks for itself; naming another provider is a mistake to point out, not
+            // to quietly turn into a request of its own.
+            Role::ProviderAdmin => match body.provider_id {
+                Some(named) if named != caller.actor.org_id => return Err(invalid(
+                    "provider_id",
+                    "a provider asks for phones for itself: leave provider_id out or give your own",
+                )),
+                _ => caller.actor.org_id,
+            },
+            Role::OperatorAdmin | Role::OperatorStaff => body
+                .provider_id
+                .ok_or_else(|| invalid("provider_id", "say which provider the phones are for"))?,
+            Role::ProviderUser => return Err(ApiError::forbidden("your role does not allow this")),
+        };
     crate::flows::leasing::named_provider(&state, provider_id).await?;
     if let Some(model) = body.model_id {
         if !state

@@ -115,6 +115,15 @@ pub trait LostCaseStore: Send + Sync {
         now: DateTime<Utc>,
         audit: AuditEvent,
     ) -> StoreResult<Option<i64>>;
+    /// A person's note on the case's timeline (`note`, with the text), open or ended.
+    async fn add_lost_case_note(
+        &self,
+        id: i64,
+        actor_id: i64,
+        text: &str,
+        now: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<()>;
     /// Notes `kind` with `details` on the timeline of the phone's open case, if it has one.
     /// Whether it was noted.
     async fn note_on_open_case(

@@ -524,6 +524,36 @@ impl LostCaseStore for SqlStore {
         Ok(Some(command))
     }
 
+    async fn add_lost_case_note(
+        &self,
+        id: i64,
+        actor_id: i64,
+        text: &str,
+        now: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM lost_cases WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        event(
+            &mut tx,
+            id,
+            "note",
+            Some(actor_id),
+            serde_json::json!({ "text": text }),
+            now,
+        )
+        .await?;
+        append_audit_tx(&mut tx, &audit, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn note_on_open_case(
         &self,
         device_id: i64,
